@@ -1,0 +1,3 @@
+from cascode.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""Backends: one module per provider, each imported only when a member uses it.
+
+`create_backend(member)` is the factory; each branch imports its heavy library
+(llama_cpp, torch/transformers, httpx) inside the branch.
+"""
+
+from __future__ import annotations
+
+from ..errors import PlanError
+from ..plans import Member
+from ..types import Backend
+
+
+def create_backend(member: Member) -> Backend:
+    if member.backend == "llama_cpp":
+        from .llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend.from_member(member)
+    if member.backend == "transformers":
+        from .transformers import TransformersBackend  # type: ignore[import-not-found]
+
+        return TransformersBackend.from_member(member)  # type: ignore[no-any-return]
+    if member.backend == "openai":
+        from .openai import OpenAIBackend  # type: ignore[import-not-found]
+
+        return OpenAIBackend.from_member(member)  # type: ignore[no-any-return]
+    raise PlanError(f"member {member.name}: unknown backend {member.backend!r}")

@@ -1,0 +1,176 @@
+"""The cascade: run the tier's members cheapest first until one accepts (METHOD.md 2)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from . import cancel as cancel_mod
+from .errors import SandboxUnavailable
+from .extract import pooled_suite
+from .plans import Plan, StagePlan
+from .prompts import solution_text, stage_specs, test_text
+from .scoring import decide_stage
+from .types import (
+    Backend,
+    CancelTokenLike,
+    Escalating,
+    Event,
+    Executing,
+    Finished,
+    Result,
+    Sandbox,
+    StageStarted,
+    StageTrace,
+    Task,
+)
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[Event], None]
+
+
+class Cascade:
+    """Runs a plan's tiers over a family of backends and a sandbox.
+
+    `backends` maps a member name to its backend, or is a callable that returns
+    it (so a family can load models lazily). `sandbox` may be None: answers are
+    then unverified (the first member's first solution, labelled so).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        backends: Callable[[str], Backend] | dict[str, Backend],
+        sandbox: Sandbox | None,
+    ) -> None:
+        self.plan = plan
+        self._backend = backends.__getitem__ if isinstance(backends, dict) else backends
+        self.sandbox = sandbox
+
+    def run(
+        self,
+        task: Task,
+        tier: str | None = None,
+        *,
+        cancel: CancelTokenLike | None = None,
+        on_event: EventSink | None = None,
+        seed: int = 0,
+    ) -> Result:
+        tier_plan = self.plan.tier(tier)
+        emit = on_event or (lambda _e: None)
+        stages: list[StageTrace] = []
+        active = tier_plan.stages
+        for pos, stage in enumerate(active):
+            cancel_mod.check(cancel)  # type: ignore[arg-type]
+            emit(StageStarted(stage.member.name, stage.k, stage.l, pos, len(active)))
+            trace = run_stage(
+                self._backend(stage.member.name),
+                self.sandbox,
+                task,
+                stage,
+                cancel=cancel,
+                on_event=emit,
+                seed=seed,
+            )
+            stages.append(trace)
+            if not trace.verified:
+                # No execution possible: the first member's first solution, unverified.
+                emit(Finished(trace.member, trace.seconds))
+                return Result(
+                    trace.solutions[0],
+                    trace.member,
+                    tier_plan.name,
+                    tuple(stages),
+                    verified=False,
+                    note="execution unavailable: the answer was not tested",
+                )
+            if trace.accepted:
+                break
+            emit(Escalating(trace.member, active[pos + 1].member.name, trace.best_score,
+                            trace.threshold))
+        final = stages[-1]
+        verified = final.n_tests > 0 and (not final.last or _passes_threshold(final))
+        note = "" if verified else _unverified_note(final)
+        emit(Finished(final.member, sum(s.seconds for s in stages)))
+        return Result(
+            final.solutions[final.best], final.member, tier_plan.name, tuple(stages), verified, note
+        )
+
+
+def _passes_threshold(trace: StageTrace) -> bool:
+    return trace.n_tests > 0 and trace.best_score >= trace.threshold and trace.best_score > 0
+
+
+def _unverified_note(trace: StageTrace) -> str:
+    if trace.k == 0:
+        return f"{trace.member} answered greedily without tests (last member)"
+    if trace.n_tests == 0:
+        return f"{trace.member} wrote no valid test line (last member, accepted untested)"
+    return (
+        f"{trace.member} scored {trace.best_score} below its threshold "
+        f"{trace.threshold:g} (last member, accepted regardless)"
+    )
+
+
+def run_stage(
+    backend: Backend,
+    sandbox: Sandbox | None,
+    task: Task,
+    stage: StagePlan,
+    *,
+    cancel: CancelTokenLike | None = None,
+    on_event: EventSink | None = None,
+    seed: int = 0,
+) -> StageTrace:
+    """One member's stage: generate, extract, execute, score, decide."""
+    specs = stage_specs(task, stage.k, stage.l, seed=seed)
+    generations = backend.sample(specs, cancel=cancel)
+    solutions = [solution_text(task, g.text) for g in generations[0]]
+    tests = [test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
+    suite = pooled_suite(tests, task.entry_point, stage.l) if stage.k > 0 else []
+    all_gens = [g for group in generations for g in group]
+
+    passed: Sequence[Sequence[bool]] = []
+    sandbox_seconds = 0.0
+    verified = True
+    if suite:
+        cancel_mod.check(cancel)  # type: ignore[arg-type]
+        if on_event:
+            on_event(Executing(stage.member.name, len(solutions), len(suite)))
+        if sandbox is None:
+            verified = False
+        else:
+            try:
+                matrix = sandbox.run_matrix(solutions, suite, context=task.context)
+            except SandboxUnavailable as e:
+                log.warning("sandbox unavailable: %s", e)
+                verified = False
+            else:
+                passed = matrix.passed()
+                sandbox_seconds = matrix.seconds
+                verified = not matrix.unverified
+    decision = decide_stage(passed if verified else [], len(solutions), max(stage.k, 1),
+                            stage.theta, stage.last)
+    return StageTrace(
+        member=stage.member.name,
+        k=stage.k,
+        l=stage.l,
+        solutions=tuple(solutions),
+        tests=tuple(tests),
+        suite=tuple(suite),
+        pass_matrix=tuple(tuple(row) for row in passed) if verified else (),
+        scores=tuple(decision.scores),
+        best=decision.best,
+        best_score=decision.best_score,
+        threshold=decision.threshold,
+        theta=float(stage.theta),
+        accepted=decision.accepted,
+        last=stage.last,
+        prompt_tokens=sum(g.prompt_tokens for g in all_gens),
+        generated_tokens=sum(g.generated_tokens for g in all_gens),
+        prompt_seconds=sum(g.prompt_seconds for g in all_gens),
+        decode_seconds=sum(g.decode_seconds for g in all_gens),
+        sandbox_seconds=sandbox_seconds,
+        verified=verified or not suite,
+    )

@@ -1,0 +1,216 @@
+"""Extraction of code and of test lines from model replies, and the stop rules.
+
+METHOD.md section 2 step 2: from each test take its first l lines that start
+with `assert`; a taken line is valid if it parses as one `assert` statement
+and calls the function under test; the valid lines of all k tests are pooled
+as generated (duplicates kept). The live engine and the simulator both call
+`test_suite` here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+FENCE = "```"
+
+# Top-level lines that may follow a function as part of a solution (helpers).
+_KEEP_TOP_LEVEL = ("def ", "async def ", "class ", "@", "import ", "from ")
+_FENCE_OPEN = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n", re.MULTILINE)
+
+
+# ---------------------------------------------------------------------------
+# Stop rules (see types.StopRule)
+
+
+@dataclass(frozen=True)
+class CodeStop:
+    """A solution ends at the closing fence or where the function ends.
+
+    The text starts with the assistant prefix (an opening fence and the
+    function's prompt); everything from `body_start` on is generated. The
+    function ends at the first complete top-level line that is not a
+    definition, decorator or import: explanations, example calls, `if
+    __name__ == ...` blocks and prints are never generated past that point.
+    """
+
+    body_start: int = 0
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return (FENCE,)
+
+    def cut(self, text: str) -> int | None:
+        fence = text.find(FENCE, max(self.body_start, _after_opening_fence(text)))
+        end_of_lines = text.rfind("\n") if fence == -1 else fence
+        pos = self.body_start
+        # Only complete lines are judged (a line is complete once its newline is in).
+        while pos <= end_of_lines:
+            nl = text.find("\n", pos)
+            if nl == -1 or nl > end_of_lines:
+                break
+            line = text[pos:nl]
+            if line and not line[0].isspace() and not line.startswith(_KEEP_TOP_LEVEL):
+                if pos > self.body_start or not _continues_prompt_line(text, pos):
+                    return pos
+            pos = nl + 1
+        return fence if fence != -1 else None
+
+
+@dataclass(frozen=True)
+class AssertStop:
+    """A test ends after its l-th line starting with `assert`, or at the closing fence."""
+
+    l: int
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return (FENCE,)
+
+    def cut(self, text: str) -> int | None:
+        start = _after_opening_fence(text)
+        fence = text.find(FENCE, start)
+        limit = len(text) if fence == -1 else fence
+        seen = 0
+        pos = start
+        while pos < limit:
+            nl = text.find("\n", pos, limit)
+            if nl == -1:
+                break
+            if text[pos:nl].lstrip().startswith("assert"):
+                seen += 1
+                if seen >= self.l:
+                    return nl + 1
+            pos = nl + 1
+        return fence if fence != -1 else None
+
+
+def _after_opening_fence(text: str) -> int:
+    m = _FENCE_OPEN.match(text)
+    return m.end() if m else 0
+
+
+def _continues_prompt_line(text: str, pos: int) -> bool:
+    # The first generated characters may finish a line the prefix started.
+    return pos > 0 and text[pos - 1] != "\n"
+
+
+# ---------------------------------------------------------------------------
+# Solutions
+
+
+def extract_code(reply: str, entry_point: str | None = None) -> str:
+    """The code of a reply: a fenced block (the one defining `entry_point` if
+    several) or the bare text, cut where the function ends."""
+    blocks = _fenced_blocks(reply)
+    if blocks:
+        code = blocks[0]
+        if entry_point is not None:
+            for block in blocks:
+                if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", block, re.M):
+                    code = block
+                    break
+    else:
+        code = reply
+    end = _function_end(code)
+    return code[:end].rstrip() + "\n"
+
+
+def solution_from_reply(prompt: str, generated: str) -> str:
+    """The solution when the assistant turn was prefilled with the prompt: the
+    prompt followed by the generated body, cut at the fence or the function's end."""
+    text = prompt + generated
+    cut = CodeStop(body_start=len(prompt)).cut(text + "\n")
+    if cut is not None:
+        text = text[:cut]
+    return text.rstrip() + "\n"
+
+
+def _fenced_blocks(reply: str) -> list[str]:
+    blocks = []
+    for m in _FENCE_OPEN.finditer(reply):
+        if _inside_block(reply, m.start()):
+            continue
+        end = reply.find(FENCE, m.end())
+        blocks.append(reply[m.end() : end if end != -1 else len(reply)])
+    return blocks
+
+
+def _inside_block(reply: str, pos: int) -> bool:
+    # An odd number of fences before pos means pos is a closing fence.
+    return reply.count(FENCE, 0, pos) % 2 == 1
+
+
+def _function_end(code: str) -> int:
+    """Index where trailing top-level non-definition lines begin (after the first def)."""
+    pos = 0
+    seen_def = False
+    for line in code.splitlines(keepends=True):
+        stripped = line.rstrip("\n")
+        if stripped and not stripped[0].isspace():
+            if stripped.startswith(_KEEP_TOP_LEVEL):
+                seen_def = seen_def or stripped.startswith(("def ", "async def ", "class "))
+            elif seen_def:
+                return pos
+        pos += len(line)
+    return len(code)
+
+
+# ---------------------------------------------------------------------------
+# Tests
+
+
+def assert_lines(test: str, l: int) -> list[str]:
+    """The first l lines of a test that start with `assert` (after indentation)."""
+    taken = []
+    for line in test.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("assert"):
+            taken.append(stripped)
+            if len(taken) >= l:
+                break
+    return taken
+
+
+def is_valid_assert(line: str, entry_point: str) -> bool:
+    """One `assert` statement that calls the function under test."""
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError):
+        return False
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return False
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == entry_point
+        for node in ast.walk(tree.body[0])
+    )
+
+
+def pooled_suite(tests: Iterable[str], entry_point: str, l: int) -> list[str]:
+    """T: the valid lines among the first l asserts of each test, pooled as generated."""
+    suite = []
+    for test in tests:
+        suite.extend(line for line in assert_lines(test, l) if is_valid_assert(line, entry_point))
+    return suite
+
+
+def assert_text_end(test: str, l: int) -> int:
+    """Characters of `test` up to and including its l-th assert line (its cost)."""
+    seen = 0
+    pos = 0
+    for line in test.splitlines(keepends=True):
+        pos += len(line)
+        if line.strip().startswith("assert"):
+            seen += 1
+            if seen >= l:
+                return pos
+    return len(test)
+
+
+def join_tests(prefix: str, generations: Sequence[str]) -> list[str]:
+    """Tests as full text when the assistant turn was prefilled with `prefix`."""
+    return [prefix + g for g in generations]

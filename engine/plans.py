@@ -1,0 +1,257 @@
+"""Plan files: the family, and named budget tiers of (k, l) per member and theta.
+
+A plan file is YAML (schema in README "Plan files"). It is structured into
+frozen attrs classes with cattrs, rejecting unknown keys, and then checked
+against METHOD.md section 1. Every error names the file, the tier and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import yaml
+
+from .errors import PlanError
+from .scoring import as_fraction
+
+K_VALUES = (-1, 0, 1, 3, 5, 10)
+L_VALUES = (0, 2, 4)
+BACKENDS = ("llama_cpp", "transformers", "openai")
+
+
+@attrs.frozen
+class Member:
+    """One model of the family."""
+
+    name: str
+    backend: str
+    model: str  # a path, `embedded:NAME`, a Hugging Face id/dir, or a remote model name
+    price_per_hour: float = 0.44  # the papers' RTX 3090 price, used for the token cost
+    price_per_mtok: float | None = None  # alternative price for hosted endpoints
+    options: Mapping[str, Any] = attrs.field(factory=dict)  # backend-specific settings
+
+
+@attrs.frozen
+class Stage:
+    k: int
+    l: int = 0
+
+
+@attrs.frozen
+class Tier:
+    theta: float | tuple[float, ...]
+    stages: Mapping[str, Stage]
+    description: str = ""
+    measured: Mapping[str, Any] | None = None  # written by `cascode calibrate`
+
+
+@attrs.frozen
+class _PlanFile:
+    family: tuple[Member, ...]
+    tiers: Mapping[str, Tier]
+    default_tier: str | None = None
+    calibration: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class StagePlan:
+    """A resolved active stage: member index and name, k, l and the theta at its boundary."""
+
+    member: Member
+    index: int
+    k: int
+    l: int
+    theta: Fraction
+    last: bool
+
+
+@attrs.frozen
+class TierPlan:
+    name: str
+    tier: Tier
+    stages: tuple[StagePlan, ...]  # active members only (k >= 0), cheapest first
+
+
+@attrs.frozen
+class Plan:
+    path: str
+    family: tuple[Member, ...]
+    tiers: Mapping[str, Tier]
+    default_tier: str
+    calibration: Mapping[str, Any] | None = None
+
+    def member(self, name: str) -> Member:
+        for m in self.family:
+            if m.name == name:
+                return m
+        raise PlanError(f"{self.path}: no member named {name!r}")
+
+    def tier(self, name: str | None = None) -> TierPlan:
+        """The active stages of a tier (the default tier when name is None)."""
+        name = name or self.default_tier
+        if name not in self.tiers:
+            raise PlanError(
+                f"{self.path}: no tier named {name!r} (tiers: {', '.join(self.tiers)})"
+            )
+        return TierPlan(name, self.tiers[name], _resolve(self, name, self.tiers[name]))
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _structure_theta(value: Any, _: Any) -> float | tuple[float, ...]:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number or a list of numbers, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(float(v) for v in value)
+    raise ValueError(f"expected a number or a list of numbers, got {value!r}")
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+_converter.register_structure_hook(float | tuple[float, ...], _structure_theta)
+_converter.register_structure_hook(int, _structure_int)
+_converter.register_structure_hook(str, _structure_str)
+
+
+def load_plan(path: str | Path | None = None) -> Plan:
+    """Load and check a plan file; the packaged default when `path` is None."""
+    if path is None:
+        ref = resources.files("cascode.plans").joinpath("default.yaml")
+        return parse_plan(ref.read_text(encoding="utf-8"), "plans/default.yaml (packaged)")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanError(f"{p}: cannot read plan file: {e.strerror or e}") from None
+    return parse_plan(text, str(p))
+
+
+def default_plan_path() -> Path:
+    return Path(str(resources.files("cascode.plans").joinpath("default.yaml")))
+
+
+def parse_plan(text: str, source: str = "<plan>") -> Plan:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PlanError(f"{source}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise PlanError(f"{source}: a plan file is a mapping with `family` and `tiers`")
+    try:
+        parsed = _converter.structure(raw, _PlanFile)
+    except cattrs.ClassValidationError as e:
+        raise PlanError(f"{source}: {_describe(e)}") from None
+    return _check(parsed, source)
+
+
+def _describe(error: cattrs.ClassValidationError) -> str:
+    messages = cattrs.transform_error(error, path="plan")
+    return "; ".join(m.replace("plan.", "", 1) for m in messages[:3])
+
+
+def _check(parsed: _PlanFile, source: str) -> Plan:
+    names = [m.name for m in parsed.family]
+    if not names:
+        raise PlanError(f"{source}: family: at least one member is needed")
+    for i, m in enumerate(parsed.family):
+        where = f"{source}: family[{i}] ({m.name})"
+        if names.count(m.name) > 1:
+            raise PlanError(f"{where}: name: duplicate member name")
+        if m.backend not in BACKENDS:
+            raise PlanError(
+                f"{where}: backend: unknown backend {m.backend!r} (one of {', '.join(BACKENDS)})"
+            )
+        if not m.model:
+            raise PlanError(f"{where}: model: empty")
+        if m.price_per_hour < 0 or (m.price_per_mtok is not None and m.price_per_mtok < 0):
+            raise PlanError(f"{where}: price: must not be negative")
+    if not parsed.tiers:
+        raise PlanError(f"{source}: tiers: at least one tier is needed")
+    default = parsed.default_tier or next(iter(parsed.tiers))
+    if default not in parsed.tiers:
+        raise PlanError(f"{source}: default_tier: no tier named {default!r}")
+    plan = Plan(source, parsed.family, parsed.tiers, default, parsed.calibration)
+    for name, tier in parsed.tiers.items():
+        _resolve(plan, name, tier)
+    return plan
+
+
+def _resolve(plan: Plan, name: str, tier: Tier) -> tuple[StagePlan, ...]:
+    where = f"{plan.path}: tier {name!r}"
+    names = [m.name for m in plan.family]
+    for member, stage in tier.stages.items():
+        if member not in names:
+            raise PlanError(
+                f"{where}: stages.{member}: unknown member (family: {', '.join(names)})"
+            )
+        _check_stage(f"{where}: stages.{member}", stage)
+    active = [
+        (i, m, tier.stages[m.name])
+        for i, m in enumerate(plan.family)
+        if m.name in tier.stages and tier.stages[m.name].k >= 0
+    ]
+    if not active:
+        raise PlanError(f"{where}: stages: no active member (every k is -1 or left out)")
+    for pos, (_, m, stage) in enumerate(active):
+        if stage.k == 0 and pos != len(active) - 1:
+            raise PlanError(
+                f"{where}: stages.{m.name}.k: k = 0 ends the cascade, "
+                f"but {active[pos + 1][1].name} comes after it with k = {active[pos + 1][2].k}"
+            )
+    thetas = _thetas(where, tier.theta, len(active))
+    return tuple(
+        StagePlan(m, i, stage.k, stage.l, thetas[min(pos, len(thetas) - 1)], pos == len(active) - 1)
+        for pos, (i, m, stage) in enumerate(active)
+    )
+
+
+def _check_stage(where: str, stage: Stage) -> None:
+    if stage.k not in K_VALUES:
+        raise PlanError(f"{where}.k: {stage.k} is not one of {', '.join(map(str, K_VALUES))}")
+    if stage.l not in L_VALUES:
+        raise PlanError(f"{where}.l: {stage.l} is not one of {', '.join(map(str, L_VALUES))}")
+    if (stage.l == 0) != (stage.k <= 0):
+        raise PlanError(
+            f"{where}.l: l = {stage.l} with k = {stage.k}: l must be 0 exactly when k <= 0"
+        )
+
+
+def _thetas(where: str, theta: float | tuple[float, ...], n_active: int) -> list[Fraction]:
+    values = list(theta) if isinstance(theta, tuple) else [theta]
+    if isinstance(theta, tuple) and len(values) != max(n_active - 1, 1):
+        raise PlanError(
+            f"{where}: theta: {len(values)} values for {n_active - 1} member boundaries"
+        )
+    for v in values:
+        if not 0.0 <= v <= 1.0:
+            raise PlanError(f"{where}: theta: {v} is outside [0, 1]")
+    return [as_fraction(v) for v in values]
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as plain data (for `cascode plans --json` and the server)."""
+    out: dict[str, Any] = _converter.unstructure(
+        _PlanFile(plan.family, plan.tiers, plan.default_tier, plan.calibration)
+    )
+    return out

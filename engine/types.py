@@ -1,0 +1,314 @@
+"""Types shared by the engine, the server and the benchmarks: one module, no logic.
+
+Everything here is a frozen value. Field names are the vocabulary of METHOD.md:
+a stage of member i has k solutions, k tests cut at l asserts, a suite T of N_t
+valid assert lines and a pass matrix P[s][t].
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+# ---------------------------------------------------------------------------
+# What is asked
+
+
+@dataclass(frozen=True)
+class Task:
+    """One function to complete.
+
+    `prompt` is the code the model continues: the function's signature and
+    docstring (HumanEval's `prompt`), possibly with a partial body. `context` is
+    the rest of the file that the answer may use (imports, earlier top-level
+    definitions); it goes into the prompt and is executed before every solution
+    in the sandbox.
+    """
+
+    prompt: str
+    entry_point: str
+    context: str = ""
+    task_id: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Generation
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class StopRule(Protocol):
+    """Decides where a sequence ends, from the text so far.
+
+    `cut(text)` receives the assistant prefix plus everything generated so far
+    and returns the index at which the text ends (generation stops and the text
+    is cut there), or None to go on. Backends only need to call it when the new
+    piece contains a newline or a backtick: both rules decide at line ends.
+    `stop_strings` are plain stop sequences for backends that take them
+    (remote endpoints); the rule is applied to their output afterwards.
+    """
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]: ...
+
+    def cut(self, text: str) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """n sequences that share one prompt (evaluated once, copied to the others).
+
+    `messages` are chat messages; the backend renders them with the model's own
+    chat template and appends `prefix` as the start of the assistant's turn.
+    Greedy decoding when `temperature == 0`; otherwise temperature and top-p
+    sampling seeded with `seed + i` for the i-th sequence.
+    """
+
+    messages: tuple[Message, ...]
+    prefix: str
+    n: int
+    max_tokens: int
+    stop: StopRule
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated sequence, as the backend reports it.
+
+    `text` excludes the prefix. `token_ends[i]` is len(text) after the (i+1)-th
+    generated token was appended (capped at len(text) after a cut), so the
+    tokens spent up to any character of `text` can be counted afterwards (the
+    calibration takes l < 4 asserts of a cached test this way).
+    `prompt_seconds` and `decode_seconds` are this sequence's shares of the
+    batch's wall time: the prompt's evaluation split among the sequences that
+    share it, and the decode time in proportion to generated tokens.
+    """
+
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_seconds: float
+    decode_seconds: float
+    token_ends: tuple[int, ...] = ()
+    finish_reason: Literal["stop", "length", "cancelled"] = "stop"
+
+    def tokens_up_to(self, char_index: int) -> int:
+        """Generated tokens needed to produce text[:char_index]."""
+        if not self.token_ends:
+            if not self.text:
+                return 0
+            return round(self.generated_tokens * min(char_index, len(self.text)) / len(self.text))
+        import bisect
+
+        return min(bisect.bisect_left(self.token_ends, char_index) + 1, self.generated_tokens)
+
+
+class Backend(Protocol):
+    """A family member: anything that can sample text.
+
+    `sample` runs every spec as one batch where the backend can (the llama.cpp
+    backend decodes all sequences of all specs together) and returns, for each
+    spec, its n generations in order. It checks `cancel` between decode steps
+    and raises `Cancelled` when it is set.
+    """
+
+    name: str
+
+    def sample(
+        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
+    ) -> list[list[Generation]]: ...
+
+    def close(self) -> None: ...
+
+
+class CancelTokenLike(Protocol):
+    @property
+    def cancelled(self) -> bool: ...
+
+    def raise_if_cancelled(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------
+# Execution
+
+
+class Verdict(enum.IntEnum):
+    """The outcome of one assert line for one solution. Only PASSED passes."""
+
+    PASSED = 0
+    FAILED = 1  # assertion failed or an exception was raised
+    TIMEOUT = 2  # per-assert timer or the solution's deadline
+    CRASHED = 3  # the child died (signal, os._exit, memory), or no result came back
+
+
+@dataclass(frozen=True)
+class PassMatrix:
+    """verdicts[s][t] for solution s and assert line t, plus the wall time spent."""
+
+    verdicts: tuple[tuple[Verdict, ...], ...]
+    seconds: float = 0.0
+    unverified: bool = False  # True when the sandbox refused to execute anything
+
+    def passed(self) -> list[list[bool]]:
+        return [[v == Verdict.PASSED for v in row] for row in self.verdicts]
+
+
+@dataclass(frozen=True)
+class ExecutionLimits:
+    """Per-request limits for the sandbox; None fields take the sandbox's defaults."""
+
+    assert_timeout_s: float | None = None  # per assert line
+    solution_cpu_s: float | None = None  # CPU budget of one solution's child
+    solution_wall_s: float | None = None  # wall deadline of one solution's child
+    memory_mb: int | None = None  # address-space headroom per child
+    max_consecutive_timeouts: int | None = None  # stop a solution after this many
+
+
+class Sandbox(Protocol):
+    """Runs untrusted code; never in the caller's process."""
+
+    def run_matrix(
+        self,
+        solutions: Sequence[str],
+        tests: Sequence[str],
+        *,
+        context: str = "",
+        limits: ExecutionLimits | None = None,
+    ) -> PassMatrix: ...
+
+
+# ---------------------------------------------------------------------------
+# What the cascade answers
+
+
+@dataclass(frozen=True)
+class StageTrace:
+    """What one member did for one request."""
+
+    member: str
+    k: int
+    l: int
+    solutions: tuple[str, ...]
+    tests: tuple[str, ...]  # the raw generated tests (text after cutting)
+    suite: tuple[str, ...]  # T: the pooled valid assert lines, as generated
+    pass_matrix: tuple[tuple[bool, ...], ...]
+    scores: tuple[int, ...]
+    best: int  # index of the best solution
+    best_score: int
+    threshold: float  # theta * k * N_t
+    theta: float
+    accepted: bool
+    last: bool  # the last active member: accepted without a threshold check
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_seconds: float
+    decode_seconds: float
+    sandbox_seconds: float
+    verified: bool = True  # False when the sandbox refused to execute
+
+    @property
+    def n_tests(self) -> int:
+        return len(self.suite)
+
+    @property
+    def seconds(self) -> float:
+        """The stage's time cost: prompt processing + decoding + sandbox."""
+        return self.prompt_seconds + self.decode_seconds + self.sandbox_seconds
+
+    @property
+    def passed_tests(self) -> tuple[str, ...]:
+        """The suite's lines that the best solution passed."""
+        if not self.pass_matrix:
+            return ()
+        row = self.pass_matrix[self.best]
+        return tuple(t for t, ok in zip(self.suite, row, strict=True) if ok)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The cascade's answer: the accepted function and how it was reached."""
+
+    code: str  # the whole accepted function (prompt + body)
+    member: str
+    tier: str
+    stages: tuple[StageTrace, ...]
+    verified: bool  # passed generated tests under an accepting threshold
+    note: str = ""  # why an answer is unverified, when it is
+
+    @property
+    def accepted_stage(self) -> StageTrace:
+        return self.stages[-1]
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(s.generated_tokens for s in self.stages)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(s.prompt_tokens for s in self.stages)
+
+
+# ---------------------------------------------------------------------------
+# Progress events, for the server's work-done progress and the CLI
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    member: str
+    k: int
+    l: int
+    index: int  # position among active members, from 0
+    total: int  # number of active members
+
+
+@dataclass(frozen=True)
+class Executing:
+    member: str
+    n_solutions: int
+    n_tests: int
+
+
+@dataclass(frozen=True)
+class Escalating:
+    from_member: str
+    to_member: str
+    best_score: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    member: str
+    seconds: float
+
+
+Event = StageStarted | Executing | Escalating | Finished
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a member's model file is and whether it is verified (for `cascode models`)."""
+
+    name: str
+    path: str | None
+    verified: bool
+    detail: str = ""
+    install_hint: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
