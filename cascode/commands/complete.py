@@ -1,0 +1,167 @@
+"""`cascode complete FILE[:LINE]`: run the cascade on one function, print the answer.
+
+The completed function goes to stdout (or the whole trace with --json); a
+one-line summary goes to stderr, with progress lines when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        nargs="?",
+        default="-",
+        help="FILE or FILE:LINE (1-based; default: the last function of the file); "
+        "'-' or nothing: a prompt (signature and docstring) on stdin",
+    )
+    parser.add_argument("--plan-file", help="plan file (default: the packaged default plan)")
+    parser.add_argument("--tier", help="tier of the plan (default: the plan's default_tier)")
+    parser.add_argument("--json", action="store_true", help="print the full trace as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--sandbox-layers",
+        default=None,
+        help="force a sandbox path: auto, bwrap, unshare, landlock, rlimits "
+        "(default: $CASCODE_SANDBOX_LAYERS or auto)",
+    )
+    parser.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="execute generated code even when only rlimits isolate it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascode.engine.cascade import Cascade
+    from cascode.engine.family import Family
+    from cascode.engine.plans import load_plan
+
+    task, where = _read_task(args.target)
+    plan = load_plan(args.plan_file)
+    tier = plan.tier(args.tier)  # checks the tier name before anything loads
+    family = Family(plan.family)
+    for stage in tier.stages:  # missing models fail here, in one line, before any work
+        family.get(stage.member.name)
+    sandbox = _sandbox(args)
+    try:
+        result = Cascade(plan, family, sandbox).run(
+            task, tier.name, on_event=_progress if sys.stderr.isatty() else None, seed=args.seed
+        )
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+        family.close()
+    if args.json:
+        print(json.dumps(_trace(result, where), indent=2))
+    else:
+        sys.stdout.write(result.code)
+    print(_summary(result), file=sys.stderr)
+    return 0
+
+
+def _read_task(target: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from cascode.engine.context import function_at, last_function
+    from cascode.engine.errors import ContextError
+
+    if target == "-":
+        source = sys.stdin.read()
+        fc = last_function(source)
+        if fc is None:
+            raise ContextError("stdin: no function definition in the prompt")
+        return fc.task(), "<stdin>"
+    path, line = target, None
+    head, sep, tail = target.rpartition(":")
+    if sep and tail.isdigit():
+        path, line = head, int(tail)
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ContextError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ContextError(f"{path}: not a UTF-8 text file") from None
+    if line is None:
+        fc = last_function(source)
+        if fc is None:
+            raise ContextError(f"{path}: no function to complete")
+    else:
+        n_lines = source.count("\n") + 1
+        if line < 1 or line > n_lines:
+            raise ContextError(f"{path}:{line}: no such line (the file has {n_lines})")
+        fc = function_at(source, line - 1, 0)
+        if fc is None:
+            raise ContextError(f"{path}:{line}: no function at this line")
+    return fc.task(), target
+
+
+def _sandbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import logging
+
+    from cascode.engine.sandbox import create_sandbox
+
+    sandbox = create_sandbox(args.sandbox_layers, allow_unsafe=args.allow_unsafe)
+    if not sandbox.available:
+        logging.getLogger("cascode").warning(
+            "sandbox unavailable (%s): answers will be unverified", sandbox.reason
+        )
+    return sandbox
+
+
+def _progress(event) -> None:  # type: ignore[no-untyped-def]
+    from cascode.engine.types import Escalating, Executing, StageStarted
+
+    if isinstance(event, StageStarted):
+        what = "1 greedy solution" if event.k == 0 else f"{event.k} solutions, {event.k} tests"
+        print(f"  {event.member}: {what}", file=sys.stderr)
+    elif isinstance(event, Executing):
+        print(f"  running {event.n_solutions} x {event.n_tests} asserts", file=sys.stderr)
+    elif isinstance(event, Escalating):
+        print(
+            f"  score {event.best_score} < {event.threshold:g}: escalating to {event.to_member}",
+            file=sys.stderr,
+        )
+
+
+def _summary(result) -> str:  # type: ignore[no-untyped-def]
+    final = result.accepted_stage
+    if result.verified:
+        proof = (
+            f"passed {len(final.passed_tests)}/{final.n_tests} generated asserts, "
+            f"score {final.best_score} >= {final.threshold:g}"
+        )
+    else:
+        proof = f"unverified: {result.note}"
+    return (
+        f"cascode: {result.member} answered (tier {result.tier}; {proof}) in "
+        f"{result.seconds:.1f} s, {result.generated_tokens} tokens generated over "
+        f"{len(result.stages)} stage(s)"
+    )
+
+
+def _trace(result, where: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    stages = []
+    for s in result.stages:
+        d = dataclasses.asdict(s)
+        d["n_tests"] = s.n_tests
+        d["seconds"] = s.seconds
+        d["passed_tests"] = list(s.passed_tests)
+        stages.append(d)
+    return {
+        "target": where,
+        "code": result.code,
+        "member": result.member,
+        "tier": result.tier,
+        "verified": result.verified,
+        "note": result.note,
+        "seconds": result.seconds,
+        "generated_tokens": result.generated_tokens,
+        "prompt_tokens": result.prompt_tokens,
+        "stages": stages,
+    }

