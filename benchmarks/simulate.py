@@ -1,0 +1,325 @@
+"""The offline simulator (METHOD.md 4.3-4.4): every plan evaluated from the caches.
+
+A stage's outcome (scores, best solution, N_t, whether the best passes the
+hidden tests, its tokens and seconds) does not depend on theta, so it is
+computed once per member, (k, l) and subset, by the engine's extraction and
+scoring functions. The grid then only applies the engine's `accepts` to whole
+arrays (thetas x problems) and walks the members cheapest first, sharing every
+plan prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+
+import numpy as np
+
+from cascode.engine.plans import K_VALUES, L_VALUES
+from cascode.engine.scoring import accepts, best_solution, solution_scores
+
+from .execution import ProblemData
+from .prices import MemberPrice
+
+THETAS = tuple(range(11))  # tenths: theta = t / 10, exact
+
+Option = tuple[int, int]  # (k, l); k = -1 skips the member
+SKIP: Option = (-1, 0)
+
+
+def theta_fraction(tenths: int) -> Fraction:
+    return Fraction(tenths, 10)
+
+
+def member_options(n_samples: int) -> list[Option]:
+    """Every (k, l) of METHOD.md 1 that the cache can serve, in grid order."""
+    out: list[Option] = []
+    for k in K_VALUES:
+        if k > 1 and k > n_samples:
+            continue  # plans with k > N are skipped (METHOD.md 4.3)
+        for ln in L_VALUES:
+            if (ln == 0) == (k <= 0):
+                out.append((k, ln))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOutcome:
+    """One member's stage (k, l) on every problem (arrays over problems)."""
+
+    best: np.ndarray  # int: index of the best solution within the stage
+    best_score: np.ndarray  # int
+    n_tests: np.ndarray  # int: N_t
+    k_eff: int  # solutions in the stage (max(k, 1)), the k of the threshold
+    passed: np.ndarray  # bool: the best solution passes the hidden tests
+    tokens: np.ndarray  # int: generated tokens (solutions + tests up to the l-th assert)
+    seconds: np.ndarray  # float: time cost (prompt + decode + sandbox)
+    token_cost: np.ndarray  # float: dollars, the papers' token cost
+
+    def accepted(self, thetas: Sequence[int]) -> np.ndarray:
+        """bool [len(thetas), problems] from the engine's acceptance rule."""
+        return np.stack(
+            [accepts(self.best_score, self.k_eff, self.n_tests, theta_fraction(t)) for t in thetas]
+        )
+
+
+def stage_items(k: int, subset: Sequence[int] | None) -> list[int]:
+    """Indices into the cached items (0 greedy, 1..N sampled) a stage uses."""
+    if k <= 1:
+        return [0]
+    order = list(subset) if subset is not None else list(range(1, k + 1))
+    return order[:k]
+
+
+def stage_suite(data: ProblemData, tests: Sequence[int], ln: int) -> list[int]:
+    """The suite T as unique-line indices: the valid lines among the first l
+    asserts of each test, pooled as generated (duplicates kept), which is what
+    `extract.pooled_suite` gives for the cut tests."""
+    suite: list[int] = []
+    for t in tests:
+        suite.extend(i for i in data.ex.test_lines[t][:ln] if i >= 0)
+    return suite
+
+
+class Simulator:
+    """Stage outcomes and plan evaluation over one family's cached data.
+
+    `data[m][p]` is member m's ProblemData for problem p (same problem order
+    for every member); `prices[m]` its measured prices.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[str],
+        data: Sequence[Sequence[ProblemData]],
+        prices: Sequence[MemberPrice],
+        n_samples: int,
+    ) -> None:
+        if len({len(d) for d in data}) != 1:
+            raise ValueError("every member needs data for the same problems")
+        self.members = tuple(members)
+        self.data = data
+        self.prices = prices
+        self.n_samples = n_samples
+        self.n_problems = len(data[0])
+        self._stages: dict[tuple[int, int, int, int], StageOutcome] = {}
+        self._subsets: dict[int, list[list[int]]] = {}
+
+    # -- stages ------------------------------------------------------------
+
+    def subsets(self, draw: int) -> list[list[int]] | None:
+        """Draw 0 is the first k items; draw d > 0 a random order per problem."""
+        if draw == 0:
+            return None
+        if draw not in self._subsets:
+            rng = np.random.default_rng(draw)
+            self._subsets[draw] = [
+                [int(i) + 1 for i in rng.permutation(self.n_samples)]
+                for _ in range(self.n_problems)
+            ]
+        return self._subsets[draw]
+
+    def stage(self, m: int, k: int, ln: int, draw: int = 0) -> StageOutcome:
+        key = (m, k, ln, draw if k > 1 else 0)
+        if key not in self._stages:
+            self._stages[key] = self._stage(m, k, ln, key[3])
+        return self._stages[key]
+
+    def _stage(self, m: int, k: int, ln: int, draw: int) -> StageOutcome:
+        n = self.n_problems
+        best = np.zeros(n, dtype=np.int64)
+        best_score = np.zeros(n, dtype=np.int64)
+        n_tests = np.zeros(n, dtype=np.int64)
+        passed = np.zeros(n, dtype=bool)
+        tokens = np.zeros(n, dtype=np.int64)
+        prompt_tokens = np.zeros(n, dtype=np.int64)
+        sandbox = np.zeros(n, dtype=float)
+        subsets = self.subsets(draw)
+        for p, data in enumerate(self.data[m]):
+            items = stage_items(k, subsets[p] if subsets else None)
+            rows = [data.ex.solution_index[s] for s in items]
+            suite = stage_suite(data, items, ln) if k > 0 else []
+            if suite:
+                matrix = data.passed[np.ix_(rows, suite)]
+                scores = solution_scores(matrix.tolist())
+                sandbox[p] = data.row_seconds[rows].sum() * len(suite) / data.passed.shape[1]
+            else:
+                scores = [0] * len(rows)
+            b = best_solution(scores)
+            best[p], best_score[p], n_tests[p] = b, scores[b], len(suite)
+            passed[p] = data.hidden[rows[b]]
+            sols = data.samples.all_solutions
+            tokens[p] = sum(sols[s].generated_tokens for s in items)
+            prompt_tokens[p] = sols[items[0]].prompt_tokens
+            if k > 0:
+                tokens[p] += sum(data.test_tokens(t, ln) for t in items)
+                prompt_tokens[p] += data.samples.all_tests[items[0]].prompt_tokens
+        price = self.prices[m]
+        batch = 1 if k <= 0 else 2 * k
+        seconds = (
+            prompt_tokens * price.prompt_seconds_per_token
+            + tokens * price.decode_seconds_per_token(batch)
+            + sandbox
+        )
+        return StageOutcome(
+            best, best_score, n_tests, max(k, 1), passed, tokens, seconds,
+            tokens * price.dollars_per_token,
+        )
+
+    # -- plans -------------------------------------------------------------
+
+    def run_plan(
+        self, plan: Sequence[Option], thetas: Sequence[int], draw: int = 0
+    ) -> PlanRun:
+        """One plan on every problem: the stage that answers, its best solution,
+        pass and costs. `thetas` has one value, or one per member boundary."""
+        active = [(m, k, ln) for m, (k, ln) in enumerate(plan) if k >= 0]
+        if not active:
+            raise ValueError("a plan needs an active member")
+        n = self.n_problems
+        answered_by = np.full(n, -1, dtype=np.int64)
+        best = np.zeros(n, dtype=np.int64)
+        passed = np.zeros(n, dtype=bool)
+        seconds = np.zeros(n)
+        tokens = np.zeros(n, dtype=np.int64)
+        token_cost = np.zeros(n)
+        open_ = np.ones(n, dtype=bool)
+        for pos, (m, k, ln) in enumerate(active):
+            st = self.stage(m, k, ln, draw)
+            seconds += np.where(open_, st.seconds, 0.0)
+            tokens += np.where(open_, st.tokens, 0)
+            token_cost += np.where(open_, st.token_cost, 0.0)
+            if pos == len(active) - 1:
+                done = open_
+            else:
+                theta = thetas[min(pos, len(thetas) - 1)]
+                done = open_ & st.accepted([theta])[0]
+            answered_by[done] = m
+            best[done] = st.best[done]
+            passed[done] = st.passed[done]
+            open_ = open_ & ~done
+        return PlanRun(answered_by, best, passed, seconds, tokens, token_cost)
+
+    def grid(
+        self, weights: np.ndarray, *, per_boundary: bool = False, draw: int = 0
+    ) -> Grid:
+        """Every valid plan and theta, summarized over the problem weights
+        (`weights[p, s]`: problem p's weight in split s, each column summing to 1)."""
+        options = member_options(self.n_samples)
+        rows: list[tuple[tuple[Option, ...], tuple[int, ...]]] = []
+        metrics: list[np.ndarray] = []
+        for walk in self._walk(options, per_boundary, draw):
+            plan, thetas, passed, seconds, tokens, token_cost = walk
+            stacked = np.stack([passed, seconds, tokens, token_cost])  # [4, T, P]
+            summary = stacked @ weights  # [4, T, S]
+            for i, theta in enumerate(thetas):
+                rows.append((plan, theta))
+                metrics.append(summary[:, i, :])
+        order = sorted(range(len(rows)), key=lambda i: _grid_order(rows[i], options))
+        return Grid(
+            tuple(rows[i][0] for i in order),
+            tuple(rows[i][1] for i in order),
+            np.stack([metrics[i] for i in order]) if metrics else np.zeros((0, 4, 0)),
+        )
+
+    def _walk(
+        self, options: list[Option], per_boundary: bool, draw: int
+    ) -> Iterator[tuple[tuple[Option, ...], list[tuple[int, ...]], np.ndarray, np.ndarray,
+                        np.ndarray, np.ndarray]]:
+        """Depth-first over members; yields each valid plan once, with its
+        per-problem pass and costs for every theta (row) that reaches it."""
+        n_members = len(self.members)
+        n = self.n_problems
+        thetas0: list[tuple[int, ...]] = [(t,) for t in THETAS] if not per_boundary else [()]
+        rows = len(thetas0)
+        start = (
+            np.ones((rows, n), dtype=bool), np.zeros((rows, n), dtype=bool),
+            np.zeros((rows, n)), np.zeros((rows, n)), np.zeros((rows, n)),
+        )
+
+        def walk(i: int, prefix: tuple[Option, ...], thetas: list[tuple[int, ...]], state):
+            if i == n_members:
+                return
+            open_, passed, seconds, tokens, token_cost = state
+            for k, ln in options:
+                if k < 0:
+                    yield from walk(i + 1, prefix + (SKIP,), thetas, state)
+                    continue
+                st = self.stage(i, k, ln, draw)
+                s2 = seconds + open_ * st.seconds
+                t2 = tokens + open_ * st.tokens
+                c2 = token_cost + open_ * st.token_cost
+                # As the last active member: answers every open problem.
+                plan = prefix + ((k, ln),) + (SKIP,) * (n_members - i - 1)
+                final = passed | (open_ & st.passed)
+                out = [th if th else (0,) for th in thetas] if per_boundary else thetas
+                yield plan, out, final, s2, t2, c2
+                if k == 0 or i == n_members - 1:
+                    continue
+                if per_boundary:
+                    for t in THETAS:
+                        acc = st.accepted([t])
+                        done = open_ & acc
+                        yield from walk(
+                            i + 1, prefix + ((k, ln),), [th + (t,) for th in thetas],
+                            (open_ & ~done, passed | (done & st.passed), s2, t2, c2),
+                        )
+                else:
+                    acc = st.accepted([th[0] for th in thetas])
+                    done = open_ & acc
+                    yield from walk(
+                        i + 1, prefix + ((k, ln),), thetas,
+                        (open_ & ~done, passed | (done & st.passed), s2, t2, c2),
+                    )
+
+        yield from walk(0, (), thetas0, start)
+
+
+def _grid_order(
+    row: tuple[tuple[Option, ...], tuple[int, ...]], options: list[Option]
+) -> tuple[int, ...]:
+    plan, thetas = row
+    return tuple(options.index(o) for o in plan) + thetas
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRun:
+    answered_by: np.ndarray  # member index of the answering stage, per problem
+    best: np.ndarray  # best solution's index within that stage
+    passed: np.ndarray
+    seconds: np.ndarray
+    tokens: np.ndarray
+    token_cost: np.ndarray
+
+
+METRICS = ("pass_at_1", "seconds", "tokens", "token_cost")
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Every (plan, thetas) row with its metrics [rows, 4 (METRICS), splits]."""
+
+    plans: tuple[tuple[Option, ...], ...]
+    thetas: tuple[tuple[int, ...], ...]
+    metrics: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def metric(self, name: str, split: int) -> np.ndarray:
+        return self.metrics[:, METRICS.index(name), split]
+
+    def single_member(self) -> np.ndarray:
+        """bool per row: plans with exactly one active member."""
+        return np.array([sum(k >= 0 for k, _ in p) == 1 for p in self.plans], dtype=bool)
+
+
+def all_plans(n_members: int, n_samples: int) -> Iterator[tuple[Option, ...]]:
+    """Every valid plan of METHOD.md 1 in grid order (for tests and counting)."""
+    options = member_options(n_samples)
+    for plan in itertools.product(options, repeat=n_members):
+        active = [o for o in plan if o[0] >= 0]
+        if active and all(k != 0 for k, _ in active[:-1]):
+            yield plan
