@@ -1,0 +1,118 @@
+"""From an answer to the exact edit that inserts it: pure functions, no LSP types.
+
+Positions here are (line, column) in Python string indices (code points); the
+server converts them to the client's units (UTF-16 by default) at its edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Pos = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the text between `start` and `end` with `text`."""
+
+    start: Pos
+    end: Pos
+    text: str
+
+
+def lines_of(source: str) -> list[str]:
+    """The document's lines without their line ends (LSP counts `\\n`, `\\r\\n`, `\\r`)."""
+    lines = source.splitlines()
+    if not lines or source.endswith(("\n", "\r")):
+        lines.append("")
+    return lines
+
+
+def text_between(lines: list[str], start: Pos, end: Pos) -> str:
+    if start >= end:
+        return ""
+    if start[0] == end[0]:
+        return lines[start[0]][start[1] : end[1]]
+    parts = [lines[start[0]][start[1] :]]
+    parts.extend(lines[start[0] + 1 : end[0]])
+    parts.append(lines[end[0]][: end[1]])
+    return "\n".join(parts)
+
+
+def new_source(source: str, fc: Any, code: str) -> str:
+    """The document with the function completed by `code` (the cascade's whole function)."""
+    from cascode.engine.context import body_edit
+
+    start, end, text = body_edit(fc, code)
+    lines = lines_of(source)
+    if end[0] >= len(lines):  # the span runs to the end of a file without a final newline
+        end = (len(lines) - 1, len(lines[-1]))
+        if not text.endswith("\n"):
+            text += "\n"
+    return apply(source, Edit(start, end, text))
+
+
+def minimal_edit(old_source: str, new_source_text: str) -> Edit:
+    """The smallest run of whole lines that turns one text into the other."""
+    old, new = lines_of(old_source), lines_of(new_source_text)
+    p = 0
+    while p < len(old) and p < len(new) and old[p] == new[p]:
+        p += 1
+    s = 0
+    while s < len(old) - p and s < len(new) - p and old[-1 - s] == new[-1 - s]:
+        s += 1
+    old_end, new_end = len(old) - s, len(new) - s
+    inserted = new[p:new_end]
+    if old_end > p:  # some old lines change
+        if inserted:
+            return Edit((p, 0), (old_end - 1, len(old[old_end - 1])), "\n".join(inserted))
+        if old_end < len(old):  # delete whole lines, line ends included
+            return Edit((p, 0), (old_end, 0), "")
+        return Edit((p - 1, len(old[p - 1])), (old_end - 1, len(old[old_end - 1])), "")
+    # Pure insertion before old line p.
+    if p < len(old):
+        return Edit((p, 0), (p, 0), "\n".join(inserted) + "\n")
+    last = len(old) - 1
+    return Edit((last, len(old[last])), (last, len(old[last])), "\n" + "\n".join(inserted))
+
+
+def covering(lines: list[str], edit: Edit, cursor: Pos) -> Edit:
+    """The same change, widened over unchanged text so that it contains the cursor.
+
+    Editors show inline completions only when their range contains the cursor.
+    """
+    start, end, text = edit.start, edit.end, edit.text
+    if cursor < start:
+        text = text_between(lines, cursor, start) + text
+        start = cursor
+    if cursor > end:
+        text = text + text_between(lines, end, cursor)
+        end = cursor
+    return Edit(start, end, text)
+
+
+def completion_edits(lines: list[str], edit: Edit, cursor: Pos) -> tuple[Edit, list[Edit]]:
+    """Split a covering edit for a completion item.
+
+    LSP wants the item's `textEdit` on one line, containing the cursor; the
+    rest of the span becomes `additionalTextEdits` that delete it.
+    """
+    line = cursor[0]
+    eol = len(lines[line])
+    main_start = edit.start if edit.start[0] == line else (line, 0)
+    main_end = edit.end if edit.end[0] == line else (line, eol)
+    extra = []
+    if edit.start[0] < line:
+        extra.append(Edit(edit.start, (line, 0), ""))
+    if edit.end[0] > line:
+        extra.append(Edit((line, eol), edit.end, ""))
+    return Edit(main_start, main_end, edit.text), extra
+
+
+def apply(source: str, edit: Edit) -> str:
+    """The text after the edit (tests and the benchmark use it)."""
+    lines = lines_of(source)
+    head = text_between(lines, (0, 0), edit.start)
+    tail = text_between(lines, edit.end, (len(lines) - 1, len(lines[-1])))
+    return head + edit.text + tail

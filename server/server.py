@@ -1,0 +1,160 @@
+"""The language server: `create_language_server(...)` builds one; handlers stay thin.
+
+Each handler converts LSP params, calls the `Controller` (the server's state:
+settings in force, requests in flight, answers) or a plain function
+(`edits`, `provenance`), and converts the result back. Blocking work goes to
+the `EngineHost`'s engine thread. The protocol is written down in
+docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.lsp.server import LanguageServer
+
+from cascode import __version__
+from cascode.engine.family import BackendFactory
+
+from . import edits
+from .controller import Answer, Controller
+from .provenance import markdown
+from .service import EngineHost, SandboxFactory
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("cascode.listTiers", "cascode.lastAnswer", "cascode.accepted")
+
+
+class CascodeLanguageServer(LanguageServer):
+    controller: Controller
+
+
+def create_language_server(
+    backend_factory: BackendFactory | None = None,
+    sandbox_factory: SandboxFactory | None = None,
+) -> CascodeLanguageServer:
+    """A new server. `backend_factory(member) -> Backend` and `sandbox_factory(layers,
+    allow_unsafe)` replace the real llama.cpp backends and sandbox (tests, benchmarks)."""
+    server = CascodeLanguageServer(
+        "cascode", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+    )
+    server.controller = Controller(server, EngineHost(backend_factory, sandbox_factory))
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CascodeLanguageServer, params: types.InitializeParams) -> None:
+        ls.controller.init_options = params.initialization_options
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: CascodeLanguageServer, params: types.InitializedParams) -> None:
+        await ls.controller.refresh_settings(initial=True)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(
+        ls: CascodeLanguageServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        await ls.controller.refresh_settings(pushed=params.settings)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: CascodeLanguageServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        answer = await _answer(ls, params.text_document.uri, params.position,
+                               params.work_done_token)
+        if answer is None:
+            return types.InlineCompletionList(items=[])
+        edit = edits.covering(answer.lines, answer.edit, answer.cursor)
+        return types.InlineCompletionList(
+            items=[
+                types.InlineCompletionItem(
+                    insert_text=edit.text,
+                    range=_client_range(answer, edit),
+                    command=_accept_command(answer),
+                )
+            ]
+        )
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False)
+    )
+    async def completion(
+        ls: CascodeLanguageServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        answer = await _answer(ls, params.text_document.uri, params.position,
+                               params.work_done_token)
+        if answer is None:
+            return types.CompletionList(is_incomplete=False, items=[])
+        edit = edits.covering(answer.lines, answer.edit, answer.cursor)
+        main, extra = edits.completion_edits(answer.lines, edit, answer.cursor)
+        item = types.CompletionItem(
+            label=f"cascode: {answer.function}",
+            kind=types.CompletionItemKind.Snippet,
+            detail=f"{answer.provenance['member']} · tier {answer.provenance['tier']}",
+            documentation=types.MarkupContent(
+                kind=types.MarkupKind.Markdown, value=markdown(answer.provenance)
+            ),
+            insert_text_format=types.InsertTextFormat.PlainText,
+            filter_text=edits.text_between(answer.lines, main.start, answer.cursor),
+            sort_text="0",
+            preselect=True,
+            text_edit=types.TextEdit(range=_client_range(answer, main), new_text=main.text),
+            additional_text_edits=[
+                types.TextEdit(range=_client_range(answer, e), new_text=e.text) for e in extra
+            ],
+            command=_accept_command(answer),
+        )
+        return types.CompletionList(is_incomplete=False, items=[item])
+
+    @server.command("cascode.listTiers")
+    def list_tiers(ls: CascodeLanguageServer, *args: Any) -> list[dict[str, Any]]:
+        return ls.controller.list_tiers()
+
+    @server.command("cascode.lastAnswer")
+    def last_answer(ls: CascodeLanguageServer, *args: Any) -> dict[str, Any] | None:
+        uri = args[0].get("uri") if args and isinstance(args[0], dict) else None
+        return ls.controller.last_answer(uri)
+
+    @server.command("cascode.accepted")
+    def accepted(ls: CascodeLanguageServer, *args: Any) -> None:
+        arg = args[0] if args and isinstance(args[0], dict) else {}
+        ls.controller.accepted(arg.get("id"))
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: CascodeLanguageServer, params: Any) -> None:
+        ls.controller.close()
+
+    return server
+
+
+async def _answer(
+    ls: CascodeLanguageServer,
+    uri: str,
+    position: types.Position,
+    work_done_token: types.ProgressToken | None,
+) -> Answer | None:
+    from cascode.engine.errors import Cancelled
+
+    try:
+        return await ls.controller.answer(uri, position, work_done_token)
+    except Cancelled as e:
+        raise JsonRpcRequestCancelled(f"cascode: {e}") from None
+
+
+def _client_range(answer: Answer, edit: edits.Edit) -> types.Range:
+    """A code-point range as the client counts (UTF-16 unless negotiated otherwise)."""
+    rng = types.Range(
+        start=types.Position(line=edit.start[0], character=edit.start[1]),
+        end=types.Position(line=edit.end[0], character=edit.end[1]),
+    )
+    return answer.codec.range_to_client_units(answer.codec_lines, rng)
+
+
+def _accept_command(answer: Answer) -> types.Command:
+    return types.Command(
+        title="cascode: accepted",
+        command="cascode.accepted",
+        arguments=[{"uri": answer.uri, "id": answer.provenance["id"]}],
+    )

@@ -1,0 +1,266 @@
+"""The `cascode` settings section: what the client sent, what is in force, and its docs.
+
+`ClientOptions` keeps what the client sent, every field optional and untyped.
+`Settings` is what is in force, every field resolved. `resolve` turns the one
+into the other field by field: a field whose value does not structure keeps
+its previous value and yields a `Problem` naming the key and the value; the
+other fields still apply; unknown keys are ignored.
+
+Every setting is documented once, by the docstring under its field. The VS Code
+manifest and the README table are generated from those docstrings:
+
+    python -m cascode.server.settings vscode editors/vscode/package.json
+    python -m cascode.server.settings markdown > docs/settings.md
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import sys
+import textwrap
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import attrs
+import cattrs
+
+SECTION = "cascode"
+
+
+@attrs.frozen
+class Settings:
+    """The settings in force. Keys are `cascode.<key>`; see `setting_key`."""
+
+    enable: bool = True
+    """Offer completions. When off, the server answers every completion request with no items."""
+
+    plan_file: str = ""
+    """Path of the plan file (the family and its tiers). Empty: the plan packaged with cascode.
+    A plan file that fails to load is reported and the previous plan stays in force."""
+
+    tier: str = ""
+    """The plan tier that answers completions (e.g. `fast`, `balanced`, `accurate`). Empty: the
+    plan's `default_tier`. A change applies to the next request; an unknown tier is reported
+    and the previous one stays in force."""
+
+    sandbox_layers: str = attrs.field(default="auto", metadata={"key": "sandbox.layers"})
+    """Isolation used to run generated code: `auto` (the best that works here) or a forced
+    path (`bwrap`, `unshare`, `landlock`, `rlimits`). `cascode doctor` lists what works here."""
+
+    sandbox_allow_unsafe: bool = attrs.field(
+        default=False, metadata={"key": "sandbox.allowUnsafe"}
+    )
+    """Run generated code with resource limits only when no isolation layer works. Off: answers
+    are then returned unverified instead."""
+
+    preload: bool = True
+    """Load the tier's models when the server starts, rather than at the first request."""
+
+    file_context: bool = True
+    """Give the model the file's imports and earlier top-level definitions along with the
+    function, and run them before the generated code in the sandbox."""
+
+    cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
+    """How many answers to keep in memory: asking again for the same stub in the same file
+    answers at once. 0 disables the cache."""
+
+
+@attrs.frozen
+class ClientOptions:
+    """What the client sent for the section, by key, before any checking (all optional)."""
+
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> ClientOptions:
+        """Accept nested objects (`{"sandbox": {"layers": ..}}`) and dotted keys alike."""
+        flat: dict[str, Any] = {}
+        if isinstance(raw, Mapping):
+            _flatten(raw, "", flat)
+        return cls(flat)
+
+
+def _flatten(raw: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and name not in _KEYS:
+            _flatten(value, name + ".", out)
+        else:
+            out[name] = value
+
+
+@attrs.frozen
+class Problem:
+    """A setting that could not be applied: its key, the value sent and why."""
+
+    key: str
+    value: Any
+    reason: str
+    kept: Any
+
+    def message(self) -> str:
+        return (
+            f"cascode: setting {SECTION}.{self.key} = {json.dumps(self.value)} ignored: "
+            f"{self.reason}; keeping {json.dumps(self.kept)}"
+        )
+
+
+def setting_key(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    """`plan_file` -> `planFile`, unless the field names its key (`sandbox.layers`)."""
+    if "key" in field.metadata:
+        return str(field.metadata["key"])
+    head, *rest = field.name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+attrs.resolve_types(Settings)
+_FIELDS = {setting_key(f): f for f in attrs.fields(Settings)}
+_KEYS = frozenset(_FIELDS)
+
+_converter = cattrs.Converter()
+
+
+def _strict(kind: type) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        # bool is an int in Python, and a JSON client may send "true": neither is accepted.
+        if type(value) is not kind:
+            raise ValueError(f"expected a {_TYPE_NAMES[kind]}, got {_json_type(value)}")
+        return value
+
+    return structure
+
+
+_TYPE_NAMES = {bool: "boolean", str: "string", int: "integer"}
+for _kind in _TYPE_NAMES:
+    _converter.register_structure_hook(_kind, _strict(_kind))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", str: "string", int: "integer", float: "number", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def resolve(options: ClientOptions, previous: Settings) -> tuple[Settings, list[Problem]]:
+    """The settings in force after the client sent `options`; bad fields keep `previous`."""
+    changes: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, field in _FIELDS.items():
+        if key not in options.values:
+            continue
+        value = options.values[key]
+        kept = getattr(previous, field.name)
+        try:
+            structured = _converter.structure(value, field.type)
+        except Exception as e:  # noqa: BLE001 - every failure is the user's value
+            problems.append(Problem(key, value, str(e), kept))
+            continue
+        minimum = field.metadata.get("minimum")
+        if minimum is not None and structured < minimum:
+            problems.append(Problem(key, value, f"must be at least {minimum}", kept))
+            continue
+        changes[field.name] = structured
+    defaults = Settings()
+    # A key the client no longer sends goes back to its default.
+    for key, field in _FIELDS.items():
+        if key not in options.values:
+            changes[field.name] = getattr(defaults, field.name)
+    return attrs.evolve(previous, **changes), problems
+
+
+def with_value(settings: Settings, key: str, value: Any) -> Settings:
+    """`settings` with one field replaced, by key (used to restore a field that failed)."""
+    return attrs.evolve(settings, **{_FIELDS[key].name: value})
+
+
+def value_of(settings: Settings, key: str) -> Any:
+    return getattr(settings, _FIELDS[key].name)
+
+
+# ---------------------------------------------------------------------------
+# Documentation, generated from the docstrings under the fields
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Each field's docstring, read from this module's source (attrs keeps none)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Settings)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def _json_schema_type(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    return _TYPE_NAMES[field.type]  # type: ignore[index]
+
+
+def vscode_configuration() -> dict[str, Any]:
+    """`contributes.configuration` for the VS Code manifest."""
+    docs = field_docs()
+    properties: dict[str, Any] = {}
+    for order, (key, field) in enumerate(_FIELDS.items()):
+        prop: dict[str, Any] = {
+            "type": _json_schema_type(field),
+            "default": field.default,
+            "markdownDescription": docs[field.name],
+            "order": order,
+        }
+        if "minimum" in field.metadata:
+            prop["minimum"] = field.metadata["minimum"]
+        properties[f"{SECTION}.{key}"] = prop
+    return {"title": "cascode", "properties": properties}
+
+
+def markdown_table() -> str:
+    docs = field_docs()
+    lines = [
+        "| Setting | Type | Default | Description |",
+        "|---|---|---|---|",
+    ]
+    for key, field in _FIELDS.items():
+        default = json.dumps(field.default)
+        lines.append(
+            f"| `{SECTION}.{key}` | {_json_schema_type(field)} | `{default}` | {docs[field.name]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_vscode_manifest(path: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    manifest.setdefault("contributes", {})["configuration"] = vscode_configuration()
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def main(argv: list[str]) -> int:
+    usage = (
+        "usage: python -m cascode.server.settings vscode PATH/package.json\n"
+        "       python -m cascode.server.settings markdown"
+    )
+    if argv[:1] == ["vscode"] and len(argv) == 2:
+        write_vscode_manifest(argv[1])
+        return 0
+    if argv == ["markdown"]:
+        sys.stdout.write(markdown_table())
+        return 0
+    sys.stderr.write(usage + "\n")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
