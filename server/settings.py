@@ -238,10 +238,21 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+_CLIENT_PREFIXES = (f"{SECTION}.server.", f"{SECTION}.trace.")
+
+
 def write_vscode_manifest(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
-    manifest.setdefault("contributes", {})["configuration"] = vscode_configuration()
+    contributes = manifest.setdefault("contributes", {})
+    configuration = vscode_configuration()
+    # The client's own settings (how it starts the server, message tracing) are not
+    # the server's to document: they are kept as the extension wrote them.
+    previous = contributes.get("configuration", {}).get("properties", {})
+    for key, prop in previous.items():
+        if key.startswith(_CLIENT_PREFIXES):
+            configuration["properties"][key] = prop
+    contributes["configuration"] = configuration
     with open(path, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
         f.write("\n")
