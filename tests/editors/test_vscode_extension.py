@@ -71,3 +71,19 @@ def test_extension_packages_into_an_installable_vsix(node_modules: Path) -> None
     for key in ("enable", "planFile", "tier", "sandbox.layers", "sandbox.allowUnsafe",
                 "server.path", "server.args"):
         assert f"cascode.{key}" in settings, key
+
+
+def test_manifest_settings_match_the_server_settings(tmp_path: Path) -> None:
+    """The contributed settings are the generator's output: a new server setting that was
+    not regenerated into the manifest fails here."""
+    from cascode.server.settings import write_vscode_manifest
+
+    copy = tmp_path / "package.json"
+    shutil.copy(EXT / "package.json", copy)
+    write_vscode_manifest(str(copy))
+    assert json.loads(copy.read_text()) == json.loads((EXT / "package.json").read_text()), (
+        "run: python -m cascode.server.settings vscode editors/vscode/package.json"
+    )
+    props = json.loads(copy.read_text())["contributes"]["configuration"]["properties"]
+    # The client's own settings survive regeneration.
+    assert {"cascode.server.path", "cascode.server.args", "cascode.trace.server"} <= set(props)
