@@ -80,17 +80,19 @@ function runningClient(): LanguageClient | undefined {
   return client;
 }
 
-async function serverCommand<T>(command: string): Promise<T | undefined> {
+async function serverCommand<T>(command: string, args: unknown[] = []): Promise<T | undefined> {
   const c = runningClient();
   if (!c) {
     return undefined;
   }
-  return (await c.sendRequest(ExecuteCommandRequest.type, { command, arguments: [] })) as T;
+  return (await c.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as T;
 }
 
-async function lastAnswer(): Promise<Provenance | null> {
+/** The last answer on `uri` if given, else the last answer on any document. */
+async function lastAnswer(uri?: vscode.Uri): Promise<Provenance | null> {
   try {
-    const answer = await serverCommand<Provenance | null>("cascode.lastAnswer");
+    const args = uri ? [{ uri: uri.toString() }] : [];
+    const answer = await serverCommand<Provenance | null>("cascode.lastAnswer", args);
     if (answer) {
       return answer;
     }
@@ -140,10 +142,10 @@ async function insertAsserts(): Promise<void> {
   if (!editor) {
     return;
   }
-  const answer = await lastAnswer();
+  const answer = (await lastAnswer(editor.document.uri)) ?? (await lastAnswer());
   const line = editor.selection.active.line;
   const indent = /^\s*/.exec(editor.document.lineAt(line).text)?.[0] ?? "";
-  const test = assertsAsTest(answer?.asserts ?? [], indent);
+  const test = assertsAsTest(answer?.asserts ?? [], indent, answer?.function);
   if (!test) {
     void vscode.window.showInformationMessage("cascode: the last answer has no asserts.");
     return;

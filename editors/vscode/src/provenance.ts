@@ -12,6 +12,9 @@ export interface Stage {
 
 /** The provenance of an answer (`cascode.lastAnswer`, `cascode/status`'s lastAnswer). */
 export interface Provenance {
+  id?: string;
+  uri?: string;
+  function?: string;
   member?: string;
   tier?: string;
   score?: number | null;
@@ -22,6 +25,8 @@ export interface Provenance {
   tokens?: number | null;
   seconds?: number | null;
   stages?: Stage[];
+  cached?: boolean;
+  accepted?: boolean;
 }
 
 /** One entry of `cascode.listTiers`. */
@@ -69,7 +74,9 @@ export function formatProvenance(p: Provenance | null | undefined): string {
   }
   const lines: string[] = [];
   const verdict = p.verified ? "verified" : "**unverified**";
-  lines.push(`**${p.member ?? "?"}** answered on tier **${p.tier ?? "?"}** (${verdict})`);
+  const what = p.function ? ` \`${p.function}\`` : "";
+  const cached = p.cached ? ", from cache" : "";
+  lines.push(`**${p.member ?? "?"}** answered${what} on tier **${p.tier ?? "?"}** (${verdict}${cached})`);
   lines.push("");
   lines.push(`- score ${num(p.score, 2)} against threshold ${num(p.threshold, 2)}`);
   lines.push(`- ${p.tokens ?? "n/a"} tokens, ${num(p.seconds, 1)} s`);
@@ -98,16 +105,17 @@ export function formatProvenance(p: Provenance | null | undefined): string {
 const CALLED = /^\s*assert\s+(?:not\s+)?(?:\(\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*\(/;
 
 /**
- * The asserts of an answer as a pytest test function, indented by `indent`
- * (the indentation of the line it goes on). Returns "" when there are none.
+ * The asserts of an answer as a pytest test function named after the function
+ * (given, or the one the first assert calls), its body indented by `indent` plus
+ * four spaces. Returns "" when there are no asserts.
  */
-export function assertsAsTest(asserts: readonly string[], indent = ""): string {
+export function assertsAsTest(asserts: readonly string[], indent = "", fn?: string): string {
   const body = asserts.map((a) => a.trim()).filter((a) => a.length > 0);
   if (body.length === 0) {
     return "";
   }
   const match = CALLED.exec(body[0]);
-  const name = match ? match[1] : "answer";
+  const name = fn || (match ? match[1] : "answer");
   const inner = indent + "    ";
   return [`def test_${name}():`, ...body.map((a) => inner + a)].join("\n") + "\n";
 }

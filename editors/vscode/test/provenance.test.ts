@@ -42,6 +42,10 @@ test("an unverified answer says so and a cascade shows its stages", () => {
   assert.match(md, /sandbox unavailable/);
   assert.match(md, /stages: 0\.5b \(0\.20\/0\.50\) → 1\.5b \(n\/a\/n\/a\)/);
   assert.match(formatProvenance(null), /No answer yet/);
+  assert.match(
+    formatProvenance({ member: "m", tier: "t", function: "add", verified: true, cached: true }),
+    /\*\*m\*\* answered `add` on tier \*\*t\*\* \(verified, from cache\)/,
+  );
 });
 
 test("asserts become a test named after the function they call", () => {
@@ -51,6 +55,7 @@ test("asserts become a test named after the function they call", () => {
   );
   assert.equal(assertsAsTest(["assert (1 + 1) == 2"]), "def test_answer():\n    assert (1 + 1) == 2\n");
   assert.equal(assertsAsTest([]), "");
+  assert.equal(assertsAsTest(["assert f(1) == 2"], "", "g"), "def test_g():\n    assert f(1) == 2\n");
 });
 
 test("tier items put the active tier first and describe the measured cost", () => {
