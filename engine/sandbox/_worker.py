@@ -23,6 +23,7 @@ import collections
 import gc
 import json
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -56,34 +57,68 @@ class _AssertTimeout(BaseException):
 # The child
 
 
-def _child(fd: int, devnull: int, scratch: str, code: list[str], start: int,
-           limits: dict[str, float], seccomp: bool, vm_base: int) -> None:
+def _spare(job_fd: int, res_fd: int, devnull: int, seccomp: confine.SeccompProgram | None
+           ) -> None:
+    """A child forked ahead of time: confined first, then it waits for its one job.
+
+    Forking and confining happen while the worker is idle, so a request only pays
+    for sending the job and running it.
+    """
     os.setpgid(0, 0)
     confine.die_with_parent()
     for target in (0, 1, 2):
         os.dup2(devnull, target)
-    os.closerange(3, fd)
-    os.closerange(fd + 1, 65536)
-    os.chdir(scratch)
+    keep = sorted((job_fd, res_fd))
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, 65536)
     os.environ.clear()
-    os.environ.update(HOME=scratch, TMPDIR=scratch, PATH="/usr/bin:/bin", LANG="C.UTF-8")
-    tempfile.tempdir = scratch
+    os.environ.update(PATH="/usr/bin:/bin", LANG="C.UTF-8")
     sys.stdin = open(os.devnull)  # noqa: SIM115 - the child ends with os._exit
-    cpu_budget = limits["cpu_s"]
-    confine.set_rlimits(
-        cpu_s=cpu_budget + 0.5,
-        address_space=vm_base + int(limits["memory_mb"]) * 2**20 if vm_base else 0,
-        file_bytes=int(limits["file_mb"] * 2**20),
-        open_files=64,
-    )
     try:
         confine.drop_capabilities()
     except OSError:
         pass  # already without capabilities (user namespace)
     confine.no_new_privs()
-    if seccomp:
-        confine.install_seccomp()
+    if seccomp is not None:
+        seccomp.load()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the cap fail, not kill
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    header = _read_exact(job_fd, 8)
+    if len(header) < 8:
+        os._exit(0)  # the worker retired this spare
+    job = json.loads(_read_exact(job_fd, int(header)))
+    os.close(job_fd)
+    _run_job(res_fd, job)
+    os._exit(0)
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _run_job(fd: int, job: dict[str, object]) -> None:
+    limits: dict[str, float] = job["limits"]  # type: ignore[assignment]
+    code: list[str] = job["code"]  # type: ignore[assignment]
+    scratch = str(job["scratch"])
+    os.chdir(scratch)
+    os.environ.update(HOME=scratch, TMPDIR=scratch)
+    tempfile.tempdir = scratch
+    cpu_end = time.process_time() + limits["cpu_s"]
+    vm_base = int(job["vm_base"])  # type: ignore[call-overload]
+    confine.set_rlimits(
+        cpu_s=cpu_end + 0.5,
+        address_space=vm_base + int(limits["memory_mb"]) * 2**20 if vm_base else 0,
+        file_bytes=int(limits["file_mb"] * 2**20),
+        open_files=64,
+    )
 
     def on_timer(signum: int, frame: object) -> None:
         if armed[0]:
@@ -117,18 +152,15 @@ def _child(fd: int, devnull: int, scratch: str, code: list[str], start: int,
         return verdict
 
     g: dict[str, object] = {"__name__": "__sandbox__", "__builtins__": builtins}
-    setup = code[0]
-    verdict = run(setup, g)
+    verdict = run(code[0], g)  # the context and the solution
     os.write(fd, verdict)
     if verdict != b"P":
-        os._exit(0)
-    for i in range(start, len(code) - 1):
-        verdict = run(code[i + 1], g)
-        os.write(fd, verdict)
-        if time.process_time() > cpu_budget:
+        return
+    for source in code[1 + int(job["start"]):]:  # type: ignore[call-overload]
+        os.write(fd, run(source, g))
+        if time.process_time() > cpu_end:
             os.write(fd, b"B")
-            break
-    os._exit(0)
+            return
 
 
 # ---------------------------------------------------------------------------
@@ -171,11 +203,13 @@ class _Job:
 
 
 class _Child:
-    def __init__(self, job: _Job, pid: int, fd: int, scratch: str, now: float) -> None:
-        self.job, self.pid, self.fd, self.scratch = job, pid, fd, scratch
+    def __init__(self, job: _Job, pid: int, pidfd: int, fd: int, scratch: str, now: float
+                 ) -> None:
+        self.job, self.pid, self.pidfd, self.fd, self.scratch = job, pid, pidfd, fd, scratch
         self.progress_at = now
         self.got_setup = False
         self.budget_spent = False
+        self.eof = False
 
 
 class Worker:
@@ -184,11 +218,15 @@ class Worker:
         self.scratch = str(config["scratch"])
         self.seccomp = bool(config.get("seccomp"))
         self.grace = float(config.get("grace_s", 0.5))  # type: ignore[arg-type]
-        self.devnull = os.open(os.devnull, os.O_RDWR)
+        self.devnull = int(config["devnull"])  # type: ignore[call-overload]
         self.sel = selectors.DefaultSelector()
         self.queue: collections.deque[_Job] = collections.deque()
-        self.children: dict[int, _Child] = {}  # by result fd
+        self.children: dict[int, _Child] = {}  # by pid
         self.inbuf = b""
+        self.spares: collections.deque[tuple[int, int, int, int]] = collections.deque()
+        self.n_spares = max(2 * self.cores, int(config.get("spares", 0)))  # type: ignore[call-overload]
+        prog = config.get("seccomp_program")
+        self.seccomp_program = prog if isinstance(prog, confine.SeccompProgram) else None
         self.vm_base = int(config.get("vm_base", 0))  # type: ignore[call-overload]
 
     # -- requests
@@ -217,6 +255,30 @@ class Worker:
 
     # -- children
 
+    def fork_spare(self) -> tuple[int, int, int, int]:
+        """Fork a confined child that waits for a job: (pid, pidfd, job fd, result fd).
+
+        The pidfd becomes readable when the child has exited, so the worker reaps
+        it without waiting; -1 on kernels without pidfds (before 5.3).
+        """
+        job_r, job_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(job_w)
+                os.close(res_r)
+                _spare(job_r, res_w, self.devnull, self.seccomp_program)
+            finally:
+                os._exit(70)
+        os.close(job_r)
+        os.close(res_w)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        return pid, pidfd, job_w, res_r
+
     def start(self, job: _Job) -> None:
         now = time.monotonic()
         if not job.deadline:
@@ -224,30 +286,58 @@ class Worker:
         limits = dict(job.limits)
         limits["cpu_s"] = max(0.05, job.limits["cpu_s"] - job.cpu_used)
         scratch = tempfile.mkdtemp(dir=self.scratch)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+        payload = json.dumps({"code": job.code, "start": job.next, "limits": limits,
+                              "scratch": scratch, "vm_base": self.vm_base}).encode()
+        while True:
+            pid, pidfd, job_w, res_r = self.spares.popleft() if self.spares else self.fork_spare()
             try:
-                os.close(r)
-                _child(w, self.devnull, scratch, job.code, job.next, limits, self.seccomp,
-                       self.vm_base)
+                # A job larger than the pipe's buffer is written while the child reads.
+                os.write(job_w, b"%08d" % len(payload))
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(job_w, view):]
+                break
+            except OSError:  # the spare died while waiting: use another
+                os.close(res_r)
+                if pidfd >= 0:
+                    os.close(pidfd)
+                _kill_and_wait(pid)
             finally:
-                os._exit(70)
-        os.close(w)
-        os.set_blocking(r, False)
-        self.children[r] = _Child(job, pid, r, scratch, now)
-        self.sel.register(r, selectors.EVENT_READ, "child")
+                os.close(job_w)
+        os.set_blocking(res_r, False)
+        child = _Child(job, pid, pidfd, res_r, scratch, now)
+        self.children[pid] = child
+        self.sel.register(res_r, selectors.EVENT_READ, ("out", child))
+        if pidfd >= 0:
+            self.sel.register(pidfd, selectors.EVENT_READ, ("exit", child))
+
+    def top_up(self) -> None:
+        """Fork one spare when the worker has nothing else to do."""
+        if len(self.spares) < self.n_spares:
+            self.spares.append(self.fork_spare())
 
     def on_child_output(self, child: _Child) -> None:
-        try:
-            data = os.read(child.fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
+        while not child.eof:
+            try:
+                data = os.read(child.fd, 4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                child.eof = True
+                self.sel.unregister(child.fd)
+                break
+            self.on_bytes(child, data)
+        if child.eof and child.pidfd < 0:
+            self.reap(child, killed=False)  # no pidfd: the end of output stands for the exit
+        elif child.job.lost_in_row >= int(child.job.limits["max_timeouts"]):
+            self.reap(child, killed=True)
+
+    def on_bytes(self, child: _Child, data: bytes) -> None:
         job = child.job
+        child.progress_at = time.monotonic()
         for b in data:
-            child.progress_at = time.monotonic()
             if not child.got_setup:
                 child.got_setup = True
                 verdict = _CODES.get(b, CRASHED)
@@ -260,25 +350,34 @@ class Worker:
                 child.budget_spent = True
             elif job.next < job.n_tests:
                 job.set(_CODES.get(b, CRASHED))
-        if not data:
+
+    def on_child_exit(self, child: _Child) -> None:
+        self.on_child_output(child)  # what it wrote before exiting
+        if child.pid in self.children:
             self.reap(child, killed=False)
-        elif job.lost_in_row >= int(job.limits["max_timeouts"]):
-            self.reap(child, killed=True)
 
     def reap(self, child: _Child, *, killed: bool) -> None:
-        """End a child (killing it when it still runs) and decide what comes next."""
-        self.sel.unregister(child.fd)
-        del self.children[child.fd]
+        """End a child (killing it when it still runs) and decide what comes next.
+
+        `killed`: the worker ends it for a deadline or too many timeouts in a row.
+        """
+        del self.children[child.pid]
+        if not child.eof:
+            self.sel.unregister(child.fd)
         os.close(child.fd)
+        if child.pidfd >= 0:
+            self.sel.unregister(child.pidfd)
+            os.close(child.pidfd)
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid == 0 and not killed and child.pidfd < 0:
+            # Without a pidfd, the end of output comes a moment before the exit.
+            for _ in range(50):
+                time.sleep(0.001)
+                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+                if pid:
+                    break
         if pid == 0:
-            killed = True
-            for target in (-child.pid, child.pid):
-                try:
-                    os.kill(target, signal.SIGKILL)
-                except OSError:
-                    pass
-            _, status, usage = os.wait4(child.pid, 0)
+            status, usage = _kill_and_wait(child.pid)
         shutil.rmtree(child.scratch, ignore_errors=True)
         job = child.job
         job.cpu_used += usage.ru_utime + usage.ru_stime
@@ -330,14 +429,24 @@ class Worker:
         while True:
             while self.queue and len(self.children) < self.cores:
                 self.start(self.queue.popleft())
-            for key, _ in self.sel.select(self.next_timeout()):
+            timeout = self.next_timeout()
+            if not self.queue and not self.children and len(self.spares) < self.n_spares:
+                timeout = 0.0  # poll, and fork a spare if nothing came in
+            events = self.sel.select(timeout)
+            if not events and not self.queue and not self.children:
+                self.top_up()
+            for key, _ in events:
                 if key.data == "stdin":
                     if not self.on_stdin():
                         return
                 else:
-                    child = self.children.get(key.fd)
-                    if child is not None:
+                    kind, child = key.data
+                    if child.pid not in self.children:
+                        continue  # reaped earlier in this round
+                    if kind == "out":
                         self.on_child_output(child)
+                    else:
+                        self.on_child_exit(child)
             self.check_deadlines()
 
     def on_stdin(self) -> bool:
@@ -357,6 +466,22 @@ class Worker:
     def shutdown(self) -> None:
         for child in list(self.children.values()):
             self.reap(child, killed=True)
+        while self.spares:
+            pid, pidfd, job_w, res_r = self.spares.popleft()
+            for fd in (pidfd, job_w, res_r):
+                if fd >= 0:
+                    os.close(fd)
+            _kill_and_wait(pid)
+
+
+def _kill_and_wait(pid: int) -> tuple[int, resource.struct_rusage]:
+    for target in (-pid, pid):  # its process group, then itself
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
 
 
 # ---------------------------------------------------------------------------
@@ -401,11 +526,13 @@ def main() -> None:
             pass
     error = None
     if config.get("seccomp"):
-        why = confine.seccomp_available()
-        if why:
+        try:
+            config["seccomp_program"] = confine.compile_seccomp()
+        except Exception as e:  # pyseccomp or libseccomp missing, or refused
             config["seccomp"] = False
-            error = why
+            error = f"seccomp unavailable: {e}"
     config["vm_base"] = confine.vm_bytes()  # before Landlock hides /proc
+    config["devnull"] = os.open(os.devnull, os.O_RDWR)  # Landlock grants /dev/null read only
     try:
         layers = _confine_worker(config)
         confine.not_dumpable()
