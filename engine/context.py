@@ -100,6 +100,8 @@ _RECOVER = re.compile(
     r"(def|class|return|import|pass|raise|try|while|with|del|global|nonlocal|assert|break"
     r"|continue)\b|async\s+def\b|from\s+\S+\s+import\b"
 )
+_IN_CODE = re.compile(r"[#()\[\]{}'\":\\]")
+_IN_STRING = {"'": re.compile(r"[\\']"), '"': re.compile(r'[\\"]')}
 _CLOSES_STRING = re.compile(r"(async\s+def|def|class)\s|@")
 _DEF = re.compile(r"(async\s+)?def\s+(\w+)")
 _CLASS = re.compile(r"class\s+(\w+)")
@@ -157,17 +159,25 @@ def _scan(lines: list[str], offset: int = 0) -> list[_Line]:
         n = len(line)
         backslash = False
         while j < n:
-            ch = line[j]
             if quote:
-                if ch == "\\":
+                # Jump to the next backslash or quote character inside the string.
+                m = _IN_STRING[quote[0]].search(line, j)
+                if m is None:
+                    break
+                j = m.start()
+                if line[j] == "\\":
                     j += 2
-                    continue
-                if line.startswith(quote, j):
+                elif line.startswith(quote, j):
                     j += len(quote)
                     quote = ""
-                    continue
-                j += 1
+                else:
+                    j += 1
                 continue
+            m = _IN_CODE.search(line, j)
+            if m is None:
+                break
+            j = m.start()
+            ch = line[j]
             if ch == "#":
                 break
             if ch in "([{":
@@ -179,9 +189,10 @@ def _scan(lines: list[str], offset: int = 0) -> list[_Line]:
                 string_row = i
                 j += len(quote)
                 continue
-            elif ch == ":" and depth == 0 and current.colon is None:
-                current.colon = (row, j)
-            elif ch == "\\" and j == n - 1:
+            elif ch == ":":
+                if depth == 0 and current.colon is None:
+                    current.colon = (row, j)
+            elif j == n - 1:  # a backslash ending the line
                 backslash = True
             j += 1
         if quote and len(quote) == 1 and not line.endswith("\\"):
@@ -224,12 +235,15 @@ class _Source:
     def __init__(self, source: str) -> None:
         self.lines = _split_lines(source)
         self.lls = _tree(_scan(self.lines))
+        self._children: dict[int | None, list[int]] = {}
+        for i, ll in enumerate(self.lls):
+            self._children.setdefault(ll.parent, []).append(i)
 
     def text(self, start: int, end: int) -> str:
         return "".join(self.lines[start:end])
 
     def children(self, parent: int | None) -> list[int]:
-        return [i for i, ll in enumerate(self.lls) if ll.parent == parent]
+        return self._children.get(parent, [])
 
     def first_decorator(self, i: int) -> int:
         """Index of the first decorator line of the statement at index i."""
@@ -474,15 +488,26 @@ def _context_kind(tree: ast.Module) -> str | None:
     return None
 
 
-def _top_level_chunks(src: _Source) -> list[tuple[int, int, int]]:
-    """(first index, start line, end line) of each top-level statement, decorators joined."""
-    chunks = []
-    for i in src.children(None):
-        if src.lls[i].text.startswith("@"):
+_CLAUSE = re.compile(r"(except|else|elif|finally)\b")
+
+
+def _statements(src: _Source, parent: int | None) -> list[tuple[int, int, int]]:
+    """(head index, start line, end line) of the statements directly in a block.
+
+    Decorators are joined to the definition below them, and `except`/`else`/
+    `elif`/`finally` clauses to the statement they continue.
+    """
+    out: list[tuple[int, int, int]] = []
+    for i in src.children(parent):
+        ll = src.lls[i]
+        if ll.text.startswith("@"):
             continue  # joined to the definition below it
-        first = src.first_decorator(i)
-        chunks.append((i, src.lls[first].start, src.lls[i].block_end))
-    return chunks
+        if out and _CLAUSE.match(ll.text) and src.lls[out[-1][0]].indent == ll.indent:
+            head, start, _ = out[-1]
+            out[-1] = (head, start, ll.block_end)
+            continue
+        out.append((i, src.lls[src.first_decorator(i)].start, ll.block_end))
+    return out
 
 
 def _context(src: _Source, target: int) -> str:
@@ -491,7 +516,7 @@ def _context(src: _Source, target: int) -> str:
         outer = src.lls[outer].parent  # type: ignore[assignment]
     outer_start = src.lls[src.first_decorator(outer)].start
     pieces: list[tuple[str, str]] = []
-    for i, start, end in _top_level_chunks(src):
+    for i, start, end in _statements(src, None):
         if i == outer:
             if outer != target:
                 enclosing = _without(src, outer, target)
@@ -535,25 +560,26 @@ def _without(src: _Source, node: int, target: int) -> str | None:
 
 
 def _render_without(src: _Source, node: int, target: int) -> str:
+    """The header of `node`, then its statements that parse on their own, the one
+    holding `target` rendered the same way (recursively) and `target` left out."""
     ll = src.lls[node]
-    first = src.first_decorator(node)
-    out = src.text(src.lls[first].start, ll.end)
+    out = src.text(src.lls[src.first_decorator(node)].start, ll.end)
+    t = src.lls[target]
     parts: list[str] = []
-    for child in src.children(node):
-        c = src.lls[child]
-        if c.text.startswith("@"):
+    for head, start, end in _statements(src, node):
+        if head == target:
             continue
-        if child == target:
+        if start <= t.start < end:
+            holder = next(j for j in src.children(node)
+                          if src.lls[j].start <= t.start < src.lls[j].block_end)
+            if holder != target:
+                parts.append(_render_without(src, holder, target))
             continue
-        cstart = src.lls[src.first_decorator(child)].start
-        if c.start <= src.lls[target].start < c.block_end:
-            parts.append(_render_without(src, child, target))
-            continue
-        code = src.text(cstart, c.block_end)
+        code = src.text(start, end)
         if _parses(textwrap.dedent(code)) is not None or _parses("if 1:\n" + code) is not None:
             parts.append(code)
-    if not any(_parses(textwrap.dedent(p)) for p in parts if p.strip()):
-        parts.append(src.lls[target].indent + "pass\n")
+    if not parts:
+        parts.append(t.indent + "pass\n")
     return _ensure_newline(out) + "".join(_ensure_newline(p) for p in parts)
 
 
@@ -584,7 +610,7 @@ def insert_body(fc: FunctionContext, solution: str) -> str:
     doc, body = _body_lines(sol, target)
     tll = sol.lls[target]
     helpers = []
-    for i, start, end in _top_level_chunks(sol):
+    for i, start, end in _statements(sol, None):
         if i != target:
             helpers.append(sol.text(start, end))
     unit = fc.body_indent[len(fc.indent):] if fc.body_indent.startswith(fc.indent) else "    "
