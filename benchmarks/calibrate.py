@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cascode.engine.plans import Member, Plan, load_plan
+from cascode.engine.plans import Member, Plan
 from cascode.engine.types import Backend
 
 from .datasets import Dataset
@@ -129,6 +129,9 @@ def load_family_data(
             member_data = execute_member(dataset, cache, executions, sandbox,
                                          progress=settings.progress)
         data.append(member_data)
+        if sandbox is not None and hasattr(sandbox, "close"):
+            sandbox.close()  # type: ignore[union-attr]
+            sandbox = None
         price = stored_price(settings.out / "prices.json", member.name, fingerprint,
                              member.price_per_hour)
         if price is None:
@@ -210,28 +213,38 @@ def tier_names(n: int) -> list[str]:
 
 
 def calibrate(
-    plan_path: str | None,
+    plan: Plan,
     dataset: Dataset,
     settings: Settings,
     *,
     backend_factory: BackendFactory | None = None,
     sandbox_factory: SandboxFactory | None = None,
+    generate: bool = True,
     plan_out: Path | None = None,
 ) -> Search:
-    """The whole calibration; writes plan.yaml, report.md and plots/ under `settings.out`."""
+    """The whole calibration; writes plan.yaml, report.md and plots/ under `settings.out`.
+
+    The caches are packed even when the run stops early, so that whatever was
+    generated is kept in the committed form.
+    """
+    try:
+        family = load_family_data(plan, dataset, settings, backend_factory=backend_factory,
+                                  sandbox_factory=sandbox_factory, generate=generate)
+    finally:
+        pack_caches(settings.out, plan)
+    return write_outputs(search(family, settings), plan_out)
+
+
+def write_outputs(result: Search, plan_out: Path | None = None) -> Search:
     from .planfile import write_plan_file
     from .report import write_report
 
-    plan = load_plan(plan_path)
-    family = load_family_data(plan, dataset, settings, backend_factory=backend_factory,
-                              sandbox_factory=sandbox_factory)
-    pack_caches(settings.out, plan)
-    result = search(family, settings)
+    out = result.settings.out
     text = write_plan_file(result)
-    (settings.out / "plan.yaml").write_text(text, encoding="utf-8")
+    (out / "plan.yaml").write_text(text, encoding="utf-8")
     if plan_out is not None:
         plan_out.write_text(text, encoding="utf-8")
-    write_report(result, settings.out)
+    write_report(result, out)
     return result
 
 

