@@ -155,7 +155,11 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise PlanError(f"{source}: not valid YAML: {e}") from None
+        # PyYAML's message spans several lines; errors are one line.
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise PlanError(f"{source}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise PlanError(f"{source}: a plan file is a mapping with `family` and `tiers`")
     try:
