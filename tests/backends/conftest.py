@@ -9,9 +9,13 @@ with `save_pretrained` and loaded back through the backend's real loading code.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The tests import their helpers (backend_loopback) from this folder.
+sys.path.insert(0, str(Path(__file__).parent))
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
