@@ -1,0 +1,198 @@
+"""The sandbox's contract: verdicts, programs, threads, paths, refusals, recovery.
+
+These run ordinary (non-destructive) code on the real worker; the destructive
+cases are in test_hostile.py, inside a throwaway namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from cascode.engine.errors import CascodeError, SandboxUnavailable
+from cascode.engine.sandbox import create_sandbox
+from cascode.engine.sandbox.process import ProcessSandbox, _self_check, _verdict_rows
+from cascode.engine.types import ExecutionLimits, Verdict
+
+P, F, T, C = Verdict.PASSED, Verdict.FAILED, Verdict.TIMEOUT, Verdict.CRASHED
+FAST = ExecutionLimits(assert_timeout_s=0.2, solution_cpu_s=1.0, solution_wall_s=4.0,
+                       max_consecutive_timeouts=2)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ProcessSandbox]:
+    sb = create_sandbox()
+    if not sb.available:
+        pytest.fail(f"no sandbox path works on this machine: {sb.reason}")
+    yield sb
+    sb.close()
+
+
+def test_auto_picks_the_best_working_path(sandbox: ProcessSandbox) -> None:
+    expected = "bwrap" if shutil.which("bwrap") else sandbox.path
+    assert sandbox.path == expected
+    assert sandbox.layers[0] == expected
+    assert {"rlimits", "seccomp"} <= set(sandbox.layers)
+
+
+def test_matrix_of_solutions_and_asserts(sandbox: ProcessSandbox) -> None:
+    solutions = [
+        "def add(a, b):\n    return a + b\n",
+        "def add(a, b):\n    return a - b\n",
+        "def add(a, b):\n    raise ValueError('no')\n",
+        "def add(a, b:\n",  # does not compile: every assert fails
+    ]
+    tests = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 0) == 3",
+             "assert add(", "undefined_name"]
+    m = sandbox.run_matrix(solutions, tests)
+    assert m.verdicts == (
+        (P, P, P, F, F),
+        (F, F, P, F, F),
+        (F, F, F, F, F),
+        (F, F, F, F, F),
+    )
+    assert m.seconds > 0 and not m.unverified
+    assert m.passed()[0] == [True, True, True, False, False]
+
+
+def test_context_runs_before_each_solution(sandbox: ProcessSandbox) -> None:
+    context = "import math\nOFFSET = 10\n\ndef helper(x):\n    return x * 2\n"
+    m = sandbox.run_matrix(["def f(x):\n    return helper(x) + OFFSET + math.floor(0.5)\n"],
+                           ["assert f(1) == 12"], context=context)
+    assert m.verdicts == ((P,),)
+    # A context that fails makes every assert fail rather than crash the request.
+    m = sandbox.run_matrix(["def f(x):\n    return x\n"], ["assert f(1) == 1"],
+                           context="import no_such_module_here\n")
+    assert m.verdicts == ((F,),)
+
+
+def test_timeouts_stop_a_solution_early_and_others_go_on(sandbox: ProcessSandbox) -> None:
+    solutions = ["def f():\n    while True:\n        pass\n", "def f():\n    return 1\n"]
+    tests = ["f()"] * 6 + ["assert f() == 1"]
+    m = sandbox.run_matrix(solutions, tests, limits=FAST)
+    # Two timeouts in a row end the first solution: the rest count as timeouts.
+    assert m.verdicts[0] == (T,) * 7
+    assert m.verdicts[1] == (P,) * 7
+
+
+def test_a_crashing_assert_does_not_lose_the_next_ones(sandbox: ProcessSandbox) -> None:
+    solution = "import os, ctypes\ndef f(x):\n    return x\n"
+    tests = ["assert f(1) == 1", "ctypes.string_at(0)", "assert f(2) == 2", "os._exit(3)",
+             "assert f(3) == 3", "assert f(3) == 4"]
+    m = sandbox.run_matrix([solution], tests, limits=FAST)
+    assert m.verdicts == ((P, C, P, C, P, F),)
+
+
+def test_solution_that_hangs_at_definition(sandbox: ProcessSandbox) -> None:
+    m = sandbox.run_matrix(["while True:\n    pass\n"], ["assert True", "assert 1"],
+                           limits=FAST)
+    assert m.verdicts == ((T, T),)
+
+
+def test_run_program(sandbox: ProcessSandbox) -> None:
+    program = ("def candidate(x):\n    return x * 2\n\n"
+               "def check(candidate):\n"
+               "    assert candidate(2) == 4\n    assert candidate(0) == 0\n\n"
+               "check(candidate)\n")
+    assert sandbox.run_program(program) is P
+    assert sandbox.run_program(program.replace("== 4", "== 5")) is F
+    assert sandbox.run_program("import time\ntime.sleep(100)\n", limits=FAST) is T
+    assert sandbox.run_program("import os\nos._exit(0)\n") is C
+
+
+def test_empty_requests(sandbox: ProcessSandbox) -> None:
+    assert sandbox.run_matrix([], ["assert True"]).verdicts == ()
+    assert sandbox.run_matrix(["x = 1"], []).verdicts == ((),)
+
+
+def test_concurrent_callers_get_their_own_answers(sandbox: ProcessSandbox) -> None:
+    errors: list[str] = []
+
+    def caller(n: int) -> None:
+        for r in range(4):
+            sols = [f"def f():\n    return {n * 100 + r + s}\n" for s in range(3)]
+            tests = [f"assert f() == {n * 100 + r + s}" for s in range(3)]
+            m = sandbox.run_matrix(sols, tests)
+            want = tuple(tuple(P if s == t else F for t in range(3)) for s in range(3))
+            if m.verdicts != want:
+                errors.append(f"caller {n} round {r}: {m.verdicts}")
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_worker_death_is_survived() -> None:
+    with create_sandbox() as sb:
+        assert sb._worker is not None
+        first = sb._worker.proc.pid
+        sb._worker.proc.kill()
+        sb._worker.proc.wait()
+        m = sb.run_matrix(["def f():\n    return 1\n"], ["assert f() == 1"])
+        # The request that meets a dead worker restarts it and is answered.
+        assert m.verdicts == ((P,),)
+        assert sb._worker.proc.pid != first
+    with pytest.raises(SandboxUnavailable):
+        sb.run_matrix(["x = 1"], ["assert x"])
+
+
+def test_unknown_layers_value_is_a_clear_error() -> None:
+    with pytest.raises(CascodeError, match="sandbox.layers: unknown value 'firejail'"):
+        create_sandbox("firejail")
+
+
+def test_rlimits_alone_is_refused_unless_opted_in() -> None:
+    sb = create_sandbox("rlimits")
+    assert not sb.available
+    assert "unsafe" in sb.reason
+    with pytest.raises(SandboxUnavailable, match="rlimits"):
+        sb.run_matrix(["x = 1"], ["assert x"])
+    sb.close()
+    with create_sandbox("rlimits", allow_unsafe=True) as unsafe:
+        assert unsafe.available and unsafe.layers[0] == "rlimits"
+        m = unsafe.run_matrix(["def f():\n    return 2\n"], ["assert f() == 2", "assert f() == 3"])
+        assert m.verdicts == ((P, F),)
+        # The self-check sees that this path does not contain writes.
+        problems = _self_check(unsafe, isolated=True)
+        assert problems is not None and "written outside scratch" in problems
+
+
+def test_forced_path_without_its_prerequisite(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on this PATH
+    sb = create_sandbox("bwrap")
+    assert not sb.available
+    assert "bubblewrap (bwrap) is not installed" in sb.reason
+    sb.close()
+
+
+def test_environment_variable_forces_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCODE_SANDBOX_LAYERS", "landlock")
+    with create_sandbox() as sb:
+        if not sb.available:
+            pytest.skip(f"Landlock unavailable here: {sb.reason}")
+        assert sb.layers[0] == "landlock"
+        assert "bwrap" not in sb.layers and "unshare" not in sb.layers
+
+
+def test_missing_or_malformed_results_count_as_crashes() -> None:
+    assert _verdict_rows(None, 2, 1, "verdicts") == [[C], [C]]
+    assert _verdict_rows({"verdicts": [[0, 1]]}, 2, 2, "verdicts") == [[C, C], [C, C]]
+    rows = _verdict_rows({"verdicts": [[0, 7], "x"]}, 2, 2, "verdicts")
+    assert rows == [[P, C], [C, C]]
+
+
+def test_close_stops_the_worker() -> None:
+    sb = create_sandbox()
+    assert sb._worker is not None
+    proc = sb._worker.proc
+    sb.close()
+    assert proc.poll() is not None
+    assert not os.path.exists(sb._scratch)
