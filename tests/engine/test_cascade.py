@@ -1,0 +1,226 @@
+"""The cascade's logic with a scripted backend and an in-process sandbox (no model)."""
+
+from __future__ import annotations
+
+import pytest
+from engine_fakes import InProcessSandbox, ScriptedBackend
+
+from cascode.engine.cancel import CancelToken
+from cascode.engine.cascade import Cascade
+from cascode.engine.errors import Cancelled
+from cascode.engine.extract import CodeStop
+from cascode.engine.plans import Plan, parse_plan
+from cascode.engine.types import Escalating, Event, Executing, Finished, StageStarted, Task
+
+PLAN = """\
+family:
+  - {name: small, backend: llama_cpp, model: /m/small.gguf}
+  - {name: large, backend: llama_cpp, model: /m/large.gguf}
+tiers:
+  two:
+    theta: 0.9
+    stages: {small: {k: 3, l: 2}, large: {k: 1, l: 2}}
+  greedy_last:
+    theta: 0.9
+    stages: {small: {k: 3, l: 2}, large: {k: 0}}
+  alone:
+    theta: 1.0
+    stages: {small: {k: 3, l: 2}}
+"""
+
+TASK = Task(
+    prompt='def add(a: int, b: int) -> int:\n    """Add a and b."""\n',
+    entry_point="add",
+    context="OFFSET = 0\n",
+)
+RIGHT = "    return a + b + OFFSET\n```\n\nThis adds the numbers."
+WRONG = "    return a - b\n```"
+# Test generations continue the prefix `assert add(`.
+GOOD_TESTS = ["1, 2) == 3\nassert add(2, 2) == 4\nassert add(5, 5) == 99\n```"]
+NO_VALID_TESTS = ["1, 2 == 3\nassert sum([1]) == 1\n"]  # unbalanced, then no call of add
+
+
+@pytest.fixture
+def plan() -> Plan:
+    return parse_plan(PLAN, "test-plan.yaml")
+
+
+def run(plan: Plan, backends: dict[str, ScriptedBackend], sandbox: InProcessSandbox | None,
+        tier: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    events: list[Event] = []
+    result = Cascade(plan, dict(backends), sandbox).run(  # type: ignore[arg-type]
+        TASK, tier, on_event=events.append, **kwargs  # type: ignore[arg-type]
+    )
+    return result, events
+
+
+def test_accept_at_stage_one(plan: Plan, sandbox: InProcessSandbox) -> None:
+    small = ScriptedBackend("small", [RIGHT], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result, _ = run(plan, {"small": small, "large": large}, sandbox, "two")
+    assert result.member == "small" and result.tier == "two" and result.verified
+    assert result.code == TASK.prompt + "    return a + b + OFFSET\n"
+    assert large.calls == []  # never asked
+    (stage,) = result.stages
+    # 3 tests x first 2 asserts, all valid, pooled with duplicates
+    assert stage.n_tests == 6
+    assert stage.suite[:2] == ("assert add(1, 2) == 3", "assert add(2, 2) == 4")
+    assert stage.pass_matrix == ((True,) * 6,) * 3
+    assert stage.scores == (18, 18, 18) and stage.best == 0  # n_s = 6, n_t = 3
+    assert stage.threshold == pytest.approx(0.9 * 3 * 6)
+    assert stage.accepted and not stage.last
+    # the sandbox got the file context and the pooled suite
+    (solutions, tests, context), = sandbox.calls
+    assert len(solutions) == 3 and tests == list(stage.suite) and context == "OFFSET = 0\n"
+    # k = 3: three sampled solutions and three sampled tests, as one call
+    (specs,) = small.calls
+    assert [(s.n, s.temperature > 0) for s in specs] == [(3, True), (3, True)]
+    assert stage.generated_tokens > 0 and stage.seconds > 0
+
+
+def test_escalate_to_stage_two(plan: Plan, sandbox: InProcessSandbox) -> None:
+    small = ScriptedBackend("small", [WRONG, RIGHT, WRONG], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result, events = run(plan, {"small": small, "large": large}, sandbox, "two")
+    first, second = result.stages
+    # small: the right solution passes 6 of 6 lines alone: 6 * 1 = 6 < 16.2
+    assert first.scores == (0, 6, 0) and first.best == 1 and not first.accepted
+    # large: k = 1, greedy, one test: 2 * 1 >= 0.9 * 1 * 2
+    assert second.k == 1 and second.n_tests == 2 and second.accepted and second.last
+    assert [(s.n, s.temperature) for s in large.calls[0]] == [(1, 0.0), (1, 0.0)]
+    assert result.member == "large" and result.verified
+    assert result.code == TASK.prompt + "    return a + b + OFFSET\n"
+    assert result.generated_tokens == first.generated_tokens + second.generated_tokens
+    assert [type(e) for e in events] == [
+        StageStarted, Executing, Escalating, StageStarted, Executing, Finished
+    ]
+    started = [e for e in events if isinstance(e, StageStarted)]
+    assert [(e.member, e.k, e.l, e.index, e.total) for e in started] == [
+        ("small", 3, 2, 0, 2), ("large", 1, 2, 1, 2)
+    ]
+    escalating = next(e for e in events if isinstance(e, Escalating))
+    assert (escalating.from_member, escalating.to_member, escalating.best_score) == (
+        "small", "large", 6
+    )
+    assert escalating.threshold == pytest.approx(16.2)
+    executing = [e for e in events if isinstance(e, Executing)]
+    assert [(e.member, e.n_solutions, e.n_tests) for e in executing] == [
+        ("small", 3, 6), ("large", 1, 2)
+    ]
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.member == "large"
+    assert finished.seconds == pytest.approx(result.seconds)
+
+
+def test_k_zero_last_member_is_greedy_and_untested(plan: Plan, sandbox: InProcessSandbox) -> None:
+    small = ScriptedBackend("small", [WRONG], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT])  # no tests scripted: asking for one would fail
+    result, events = run(plan, {"small": small, "large": large}, sandbox, "greedy_last")
+    assert result.member == "large"
+    (specs,) = large.calls
+    assert len(specs) == 1 and isinstance(specs[0].stop, CodeStop)
+    assert specs[0].n == 1 and specs[0].temperature == 0.0
+    last = result.stages[-1]
+    assert last.k == 0 and last.n_tests == 0 and last.accepted and last.last
+    assert not result.verified and "without tests" in result.note
+    assert result.code == TASK.prompt + "    return a + b + OFFSET\n"
+    assert len(sandbox.calls) == 1  # only the small stage executed
+    assert [type(e) for e in events] == [StageStarted, Executing, Escalating, StageStarted,
+                                         Finished]
+
+
+def test_no_valid_tests_escalates_even_at_theta_zero(sandbox: InProcessSandbox) -> None:
+    plan = parse_plan(PLAN.replace("theta: 0.9", "theta: 0.0", 1), "p.yaml")
+    small = ScriptedBackend("small", [RIGHT], NO_VALID_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result, events = run(plan, {"small": small, "large": large}, sandbox, "two")
+    first = result.stages[0]
+    assert first.n_tests == 0 and first.best_score == 0 and not first.accepted
+    assert len(first.tests) == 3  # tests were generated, none was valid
+    assert result.member == "large" and result.verified
+    assert Executing not in [type(e) for e in events[:2]]  # nothing to execute for small
+    assert len(sandbox.calls) == 1
+
+
+def test_last_member_accepted_regardless(plan: Plan, sandbox: InProcessSandbox) -> None:
+    small = ScriptedBackend("small", [WRONG, WRONG, RIGHT], GOOD_TESTS)
+    result, events = run(plan, {"small": small}, sandbox, "alone")
+    (stage,) = result.stages
+    assert stage.last and stage.accepted
+    assert stage.best == 2 and stage.best_score < stage.threshold
+    assert result.code == TASK.prompt + "    return a + b + OFFSET\n"
+    assert not result.verified and "below its threshold" in result.note
+    assert Escalating not in [type(e) for e in events]
+
+
+def test_last_member_without_valid_tests_returns_first_solution(
+    plan: Plan, sandbox: InProcessSandbox
+) -> None:
+    small = ScriptedBackend("small", [WRONG, RIGHT], NO_VALID_TESTS)
+    result, _ = run(plan, {"small": small}, sandbox, "alone")
+    assert result.code == TASK.prompt + "    return a - b\n"
+    assert not result.verified and "no valid test" in result.note
+
+
+@pytest.mark.parametrize("unavailable", ["raises", "missing"])
+def test_sandbox_unavailable_gives_first_solution_unverified(
+    plan: Plan, unavailable: str
+) -> None:
+    sandbox = InProcessSandbox(unavailable=True) if unavailable == "raises" else None
+    small = ScriptedBackend("small", [WRONG, RIGHT, RIGHT], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result, events = run(plan, {"small": small, "large": large}, sandbox, "two")
+    assert result.member == "small" and len(result.stages) == 1
+    assert result.code == TASK.prompt + "    return a - b\n"  # the first solution
+    assert not result.verified and "not tested" in result.note
+    assert not result.stages[0].verified
+    assert large.calls == []
+    assert isinstance(events[-1], Finished)
+
+
+def test_cancelled_before_start(plan: Plan, sandbox: InProcessSandbox) -> None:
+    token = CancelToken()
+    token.cancel("newer request")
+    small = ScriptedBackend("small", [RIGHT], GOOD_TESTS)
+    with pytest.raises(Cancelled, match="newer request"):
+        run(plan, {"small": small, "large": small}, sandbox, "two", cancel=token)
+    assert small.calls == []
+
+
+def test_cancelled_during_generation(plan: Plan, sandbox: InProcessSandbox) -> None:
+    token = CancelToken()
+    small = ScriptedBackend("small", [RIGHT], GOOD_TESTS, on_sample=token.cancel)
+    with pytest.raises(Cancelled):
+        run(plan, {"small": small, "large": small}, sandbox, "two", cancel=token)
+    assert sandbox.calls == []
+
+
+def test_cancelled_between_stages(plan: Plan, sandbox: InProcessSandbox) -> None:
+    token = CancelToken()
+    small = ScriptedBackend("small", [WRONG], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    events: list[Event] = []
+
+    def on_event(e: Event) -> None:
+        events.append(e)
+        if isinstance(e, Escalating):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        Cascade(plan, {"small": small, "large": large}, sandbox).run(  # type: ignore[dict-item]
+            TASK, "two", cancel=token, on_event=on_event
+        )
+    assert large.calls == []
+    assert not any(isinstance(e, Finished) for e in events)
+
+
+def test_backends_from_a_callable_and_default_tier(plan: Plan, sandbox: InProcessSandbox) -> None:
+    asked: list[str] = []
+    backends = {"small": ScriptedBackend("small", [RIGHT], GOOD_TESTS)}
+
+    def get(name: str) -> ScriptedBackend:
+        asked.append(name)
+        return backends[name]
+
+    result = Cascade(plan, get, sandbox).run(TASK)  # type: ignore[arg-type]
+    assert result.tier == "two" and result.member == "small" and asked == ["small"]
