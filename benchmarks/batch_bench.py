@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
 from cascode.engine.models import EMBEDDED, resolve_model_file
-from cascode.engine.prompts import MAX_ASSERTS, solution_spec, test_spec
+from cascode.engine.prompts import MAX_ASSERTS, solution_spec, unit_test_spec
 from cascode.engine.types import Task
 
 TASK = Task(
@@ -42,7 +42,7 @@ MODELS = {"0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m", "1.5b": "qwen2.5-coder-1
 def _specs(n: int, seed: int) -> list:  # type: ignore[type-arg]
     return [
         solution_spec(TASK, n, sampled=True, seed=seed),
-        test_spec(TASK, n, MAX_ASSERTS, sampled=True, seed=seed),
+        unit_test_spec(TASK, n, MAX_ASSERTS, sampled=True, seed=seed),
     ]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cascode.engine.extract import assert_lines, assert_text_end, is_valid_assert
-from cascode.engine.prompts import MAX_ASSERTS, solution_text, test_text
+from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.types import PassMatrix, Verdict
 
 from .datasets import Dataset, Problem
@@ -58,7 +58,7 @@ class Extracted:
 def extract(problem: Problem, samples: Samples) -> Extracted:
     task = problem.task
     solutions = tuple(solution_text(task, g.text) for g in samples.all_solutions)
-    tests = tuple(test_text(task, g.text) for g in samples.all_tests)
+    tests = tuple(unit_test_text(task, g.text) for g in samples.all_tests)
     unique_solutions = tuple(dict.fromkeys(solutions))
     sol_pos = {s: i for i, s in enumerate(unique_solutions)}
     lines: dict[str, int] = {}

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cascode.engine.prompts import MAX_ASSERTS, solution_spec, test_spec
+from cascode.engine.prompts import MAX_ASSERTS, solution_spec, unit_test_spec
 from cascode.engine.types import Backend, SampleSpec, Task
 
 from .sampling import Samples, hardware
@@ -94,7 +94,7 @@ def _measure_specs(task: Task, batch: int, max_tokens: int) -> list[SampleSpec]:
         k = batch // 2
         specs = [
             solution_spec(task, k, sampled=k > 1),
-            test_spec(task, k, MAX_ASSERTS, sampled=k > 1),
+            unit_test_spec(task, k, MAX_ASSERTS, sampled=k > 1),
         ]
     return [dataclasses.replace(s, max_tokens=min(s.max_tokens, max_tokens)) for s in specs]
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
-from cascode.engine.prompts import solution_spec, test_spec
+from cascode.engine.prompts import solution_spec, unit_test_spec
 from cascode.engine.types import CancelTokenLike, Generation, PassMatrix, SampleSpec, Verdict
 
 from .execution import ProblemData
@@ -51,7 +51,7 @@ class CachedBackend:
         for d in data:
             task = d.problem.task
             self.by_prompt[solution_spec(task, 1, sampled=False).messages[0].content] = d
-            self.by_prompt[test_spec(task, 1, 2, sampled=False).messages[0].content] = d
+            self.by_prompt[unit_test_spec(task, 1, 2, sampled=False).messages[0].content] = d
         self.calls = 0
 
     def sample(

@@ -26,7 +26,7 @@ from cascode.engine.prompts import (
     MAX_ASSERTS,
     PROMPT_TEMPLATE_VERSION,
     solution_spec,
-    test_spec,
+    unit_test_spec,
 )
 from cascode.engine.types import Backend, Generation, SampleSpec, Task
 
@@ -39,9 +39,9 @@ def sampling_specs(task: Task, n: int, seed: int = 0) -> list[SampleSpec]:
     MAX_ASSERTS asserts), n sampled solutions, n sampled tests."""
     return [
         solution_spec(task, 1, sampled=False),
-        test_spec(task, 1, MAX_ASSERTS, sampled=False),
+        unit_test_spec(task, 1, MAX_ASSERTS, sampled=False),
         solution_spec(task, n, sampled=True, seed=seed),
-        test_spec(task, n, MAX_ASSERTS, sampled=True, seed=seed),
+        unit_test_spec(task, n, MAX_ASSERTS, sampled=True, seed=seed),
     ]
 
 

@@ -9,7 +9,7 @@ from . import cancel as cancel_mod
 from .errors import SandboxUnavailable
 from .extract import pooled_suite
 from .plans import Plan, StagePlan
-from .prompts import solution_text, stage_specs, test_text
+from .prompts import solution_text, stage_specs, unit_test_text
 from .scoring import decide_stage
 from .types import (
     Backend,
@@ -127,7 +127,7 @@ def run_stage(
     specs = stage_specs(task, stage.k, stage.l, seed=seed)
     generations = backend.sample(specs, cancel=cancel)
     solutions = [solution_text(task, g.text) for g in generations[0]]
-    tests = [test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
+    tests = [unit_test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
     suite = pooled_suite(tests, task.entry_point, stage.l) if stage.k > 0 else []
     all_gens = [g for group in generations for g in group]
 

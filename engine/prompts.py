@@ -48,7 +48,7 @@ def solution_prefix(task: Task) -> str:
     return "```python\n" + prompt
 
 
-def test_prefix(task: Task) -> str:
+def unit_test_prefix(task: Task) -> str:
     return f"```python\nassert {task.entry_point}("
 
 
@@ -67,13 +67,13 @@ def solution_spec(task: Task, n: int, *, sampled: bool, seed: int = 0) -> Sample
     )
 
 
-def test_spec(task: Task, n: int, l: int, *, sampled: bool, seed: int = 0) -> SampleSpec:
+def unit_test_spec(task: Task, n: int, l: int, *, sampled: bool, seed: int = 0) -> SampleSpec:
     """n tests, each stopped after its l-th assert line."""
     return SampleSpec(
         messages=(
             Message("user", _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)),
         ),
-        prefix=test_prefix(task),
+        prefix=unit_test_prefix(task),
         n=n,
         max_tokens=MAX_TEST_TOKENS,
         stop=AssertStop(l),
@@ -90,9 +90,9 @@ def solution_text(task: Task, generated: str) -> str:
     return solution_from_reply(task.prompt, generated)
 
 
-def test_text(task: Task, generated: str) -> str:
+def unit_test_text(task: Task, generated: str) -> str:
     """The test's text (without the fence) from a generation that continued the prefix."""
-    return test_prefix(task).split("\n", 1)[1] + generated
+    return unit_test_prefix(task).split("\n", 1)[1] + generated
 
 
 def stage_specs(task: Task, k: int, l: int, *, seed: int = 0) -> list[SampleSpec]:
@@ -103,5 +103,5 @@ def stage_specs(task: Task, k: int, l: int, *, seed: int = 0) -> list[SampleSpec
     sampled = k > 1
     return [
         solution_spec(task, k, sampled=sampled, seed=seed),
-        test_spec(task, k, l, sampled=sampled, seed=seed),
+        unit_test_spec(task, k, l, sampled=sampled, seed=seed),
     ]

@@ -38,7 +38,7 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
     replies = ["1) == 1\nassert sq(2) == 4\nassert sq(3) == 9\n", "0) == 0\n"]
     with Loopback(lambda i, p, b: ok(replies, usage={"prompt_tokens": 40,
                                                       "completion_tokens": 30})) as srv:
-        out = backend(srv.base_url).sample([prompts.test_spec(TASK, 2, 2, sampled=True)])[0]
+        out = backend(srv.base_url).sample([prompts.unit_test_spec(TASK, 2, 2, sampled=True)])[0]
     [(path, body, _)] = srv.requests
     assert path == "/v1/completions" and body["n"] == 2 and body["stop"] == ["```"]
     assert body["prompt"].startswith("<|im_start|>user\nHere is a Python function")
@@ -46,7 +46,7 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
     assert body["temperature"] == 0.8 and body["top_p"] == 0.95 and body["model"] == "qwen"
     # Cut after the 2nd assert line, as a local member would be.
     assert out[0].text == "1) == 1\nassert sq(2) == 4\n"
-    assert prompts.test_text(TASK, out[1].text) == "assert sq(0) == 0\n"
+    assert prompts.unit_test_text(TASK, out[1].text) == "assert sq(0) == 0\n"
     assert [g.prompt_tokens for g in out] == [40, 40]
     assert sum(g.generated_tokens for g in out) == 30
     assert out[0].generated_tokens > out[1].generated_tokens  # split by length
@@ -56,8 +56,8 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
 def test_a_server_that_ignores_n_gets_the_rest_one_by_one() -> None:
     with Loopback(lambda i, p, b: ok([f"{i}) == {i}\n"])) as srv:
         b = backend(srv.base_url)
-        out = b.sample([prompts.test_spec(TASK, 3, 2, sampled=True, seed=5)])[0]
-        again = b.sample([prompts.test_spec(TASK, 3, 2, sampled=True, seed=5)])[0]
+        out = b.sample([prompts.unit_test_spec(TASK, 3, 2, sampled=True, seed=5)])[0]
+        again = b.sample([prompts.unit_test_spec(TASK, 3, 2, sampled=True, seed=5)])[0]
     assert len(out) == 3 and len(again) == 3
     bodies = [body for _, body, _ in srv.requests]
     assert bodies[0]["n"] == 3 and all("n" not in body for body in bodies[1:])
@@ -136,12 +136,12 @@ def test_chat_endpoint_realigns_the_reply_to_the_prefix() -> None:
     with Loopback(script) as srv:
         b = backend(srv.base_url, endpoint="chat", system_prompt="Be brief.")
         sols, tests = b.sample([solution_spec(TASK, 1, sampled=False),
-                                prompts.test_spec(TASK, 1, 2, sampled=False)])
+                                prompts.unit_test_spec(TASK, 1, 2, sampled=False)])
     path, body, _ = srv.requests[0]
     assert path == "/v1/chat/completions" and "stop" not in body
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert solution_text(TASK, sols[0].text) == TASK.prompt + "    return x * x\n"
-    assert prompts.test_text(TASK, tests[0].text) == "assert sq(2) == 4\nassert sq(3) == 9\n"
+    assert prompts.unit_test_text(TASK, tests[0].text) == "assert sq(2) == 4\nassert sq(3) == 9\n"
 
 
 def test_realign_without_the_prefix_keeps_the_block_after_a_newline() -> None:
@@ -190,4 +190,4 @@ def test_code_stop_applies_to_completions() -> None:
         [[g]] = backend(srv.base_url).sample([solution_spec(TASK, 1, sampled=False)])
     assert g.text == "    return x * x\n\n"
     assert isinstance(solution_spec(TASK, 1, sampled=False).stop, CodeStop)
-    assert isinstance(prompts.test_spec(TASK, 1, 2, sampled=False).stop, AssertStop)
+    assert isinstance(prompts.unit_test_spec(TASK, 1, 2, sampled=False).stop, AssertStop)

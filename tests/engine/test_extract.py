@@ -185,18 +185,18 @@ def test_extract_code_unclosed_fence() -> None:
     ],
 )
 def test_assert_stop(generated: str, n_asserts: int, kept: str) -> None:
-    assert stopped(AssertStop(n_asserts), prompts.test_prefix(TASK), generated) == kept
+    assert stopped(AssertStop(n_asserts), prompts.unit_test_prefix(TASK), generated) == kept
 
 
 def test_assert_stop_waits_for_the_end_of_the_line() -> None:
-    prefix = prompts.test_prefix(TASK)
+    prefix = prompts.unit_test_prefix(TASK)
     stop = AssertStop(2)
     assert stop.cut(prefix + "[1]) == [1]\nassert unique([2]) == [") is None
     assert stop.cut(prefix + "[1]) == [1]\nassert unique([2]) == [2]\n") is not None
 
 
 def test_test_text_restores_the_first_assert() -> None:
-    text = prompts.test_text(TASK, "[1, 1]) == [1]\nassert unique([]) == []\n")
+    text = prompts.unit_test_text(TASK, "[1, 1]) == [1]\nassert unique([]) == []\n")
     assert text == "assert unique([1, 1]) == [1]\nassert unique([]) == []\n"
 
 
