@@ -9,7 +9,7 @@ import pytest
 from cascode.benchmarks.synthetic import ScriptedBackend
 
 # (solution skill, test skill, seconds per token) per member, cheapest first
-SKILLS = {"small": (0.35, 0.55, 0.005), "medium": (0.55, 0.65, 0.012), "large": (0.8, 0.85, 0.04)}
+SKILLS = {"small": (0.45, 0.75, 0.005), "medium": (0.6, 0.8, 0.012), "large": (0.8, 0.9, 0.04)}
 
 
 def family_plan(names: list[str], tiers: str = "") -> str:
