@@ -74,6 +74,7 @@ class FunctionContext:
     is_async: bool
     body_indent: str = "    "
     inline_body_at: int | None = None  # column after the header's `:` when the body is on it
+    docstring_closer: str = ""  # the quotes an unclosed docstring needs (insert_body adds them)
 
     def task(self) -> Task:
         return Task(self.prompt, entry_point=self.name, context=self.context)
@@ -412,6 +413,7 @@ def _build(src: _Source, i: int) -> FunctionContext:
             parts.append(body_indent[len(indent):] + inline_code + "\n")
     else:
         parts.extend(_dedent_line(x, indent) for x in src.lines[ll.start : ll.end])
+    closing = None
     if doc is not None:
         d = src.lls[doc]
         parts.extend(_dedent_line(x, indent) for x in src.lines[d.start : d.end])
@@ -434,6 +436,7 @@ def _build(src: _Source, i: int) -> FunctionContext:
         is_async=m.group(1) is not None,
         body_indent=body_indent,
         inline_body_at=inline_at,
+        docstring_closer=closing or "",
     )
 
 
@@ -595,8 +598,9 @@ def insert_body(fc: FunctionContext, solution: str) -> str:
     classes or imports before or after it. The result is the solution's body
     (without its docstring: the file keeps its own) re-indented to the
     function's body indentation, with the helpers and imports first, nested in
-    the body, so that one edit at one place completes the function. Empty when
-    the solution has no body.
+    the body, so that one edit at one place completes the function (preceded
+    by the closing quotes of a docstring the user has not closed yet). Empty
+    when the solution has no body.
     """
     sol = _Source(solution)
     target = None
@@ -614,7 +618,8 @@ def insert_body(fc: FunctionContext, solution: str) -> str:
         if i != target:
             helpers.append(sol.text(start, end))
     unit = fc.body_indent[len(fc.indent):] if fc.body_indent.startswith(fc.indent) else "    "
-    out = [_reindent(h, 0, fc.body_indent, unit) for h in helpers]
+    out = [fc.body_indent + fc.docstring_closer + "\n"] if fc.docstring_closer else []
+    out += [_reindent(h, 0, fc.body_indent, unit) for h in helpers]
     if tll.colon is not None and not body:
         row, col = tll.colon
         rest = sol.lines[row].rstrip("\r\n")[col + 1 :].strip()

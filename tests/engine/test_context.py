@@ -289,6 +289,16 @@ def test_docstring_still_being_typed() -> None:
     assert fc.context == 'import re\n\n\nWORD = re.compile(r"\\w+")\n'
     later = function_at(source, 8)
     assert later is not None and later.name == "later"
+    # Completing it closes the docstring in the file as well.
+    done = apply(source, fc, fc.prompt + "    return WORD.findall(text)\n")
+    assert done.startswith(
+        'import re\n\nWORD = re.compile(r"\\w+")\n\n'
+        'def words(text: str) -> list[str]:\n    """Return the words of text\n    """\n'
+        "    return WORD.findall(text)\n\n"
+    )
+    ns: dict[str, object] = {}
+    exec(done, ns)
+    assert eval("words('a b')", ns) == ["a", "b"]
 
 
 def test_syntax_error_elsewhere_and_unfinished_def_line() -> None:
@@ -470,9 +480,27 @@ def test_spans_match_ast_on_the_standard_library(path: Path) -> None:
         if src.is_def(i)
     }
     assert scanned == expected
-    for node in nodes[:: max(1, len(nodes) // 4)]:  # and a few through the public function
+    for node in (nodes[0], nodes[-1]):  # and two through the public function
         fc = function_at(source, node.lineno - 1, character=node.col_offset + 1)
         assert fc is not None, (path.name, node.name)
         assert (fc.name, fc.end_line) == (node.name, node.end_lineno)
         assert fc.is_async is isinstance(node, ast.AsyncFunctionDef)
         ast.parse(fc.context)
+
+
+def test_every_prefix_of_a_file_being_typed() -> None:
+    # The user types the file from top to bottom: at every stage, every line gives
+    # a sane answer (or None), never an exception.
+    for cut in range(0, len(GEOMETRY), 13):
+        source = GEOMETRY[:cut]
+        n_lines = source.count("\n") + 1
+        for line in range(n_lines + 1):
+            fc = function_at(source, line, character=4)
+            if fc is None:
+                continue
+            assert fc.start_line <= line
+            below = source.splitlines()[fc.end_line : line + 1]
+            assert line < fc.end_line or not "".join(below).strip()  # blank lines below it
+            assert fc.start_line < fc.body_start_line <= fc.end_line + 1
+            assert fc.prompt.endswith("\n") and fc.prompt.lstrip().startswith(("def", "async", "@"))
+            ast.parse(fc.context)
