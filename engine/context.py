@@ -15,7 +15,8 @@ indentation of the cursor's line, so UTF-16 and code-point counts agree.
 What `context` holds (it goes into the prompt and is executed in the sandbox
 before every solution, so it is made of chunks that parse on their own):
 
-- the module's imports (also those below the function), and the top-level
+- the module's imports (also those below the function; relative imports are
+  left out: executed in the sandbox they would fail every test), and the top-level
   definitions above it: functions, classes, assignments (constants, type
   aliases, loggers), and `try`/`if` blocks made only of imports and
   assignments (`try: import x` / `except ImportError: x = None`). Expression
@@ -471,6 +472,8 @@ def _context_kind(tree: ast.Module) -> str | None:
     if len(tree.body) != 1:
         return None
     stmt = tree.body[0]
+    if any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in ast.walk(stmt)):
+        return None  # a relative import cannot run in the sandbox: it would fail every test
     if isinstance(stmt, ast.Import | ast.ImportFrom):
         return "import"
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Assign

@@ -338,6 +338,7 @@ def test_context_keeps_imports_constants_and_guarded_imports() -> None:
         '"""Module doc."""\n'
         "from __future__ import annotations\n"
         "import os\n"
+        "from . import siblings\n"
         "try:\n"
         "    import numpy as np\n"
         "except ImportError:\n"
