@@ -224,3 +224,38 @@ def test_backends_from_a_callable_and_default_tier(plan: Plan, sandbox: InProces
 
     result = Cascade(plan, get, sandbox).run(TASK)  # type: ignore[arg-type]
     assert result.tier == "two" and result.member == "small" and asked == ["small"]
+
+
+def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandbox) -> None:
+    # The context of a method makes its tests runnable: `area(Rect(2, 3))`.
+    from cascode.engine.context import body_edit, function_at
+
+    source = (
+        "from dataclasses import dataclass\n\n\n"
+        "@dataclass\n"
+        "class Rect:\n"
+        "    w: float\n"
+        "    h: float\n\n"
+        "    def area(self) -> float:\n"
+        '        """The area of the rectangle."""\n'
+        "        ...\n"
+    )
+    fc = function_at(source, 9)
+    assert fc is not None and fc.name == "area" and fc.is_stub
+    plan = parse_plan(PLAN, "p.yaml")
+    small = ScriptedBackend(
+        "small",
+        ["    return self.w * self.h\n```", "    return self.w + self.h\n```"],
+        ["Rect(2, 3)) == 6\nassert area(Rect(1, 1)) == 1\n"],
+    )
+    result = Cascade(plan, {"small": small}, sandbox).run(fc.task(), "alone")  # type: ignore[dict-item]
+    stage = result.stages[0]
+    assert stage.suite == ("assert area(Rect(2, 3)) == 6", "assert area(Rect(1, 1)) == 1") * 3
+    assert stage.scores == (12, 0, 12)  # the product passes all 6 lines, the sum none
+    assert result.verified and result.code.endswith("return self.w * self.h\n")
+    (start, _), (end, _), text = body_edit(fc, result.code)
+    lines = source.splitlines(keepends=True)
+    done = "".join(lines[:start]) + text + "".join(lines[end:])
+    ns: dict[str, object] = {}
+    exec(done, ns)
+    assert eval("Rect(2, 5).area()", ns) == 10
