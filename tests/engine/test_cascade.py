@@ -242,7 +242,7 @@ def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandb
     )
     fc = function_at(source, 9)
     assert fc is not None and fc.name == "area" and fc.is_stub
-    plan = parse_plan(PLAN, "p.yaml")
+    plan = parse_plan(PLAN.replace("theta: 1.0", "theta: 0.5"), "p.yaml")
     small = ScriptedBackend(
         "small",
         ["    return self.w * self.h\n```", "    return self.w + self.h\n```"],
@@ -252,6 +252,7 @@ def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandb
     stage = result.stages[0]
     assert stage.suite == ("assert area(Rect(2, 3)) == 6", "assert area(Rect(1, 1)) == 1") * 3
     assert stage.scores == (12, 0, 12)  # the product passes all 6 lines, the sum none
+    assert stage.threshold == 9.0
     assert result.verified and result.code.endswith("return self.w * self.h\n")
     (start, _), (end, _), text = body_edit(fc, result.code)
     lines = source.splitlines(keepends=True)
