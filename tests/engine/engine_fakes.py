@@ -81,7 +81,8 @@ class ScriptedBackend:
 class InProcessSandbox:
     """Runs context + solution, then each assert line, with `exec` (trusted test code)."""
 
-    unavailable: bool = False
+    unavailable: bool = False  # raise SandboxUnavailable
+    refuses: bool = False  # answer a matrix marked unverified (nothing was executed)
     calls: list[tuple[list[str], list[str], str]] = field(default_factory=list)
 
     def run_matrix(
@@ -95,6 +96,9 @@ class InProcessSandbox:
         self.calls.append((list(solutions), list(tests), context))
         if self.unavailable:
             raise SandboxUnavailable("no isolation layer available (test)")
+        if self.refuses:
+            rows = tuple(tuple(Verdict.CRASHED for _ in tests) for _ in solutions)
+            return PassMatrix(rows, unverified=True)
         rows = []
         for solution in solutions:
             ns: dict[str, object] = {}

@@ -162,11 +162,14 @@ def test_last_member_without_valid_tests_returns_first_solution(
     assert not result.verified and "no valid test" in result.note
 
 
-@pytest.mark.parametrize("unavailable", ["raises", "missing"])
+@pytest.mark.parametrize("unavailable", ["raises", "refuses", "missing"])
 def test_sandbox_unavailable_gives_first_solution_unverified(
     plan: Plan, unavailable: str
 ) -> None:
-    sandbox = InProcessSandbox(unavailable=True) if unavailable == "raises" else None
+    sandbox = None
+    if unavailable != "missing":
+        sandbox = InProcessSandbox(unavailable=unavailable == "raises",
+                                   refuses=unavailable == "refuses")
     small = ScriptedBackend("small", [WRONG, RIGHT, RIGHT], GOOD_TESTS)
     large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
     result, events = run(plan, {"small": small, "large": large}, sandbox, "two")
