@@ -618,7 +618,8 @@ def insert_body(fc: FunctionContext, solution: str) -> str:
     tll = sol.lls[target]
     helpers = []
     for i, start, end in _statements(sol, None):
-        if i != target:
+        m = _DEF.match(sol.lls[i].text)
+        if i != target and not (m and m.group(2) == fc.name):  # a restated copy is dropped
             helpers.append(sol.text(start, end))
     unit = fc.body_indent[len(fc.indent):] if fc.body_indent.startswith(fc.indent) else "    "
     out = [fc.body_indent + fc.docstring_closer + "\n"] if fc.docstring_closer else []

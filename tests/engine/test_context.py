@@ -452,6 +452,9 @@ def test_insert_body_partial_body_and_empty_solution() -> None:
     solution = fc.prompt + "        total += x\n    return total\n"
     assert apply(source, fc, solution) == solution
     assert insert_body(fc, "def other():\n    pass\n") == ""
+    # A model that restates the whole function after the body: the copy is dropped.
+    again = fc.prompt + "        total += x\n    return total\n\n\n" + solution
+    assert apply(source, fc, again) == solution
 
 
 # ---------------------------------------------------------------------------
