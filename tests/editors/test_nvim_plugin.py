@@ -83,8 +83,11 @@ def scripted_nvim(tmp_path: Path, request: pytest.FixtureRequest):
 def open_stub(nvim: Nvim, path: Path, timeout: float = 60) -> None:
     path.write_text(STUB)
     nvim.api.command(f"edit {path}")
-    nvim.wait("the cascode server to be ready",
-              "require('cascode').status.state == 'ready'", timeout)
+    state = nvim.wait("the cascode server to be ready",
+                      "vim.tbl_contains({'ready', 'error'}, require('cascode').status.state)"
+                      " and require('cascode').status.state", timeout)
+    if state != "ready":
+        raise AssertionError(f"the server reported an error\n{nvim.describe()}")
 
 
 def ask_inline(nvim: Nvim, timeout: float) -> str:
@@ -186,3 +189,47 @@ def test_completion_item_without_inline_completion(scripted_nvim: Nvim, tmp_path
     nvim.api.command("write")
     assert path.read_text().startswith(COMPLETED)
     check_add(path)
+
+
+@pytest.mark.slow
+def test_real_server_and_model_complete_the_stub(tmp_path: Path, record_property):
+    """`cascode serve` with the embedded 0.5B (tests/editors/plans/tiny.yaml): the ghost
+    text is the model's answer, Tab inserts it and the function works; a tier switched
+    with :CascodeTier answers the next request."""
+    from cascode.engine.errors import ModelError
+    from cascode.engine.models import resolve_model_file
+
+    try:
+        resolve_model_file("embedded:qwen2.5-coder-0.5b-instruct-q4_k_m")
+    except ModelError as e:
+        pytest.skip(f"embedded model not installed: {e}")
+    pytest.importorskip("llama_cpp")
+    cascode = Path(sys.executable).with_name("cascode")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    nvim = Nvim(tmp_path, {
+        "cmd": [str(cascode), "serve", "-v", "--log-file", str(tmp_path / "server.log")],
+        "settings": {"planFile": str(Path(__file__).parent / "plans" / "tiny.yaml")},
+    })
+    try:
+        path = tmp_path / "calc.py"
+        open_stub(nvim, path, timeout=180)
+        assert nvim.lua("return require('cascode').statusline()") == "cascode: tested"
+        ghost = ask_inline(nvim, timeout=300)
+        answer = nvim.lua("return require('cascode').last_answer()")
+        assert answer["member"] == "qwen-0.5b" and answer["tier"] == "tested"
+        record_property("answer", {k: answer[k] for k in ("tokens", "seconds", "verified")})
+        body = answer["code"].split('"""\n', 2)[-1]
+        assert ghost.strip() and ghost.strip() in body, (ghost, answer["code"])
+        accept(nvim, path, body.splitlines()[0])
+        assert path.read_text().startswith(STUB[: -len("    \n")] + body)
+        check_add(path)
+
+        nvim.api.command("silent undo")
+        assert nvim.buffer() == STUB.rstrip("\n")
+        nvim.api.command("CascodeTier greedy")
+        ask_inline(nvim, timeout=300)
+        answer = nvim.lua("return require('cascode').last_answer()")
+        assert answer["tier"] == "greedy" and answer["stages"][0]["k"] == 0
+        assert nvim.lua("return require('cascode').statusline()") == "cascode: greedy"
+    finally:
+        nvim.close()
