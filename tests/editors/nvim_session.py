@@ -69,8 +69,12 @@ class Nvim:
         self.stderr = open(workdir / "nvim.stderr", "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [binary, "--headless", "--listen", self.socket, "-n", "-i", "NONE", "-u", str(init)],
-            cwd=workdir, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.stderr, start_new_session=True,
+            cwd=workdir,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 20
         while not os.path.exists(self.socket):
@@ -120,7 +124,8 @@ class Nvim:
         )
         lsp_log = self.lua("return vim.lsp.log.get_filename()")
         return (
-            f"mode: {state['mode']}\nbuffer:\n" + "\n".join(state["lines"])
+            f"mode: {state['mode']}\nbuffer:\n"
+            + "\n".join(state["lines"])
             + f"\nstatus line: {state['status']!r} ({state['clients']} clients)"
             + f"\ncascode status: {state['state'][:2000]}\nmessages: {state['messages']}"
             + f"\nghost text: {state['ghost'][:1500]}"

@@ -42,10 +42,12 @@ SCRIPT = {
     "steps": 2,
     "step_seconds": 0.0,
     "members": {
-        member: {"add": {
-            "solutions": ["    return a + b\n```"],
-            "tests": ["1, 2) == 3\nassert add(2, 2) == 4\n```"],
-        }}
+        member: {
+            "add": {
+                "solutions": ["    return a + b\n```"],
+                "tests": ["1, 2) == 3\nassert add(2, 2) == 4\n```"],
+            }
+        }
         for member in ("small", "large")
     },
 }
@@ -54,11 +56,17 @@ SCRIPT = {
 def check_add(path: Path) -> None:
     """The saved file's `add` passes tests written for the stub."""
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import runpy, sys; ns = runpy.run_path(sys.argv[1]); add = ns['add']\n"
-         "assert add(1, 2) == 3 and add(-4, 4) == 0 and add(2.5, 0.5) == 3.0\n"
-         "assert add('a', 'b') == 'ab'", str(path)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys; ns = runpy.run_path(sys.argv[1]); add = ns['add']\n"
+            "assert add(1, 2) == 3 and add(-4, 4) == 0 and add(2.5, 0.5) == 3.0\n"
+            "assert add('a', 'b') == 'ab'",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 0, f"{path.read_text()}\n{proc.stderr}"
 
@@ -83,9 +91,12 @@ def scripted_nvim(tmp_path: Path, request: pytest.FixtureRequest):
 def open_stub(nvim: Nvim, path: Path, timeout: float = 60) -> None:
     path.write_text(STUB)
     nvim.api.command(f"edit {path}")
-    state = nvim.wait("the cascode server to be ready",
-                      "vim.tbl_contains({'ready', 'error'}, require('cascode').status.state)"
-                      " and require('cascode').status.state", timeout)
+    state = nvim.wait(
+        "the cascode server to be ready",
+        "vim.tbl_contains({'ready', 'error'}, require('cascode').status.state)"
+        " and require('cascode').status.state",
+        timeout,
+    )
     if state != "ready":
         raise AssertionError(f"the server reported an error\n{nvim.describe()}")
 
@@ -100,9 +111,12 @@ def ask_inline(nvim: Nvim, timeout: float) -> str:
 
 def accept(nvim: Nvim, path: Path, expect: str, timeout: float = 10) -> None:
     nvim.api.input("<Tab>")
-    nvim.wait(f"the accepted answer ({expect!r}) in the buffer",
-              "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1, false), args[1])",
-              timeout, expect)
+    nvim.wait(
+        f"the accepted answer ({expect!r}) in the buffer",
+        "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1, false), args[1])",
+        timeout,
+        expect,
+    )
     nvim.api.input("<Esc>")
     nvim.api.command("write")
 
@@ -120,8 +134,11 @@ def test_ghost_text_accepted_with_tab_completes_the_stub(scripted_nvim: Nvim, tm
     assert path.read_text().startswith(COMPLETED)
     check_add(path)
     # Accepting ran the item's command: the server marked the answer accepted.
-    nvim.wait("the answer to be marked accepted",
-              "require('cascode').execute('cascode.lastAnswer').accepted == true", 10)
+    nvim.wait(
+        "the answer to be marked accepted",
+        "require('cascode').execute('cascode.lastAnswer').accepted == true",
+        10,
+    )
 
     shown = nvim.lua("return require('cascode').show_last_answer()")
     assert shown[0] == "**small** answered `add` on tier **fast** (verified)"
@@ -138,19 +155,27 @@ def test_tier_command_completes_tiers_and_switches_the_next_answer(
     nvim = scripted_nvim
     open_stub(nvim, tmp_path / "calc.py")
     assert nvim.lua("return vim.fn.getcompletion('CascodeTier ', 'cmdline')") == [
-        "fast", "balanced", "large-only"]
+        "fast",
+        "balanced",
+        "large-only",
+    ]
     assert nvim.lua("return vim.fn.getcompletion('CascodeTier la', 'cmdline')") == ["large-only"]
 
     assert "return a + b" in ask_inline(nvim, timeout=30)
     assert nvim.lua("return require('cascode').last_answer().tier") == "fast"
 
     nvim.api.command("CascodeTier large-only")
-    assert nvim.lua("return vim.lsp.get_clients({name = 'cascode'})[1].settings.cascode.tier") \
+    assert (
+        nvim.lua("return vim.lsp.get_clients({name = 'cascode'})[1].settings.cascode.tier")
         == "large-only"
+    )
     # The server pulled the new settings: listTiers marks the new tier active.
-    nvim.wait("the server to make large-only active",
-              "(function() for _, t in ipairs(require('cascode').list_tiers()) do"
-              " if t.active then return t.name == 'large-only' end end end)()", 10)
+    nvim.wait(
+        "the server to make large-only active",
+        "(function() for _, t in ipairs(require('cascode').list_tiers()) do"
+        " if t.active then return t.name == 'large-only' end end end)()",
+        10,
+    )
     assert "return a + b" in ask_inline(nvim, timeout=30)
     answer = nvim.lua("return require('cascode').last_answer()")
     assert (answer["tier"], answer["member"]) == ("large-only", "large")
@@ -158,9 +183,12 @@ def test_tier_command_completes_tiers_and_switches_the_next_answer(
 
     # A tier the plan lacks: the server keeps the previous one and says so.
     nvim.api.command("CascodeTier nope")
-    message = nvim.wait("the server's message about the bad tier",
-                        "vim.fn.execute('messages'):match('cascode%.tier = \"nope\"[^\\n]*')", 10)
-    assert "keeping \"large-only\"" in message
+    message = nvim.wait(
+        "the server's message about the bad tier",
+        "vim.fn.execute('messages'):match('cascode%.tier = \"nope\"[^\\n]*')",
+        10,
+    )
+    assert 'keeping "large-only"' in message
 
 
 @pytest.mark.parametrize("scripted_nvim", [False], indirect=True)
@@ -173,18 +201,26 @@ def test_completion_item_without_inline_completion(scripted_nvim: Nvim, tmp_path
     assert nvim.lua("return require('cascode').uses_inline()") is False
     nvim.api.current.window.cursor = (BODY_LINE, 0)
     nvim.api.input("A<C-Space>")
-    items = nvim.wait("the completion menu",
-                      "#vim.fn.complete_info({'items'}).items > 0"
-                      " and vim.fn.complete_info({'items'}).items", 30)
+    items = nvim.wait(
+        "the completion menu",
+        "#vim.fn.complete_info({'items'}).items > 0 and vim.fn.complete_info({'items'}).items",
+        30,
+    )
     assert [(i["abbr"], i["word"]) for i in items] == [("cascode: add", "return a + b")]
     assert "answered" in items[0]["info"]  # the provenance, shown beside the menu
     nvim.api.input("<C-y>")
-    nvim.wait("the completed body", "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1,"
-              " false), '    return a + b')", 10)
+    nvim.wait(
+        "the completed body",
+        "vim.tbl_contains(vim.api.nvim_buf_get_lines(0, 0, -1, false), '    return a + b')",
+        10,
+    )
     # The cursor ends after the inserted text, in insert mode.
     assert nvim.lua("return vim.api.nvim_get_mode().mode") == "i"
-    nvim.wait("the answer to be marked accepted",
-              "require('cascode').execute('cascode.lastAnswer').accepted == true", 10)
+    nvim.wait(
+        "the answer to be marked accepted",
+        "require('cascode').execute('cascode.lastAnswer').accepted == true",
+        10,
+    )
     nvim.api.input("<Esc>")
     nvim.api.command("write")
     assert path.read_text().startswith(COMPLETED)
@@ -206,10 +242,13 @@ def test_real_server_and_model_complete_the_stub(tmp_path: Path, record_property
     pytest.importorskip("llama_cpp")
     cascode = Path(sys.executable).with_name("cascode")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
-    nvim = Nvim(tmp_path, {
-        "cmd": [str(cascode), "serve", "-v", "--log-file", str(tmp_path / "server.log")],
-        "settings": {"planFile": str(Path(__file__).parent / "plans" / "tiny.yaml")},
-    })
+    nvim = Nvim(
+        tmp_path,
+        {
+            "cmd": [str(cascode), "serve", "-v", "--log-file", str(tmp_path / "server.log")],
+            "settings": {"planFile": str(Path(__file__).parent / "plans" / "tiny.yaml")},
+        },
+    )
     try:
         path = tmp_path / "calc.py"
         open_stub(nvim, path, timeout=180)

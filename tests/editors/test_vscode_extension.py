@@ -68,8 +68,15 @@ def test_extension_packages_into_an_installable_vsix(node_modules: Path) -> None
         "cascode.showLastAnswer",
     }
     settings = manifest["contributes"]["configuration"]["properties"]
-    for key in ("enable", "planFile", "tier", "sandbox.layers", "sandbox.allowUnsafe",
-                "server.path", "server.args"):
+    for key in (
+        "enable",
+        "planFile",
+        "tier",
+        "sandbox.layers",
+        "sandbox.allowUnsafe",
+        "server.path",
+        "server.args",
+    ):
         assert f"cascode.{key}" in settings, key
 
 
