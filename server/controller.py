@@ -107,6 +107,7 @@ class Controller:
         self._sandbox_made = False
         self._busy = 0
         self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._tokens: set[CancelToken] = set()
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._last: dict[str, Any] | None = None
         self._last_by_uri: dict[str, dict[str, Any]] = {}
@@ -294,6 +295,8 @@ class Controller:
     ) -> Answer | None:
         """The answer for the function at `position`, or None (not a stub, disabled, ...)."""
         await self._configured.wait()
+        async with self._settings_lock:
+            pass  # a settings change that arrived first applies to this request
         if not self.settings.enable or self.host.plan is None:
             return None
         doc = self.ls.workspace.text_documents.get(uri)
@@ -315,7 +318,7 @@ class Controller:
         assert me is not None
         self._inflight[uri] = me
         try:
-            result, cached = await self._run(task)
+            result, cached = await self._run(task, token)
         except Cancelled:
             raise
         except CascodeError as e:
@@ -342,15 +345,18 @@ class Controller:
         return Answer(uri, task.entry_point, lines, (pos.line, pos.character), edit, prov,
                       doc.position_codec, doc.lines)
 
-    async def _run(self, task: Any) -> tuple[Any, bool]:
+    async def _run(self, task: Any, token: types.ProgressToken | None) -> tuple[Any, bool]:
         tier = self.tier
         key = self.host.cache_key(task, tier)
         cached = self.host.cache.get(key)
-        progress = await Progress.start(self.ls, None, "cascode") if cached is None else None
         if cached is not None:
+            if token is not None:  # the client asked for progress on its own token: close it
+                (await Progress.start(self.ls, token, "cascode")).end(
+                    finished_message(cached, True))
             return cached, True
-        assert progress is not None
+        progress = await Progress.start(self.ls, token, "cascode")
         cancel = CancelToken()
+        self._tokens.add(cancel)
         loop = asyncio.get_running_loop()
 
         def on_event(event: Event) -> None:
@@ -377,6 +383,7 @@ class Controller:
                 progress.end(str(e))
                 raise
         finally:
+            self._tokens.discard(cancel)
             self._busy -= 1
             if self._busy == 0 and self.state == "busy":
                 self.state = "ready"
@@ -422,6 +429,8 @@ class Controller:
         log.info("answer %s accepted (%s, tier %s)", answer_id, prov["member"], prov["tier"])
 
     def close(self) -> None:
+        for cancel in self._tokens:
+            cancel.cancel("the server is shutting down")
         for task in self._inflight.values():
             task.cancel()
         self.host.close()

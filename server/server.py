@@ -13,8 +13,9 @@ import logging
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from cascode import __version__
 from cascode.engine.family import BackendFactory
@@ -29,8 +30,34 @@ log = logging.getLogger(__name__)
 COMMANDS = ("cascode.listTiers", "cascode.lastAnswer", "cascode.accepted")
 
 
+class CascodeProtocol(LanguageServerProtocol):
+    """Answers a request whose params do not structure with an InvalidParams error.
+
+    pygls only logs such a message, so the client would wait forever for a reply.
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                cause = e.__cause__ or e
+                error = JsonRpcInvalidParams(
+                    f"cascode: invalid params for {data['method']}: {str(cause).splitlines()[0]}"
+                )
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
+
 class CascodeLanguageServer(LanguageServer):
     controller: Controller
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # Malformed messages are answered (CascodeProtocol) and logged; no pop-up.
+        if isinstance(error, JsonRpcException):
+            log.warning("%s", error)
+            return
+        super().report_server_error(error, source)
 
 
 def create_language_server(
@@ -40,7 +67,10 @@ def create_language_server(
     """A new server. `backend_factory(member) -> Backend` and `sandbox_factory(layers,
     allow_unsafe)` replace the real llama.cpp backends and sandbox (tests, benchmarks)."""
     server = CascodeLanguageServer(
-        "cascode", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+        "cascode",
+        __version__,
+        text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        protocol_cls=CascodeProtocol,
     )
     server.controller = Controller(server, EngineHost(backend_factory, sandbox_factory))
 

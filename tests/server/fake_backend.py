@@ -36,13 +36,13 @@ class ScriptedBackend:
         self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
     ) -> list[list[Generation]]:
         self.calls += 1
-        steps = int(self.script.get("steps", 4))
-        step_s = float(self.script.get("step_seconds", 0.0))
         out = []
         for spec in specs:
             test = _TEST_PREFIX.search(spec.prefix)
             name = test.group(1) if test else (_DEF.search(spec.prefix) or [None, "?"])[1]
             entry = self._entry(name)
+            steps = int(entry.get("steps", self.script.get("steps", 4)))
+            step_s = float(entry.get("step_seconds", self.script.get("step_seconds", 0.0)))
             texts = entry.get("tests" if test else "solutions") or ["```"]
             gens = []
             for i in range(spec.n):

@@ -57,6 +57,7 @@ class Session:
     def __init__(self, client: LanguageClient) -> None:
         self.client = client
         self.statuses: list[dict[str, Any]] = []
+        self.initialize_result: types.InitializeResult | None = None
 
         @client.feature("cascode/status")
         def on_status(params: Any) -> None:
@@ -148,6 +149,7 @@ async def session(
     init_options: Any = None,
     wait_ready: bool = True,
     extra_env: dict[str, str] | None = None,
+    configuration: bool = True,
 ) -> AsyncIterator[Session]:
     script_file = tmp_path / "script.json"
     script_file.write_text(json.dumps(script_data or script()))
@@ -159,7 +161,9 @@ async def session(
         {"planFile": str(SCRIPTED_PLAN), **(settings or {})}, section="cascode"
     )
     capabilities = client_capabilities(client_name)
-    await client.initialize_session(
+    if not configuration and capabilities.workspace is not None:
+        capabilities.workspace.configuration = False
+    s.initialize_result = await client.initialize_session(
         types.InitializeParams(capabilities=capabilities, initialization_options=init_options,
                                root_uri=tmp_path.as_uri())
     )
