@@ -22,7 +22,7 @@ from cascode.engine.types import Backend
 from .datasets import Dataset
 from .execution import CalibrationSandbox, ExecutionCache, ProblemData, execute_member
 from .prices import MemberPrice, price_from_cache, stored_price
-from .sampling import SampleCache, member_fingerprint, sample_member
+from .sampling import SampleCache, resolve_fingerprint, sample_member
 from .search import ALL, TEST, VAL, Split, ThetaChoice, choose_theta, pareto, split
 from .simulate import Grid, Simulator
 
@@ -93,13 +93,15 @@ def load_family_data(
     generate: bool = True,
 ) -> FamilyData:
     """Sample and execute what the caches lack (or fail, when `generate` is False)."""
+    recorded = {str(k): str(v) for k, v in dict((plan.calibration or {}).get("models")
+                                                 or {}).items()}
     backend_factory = backend_factory or _default_backend
     sandbox_factory = sandbox_factory or _default_sandbox
     sandbox: CalibrationSandbox | None = None
     fingerprints, data, prices = [], [], []
     generated: dict[str, int] = {}
     for member in plan.family:
-        fingerprint = member_fingerprint(member)
+        fingerprint = resolve_fingerprint(member, settings.out, recorded)
         fingerprints.append(fingerprint)
         cache = SampleCache(settings.out, member, fingerprint, settings.samples, settings.seed)
         missing = cache.missing(dataset.problems)

@@ -75,6 +75,7 @@ def plan_document(search: Search) -> dict[str, Any]:
         "calibration": {
             "dataset": family.dataset.name,
             "dataset_sha256": family.dataset.fingerprint,
+            "caches": str(search.settings.out),
             "problems": len(family.dataset.problems),
             "samples": search.settings.samples,
             "split_seed": int(search.split.seed),

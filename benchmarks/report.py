@@ -274,10 +274,8 @@ def _plot_curves(search: Search, path: Path) -> None:
         x, y = 1000 * cost[rows], 100 * acc[rows]
         line = ax.plot(x, y, "o", ms=4, c=color)[0]
         if len(rows) >= 2 and np.all(np.diff(x) > 0):
-            from scipy.interpolate import PchipInterpolator
-
             xs = np.linspace(x[0], x[-1], 100)
-            ax.plot(xs, PchipInterpolator(x, y)(xs), "-", c=line.get_color(), label=label)
+            ax.plot(xs, pchip(x, y, xs), "-", c=line.get_color(), label=label)
         else:
             line.set_label(label)
     ax.set_xlabel("time cost, seconds per 1k problems (test)")
@@ -285,3 +283,35 @@ def _plot_curves(search: Search, path: Path) -> None:
     ax.set_title("Cost and accuracy: cascade against single members (PCHIP)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def pchip(x: np.ndarray, y: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Monotone piecewise cubic Hermite interpolation (Fritsch-Carlson, as SciPy's
+    PchipInterpolator): the curve never overshoots between front points."""
+    h = np.diff(x)
+    delta = np.diff(y) / h
+    d = np.zeros_like(y, dtype=float)
+    if len(x) == 2:
+        d[:] = delta[0]
+    else:
+        for i in range(1, len(x) - 1):
+            if delta[i - 1] * delta[i] > 0:
+                w1, w2 = 2 * h[i] + h[i - 1], h[i] + 2 * h[i - 1]
+                d[i] = (w1 + w2) / (w1 / delta[i - 1] + w2 / delta[i])
+        d[0] = _end_slope(h[0], h[1], delta[0], delta[1])
+        d[-1] = _end_slope(h[-1], h[-2], delta[-1], delta[-2])
+    i = np.clip(np.searchsorted(x, xs) - 1, 0, len(x) - 2)
+    t = (xs - x[i]) / h[i]
+    h00, h10 = (1 + 2 * t) * (1 - t) ** 2, t * (1 - t) ** 2
+    h01, h11 = t * t * (3 - 2 * t), t * t * (t - 1)
+    out: np.ndarray = h00 * y[i] + h10 * h[i] * d[i] + h01 * y[i + 1] + h11 * h[i] * d[i + 1]
+    return out
+
+
+def _end_slope(h0: float, h1: float, m0: float, m1: float) -> float:
+    d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+    if np.sign(d) != np.sign(m0):
+        return 0.0
+    if np.sign(m0) != np.sign(m1) and abs(d) > abs(3 * m0):
+        return 3 * m0
+    return float(d)

@@ -83,6 +83,23 @@ def member_fingerprint(member: Member) -> str:
     )
 
 
+def resolve_fingerprint(member: Member, out_dir: Path, recorded: dict[str, str]) -> str:
+    """The member's fingerprint; when its model file is not here (regenerating
+    from committed caches), the one a plan recorded, or the only one cached."""
+    from cascode.engine.errors import ModelError
+
+    try:
+        return member_fingerprint(member)
+    except ModelError as e:
+        if member.name in recorded:
+            return recorded[member.name]
+        store = RecordStore(out_dir / "samples" / member.name)
+        models = {str(r.get("model")) for r in store.records.values()}
+        if len(models) == 1:
+            return models.pop()
+        raise ModelError(f"{member.name}: {e}; its caches in {out_dir} cannot stand in") from None
+
+
 def generation_to_dict(g: Generation) -> dict[str, Any]:
     d = dataclasses.asdict(g)
     d["token_ends"] = list(g.token_ends)

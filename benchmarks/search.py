@@ -47,17 +47,27 @@ class Split:
                 f"{100 * self.gap:.1f} points)")
 
 
+def validation_size(n: int) -> int:
+    return max(1, min(n - 1, round(VALIDATION_SHARE * n))) if n > 1 else n
+
+
+def validation_mask(n: int, seed: int) -> np.ndarray:
+    """The validation set drawn with `seed` (the split records only the seed)."""
+    val = np.zeros(n, dtype=bool)
+    val[np.random.default_rng(seed).permutation(n)[: validation_size(n)]] = True
+    return val
+
+
 def split(greedy_passed: Sequence[np.ndarray], base_seed: int = 0) -> Split:
     """A random 30% validation set; redrawn (next seed) until each member's greedy
     pass@1 differs by at most 5 points between the halves; after 100 draws the
     closest split is kept."""
     n = len(greedy_passed[0])
-    n_val = max(1, min(n - 1, round(VALIDATION_SHARE * n))) if n > 1 else n
+    n_val = validation_size(n)
     best: Split | None = None
     for draw in range(MAX_DRAWS):
         seed = base_seed + draw
-        val = np.zeros(n, dtype=bool)
-        val[np.random.default_rng(seed).permutation(n)[:n_val]] = True
+        val = validation_mask(n, seed)
         gaps = [abs(g[val].mean() - g[~val].mean()) if 0 < n_val < n else 0.0
                 for g in greedy_passed]
         gap = float(max(gaps))

@@ -31,10 +31,10 @@ from .datasets import Dataset, from_humaneval_records
 CHARS_PER_TOKEN = 4
 
 
-def synthetic_records(n: int, name: str = "synthetic") -> list[dict[str, str]]:
-    """n problems in HumanEval's format."""
+def synthetic_records(n: int, name: str = "synthetic", start: int = 0) -> list[dict[str, str]]:
+    """n problems in HumanEval's format (functions f_<start> to f_<start + n - 1>)."""
     records = []
-    for i in range(n):
+    for i in range(start, start + n):
         offset = i % 7
         records.append({
             "task_id": f"{name}/{i}",

@@ -1,0 +1,110 @@
+"""`cascode evaluate`: does a plan keep its promises on a dataset?
+
+Exit codes: 0 when every tier with a promise is within --tolerance points of
+pass@1, 3 when one is not, 1 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+OUTSIDE_TOLERANCE = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", metavar="PLAN_FILE", help="a plan file (e.g. plans/default.yaml)")
+    parser.add_argument("--dataset", default="humaneval",
+                        help="`humaneval`, `everyday`, a HumanEval-format JSONL or an "
+                        "MBPP-format JSON/JSONL")
+    parser.add_argument("--tiers", help="comma-separated tier names (default: every tier)")
+    parser.add_argument("--split", choices=("validation", "test", "all"),
+                        help="the calibration's split (only on its own dataset; default: test "
+                        "there, all elsewhere)")
+    parser.add_argument("--limit", type=int, help="only the first N problems")
+    parser.add_argument("--tasks", help="task ids or index ranges, e.g. `0-39`")
+    parser.add_argument("--cache", type=Path,
+                        help="the sampling and execution caches (default: the directory the "
+                        "plan was calibrated in, else ./calibration/<dataset>)")
+    parser.add_argument("--out", type=Path,
+                        help="where the report and plot go (default: CACHE/evaluations)")
+    parser.add_argument("--tolerance", type=float, default=5.0,
+                        help="allowed |measured - promised| pass@1, in points (default 5)")
+    parser.add_argument("--offline", action="store_true",
+                        help="generate nothing: fail unless the caches hold every problem")
+    parser.add_argument("--unsafe-sandbox", action="store_true",
+                        help="execute with rlimits and seccomp only where no isolation works")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascode.engine.errors import CascodeError
+    from cascode.engine.plans import load_plan
+
+    from . import calibrate as cal
+    from . import evaluate as ev
+    from .cli_calibrate import _sandbox_factory
+    from .datasets import load_dataset, select
+    from .sampling import resolve_fingerprint
+
+    plan = load_plan(args.plan)
+    tiers = _tiers(plan, args.tiers)
+    full = load_dataset(args.dataset)
+    dataset = select(full, limit=args.limit, tasks=args.tasks)
+    calibration = plan.calibration or {}
+    own = calibration.get("dataset_sha256") == full.fingerprint
+    split = args.split or ("test" if own else "all")
+    mask = ev.split_mask(plan, full, dataset, split)
+    cache = args.cache or _default_cache(calibration, dataset.name)
+    samples = int(calibration.get("samples", 10))
+    recorded = ev.recorded_fingerprints(plan)
+    fingerprints = [resolve_fingerprint(m, cache, recorded) for m in plan.family]
+    ev.check_family_matches_cache(plan, cache, fingerprints)
+    settings = cal.Settings(out=cache, samples=samples, progress=not args.no_progress)
+    try:
+        family = cal.load_family_data(plan, dataset, settings, generate=not args.offline,
+                                      sandbox_factory=_sandbox_factory(args.unsafe_sandbox))
+    except LookupError as e:
+        raise CascodeError(f"--offline: {e}") from None
+    finally:
+        cal.pack_caches(cache, plan)
+    figures, baselines = ev.evaluate_tiers(plan, family, samples, mask, tiers, split)
+    print(ev.table(figures, baselines, args.tolerance))
+    out = args.out or cache / "evaluations"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{Path(args.plan).stem}-{dataset.name}-{split}"
+    ev.plot(figures, baselines, f"{args.plan} on {dataset.name} ({split}, "
+            f"{int(mask.sum())} problems)", out / f"{stem}.png")
+    text = ev.report(plan, dataset, split, figures, baselines, args.tolerance, f"{stem}.png")
+    (out / f"{stem}.md").write_text(text, encoding="utf-8")
+    generated = sum(family.generated.values())
+    print(f"{int(mask.sum())} problems ({split}); {generated} member-problems generated; "
+          f"report: {out / (stem + '.md')}", file=sys.stderr)
+    outside = [f.tier for f in figures if f.within(args.tolerance) is False]
+    if outside:
+        print(f"outside the tolerance of {args.tolerance:g} points: {', '.join(outside)}",
+              file=sys.stderr)
+        return OUTSIDE_TOLERANCE
+    return 0
+
+
+def _tiers(plan, names: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    from cascode.engine.errors import CascodeError
+
+    if not names:
+        return list(plan.tiers)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    for name in chosen:
+        if name not in plan.tiers:
+            raise CascodeError(
+                f"--tiers: {plan.path} has no tier named {name!r} (tiers: {', '.join(plan.tiers)})"
+            )
+    return chosen
+
+
+def _default_cache(calibration, dataset_name: str) -> Path:  # type: ignore[no-untyped-def]
+    caches = calibration.get("caches")
+    if caches and Path(caches).is_dir():
+        return Path(caches)
+    return Path("calibration") / dataset_name
