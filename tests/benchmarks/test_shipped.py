@@ -1,0 +1,67 @@
+"""The shipped calibration: committed caches complete, plan and report reproducible.
+
+The caches of the full HumanEval run of the embedded family live in
+benchmarks/results/humaneval/ (see benchmarks/README.md for how the run is
+made in chunks). These tests read them; they are skipped until they exist.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cascode import cli
+from cascode.benchmarks.datasets import load_dataset
+from cascode.benchmarks.store import RecordStore
+from cascode.engine.plans import load_plan
+
+ROOT = Path(__file__).parents[2]
+RESULTS = Path("benchmarks") / "results" / "humaneval"
+SHIPPED = ROOT / RESULTS
+
+pytestmark = pytest.mark.skipif(
+    not (SHIPPED / "plan.yaml").exists(), reason="the full HumanEval calibration is not committed"
+)
+
+
+def test_committed_caches_are_complete():
+    plan = load_plan(SHIPPED / "plan.yaml")
+    samples = int(plan.calibration["samples"])
+    problems = {p.task_id for p in load_dataset("humaneval").problems}
+    for member in plan.family:
+        records = RecordStore(SHIPPED / "samples" / member.name).records.values()
+        assert {r["task_id"] for r in records} >= problems, member.name
+        for r in records:
+            assert r["greedy_solution"]["text"] is not None and r["greedy_test"] is not None
+            assert len(r["solutions"]) == samples and len(r["tests"]) == samples
+        executed = RecordStore(SHIPPED / "executions" / member.name).records.values()
+        assert {r["task_id"] for r in executed} >= problems, member.name
+
+
+def test_regenerating_the_shipped_plan_and_report_is_byte_identical(tmp_path, monkeypatch):
+    shutil.copytree(SHIPPED, tmp_path / RESULTS)
+    monkeypatch.chdir(tmp_path)
+    for name in ("plan.yaml", "report.md"):
+        (tmp_path / RESULTS / name).unlink()
+    args = ["calibrate", "--dataset", "humaneval", "--out", str(RESULTS), "--offline",
+            "--no-progress", "--write-plan", str(tmp_path / "default.yaml")]
+    assert cli.main(args) == 0
+    for name in ("plan.yaml", "report.md"):
+        assert (tmp_path / RESULTS / name).read_bytes() == (SHIPPED / name).read_bytes(), name
+    shipped_plan = (ROOT / "plans" / "default.yaml").read_bytes()
+    assert (tmp_path / "default.yaml").read_bytes() == shipped_plan
+
+
+def test_evaluate_reproduces_the_test_split_of_the_default_plan(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(ROOT)
+    args = ["evaluate", "plans/default.yaml", "--dataset", "humaneval", "--split", "test",
+            "--offline", "--no-progress", "--out", str(tmp_path), "--tolerance", "0"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    tiers = yaml.safe_load((ROOT / "plans" / "default.yaml").read_text())["tiers"]
+    for name, tier in tiers.items():
+        line = next(r for r in printed.splitlines() if r.startswith(name + " "))
+        assert f"{100 * tier['measured']['test']['pass_at_1']:.1f}%" in line and "+0.0" in line
