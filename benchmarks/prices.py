@@ -54,9 +54,10 @@ def price_from_cache(samples: Sequence[Samples], price_per_hour: float) -> Membe
     """Rates from the sampling cache's own timings (a stand-in for measured prices)."""
     prompt_s = prompt_t = decode_s = decode_t = 0.0
     for s in samples:
+        # Two distinct prompts per batch (the sampled items share the greedy ones').
+        prompt_t += s.greedy_solution.prompt_tokens + s.greedy_test.prompt_tokens
         for group in ((s.greedy_solution,), (s.greedy_test,), s.solutions, s.tests):
             prompt_s += sum(g.prompt_seconds for g in group)
-            prompt_t += group[0].prompt_tokens
             decode_s += sum(g.decode_seconds for g in group)
             decode_t += sum(g.generated_tokens for g in group)
     return MemberPrice(

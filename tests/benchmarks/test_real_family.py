@@ -50,6 +50,15 @@ def test_calibrate_five_humaneval_problems_end_to_end(tmp_path: Path, capsys):
     assert "## Answer" in report and "humaneval" in report
     for png in ("plans.png", "theta_sweep.png", "cost_accuracy.png"):
         assert (out / "plots" / png).stat().st_size > 1000
+    # The live cascade, fed from these caches, takes the simulator's decisions.
+    from cascode.benchmarks import calibrate as cal
+    from cascode.benchmarks.datasets import load_dataset, select
+    from cascode.benchmarks.replay import replay
+
+    settings = cal.Settings(out=out, samples=3, progress=False)
+    family = cal.load_family_data(plan, select(load_dataset("humaneval"), limit=5), settings,
+                                  generate=False)
+    assert replay(plan, family.simulator(3)) == []
     # Rerunning generates nothing: everything is cached.
     assert cli.main([*args[:-1], "--offline", "--no-progress"]) == 0
     assert "0 member-problems generated" in capsys.readouterr().err

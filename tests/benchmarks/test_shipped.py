@@ -65,3 +65,18 @@ def test_evaluate_reproduces_the_test_split_of_the_default_plan(monkeypatch, cap
     for name, tier in tiers.items():
         line = next(r for r in printed.splitlines() if r.startswith(name + " "))
         assert f"{100 * tier['measured']['test']['pass_at_1']:.1f}%" in line and "+0.0" in line
+
+
+def test_shipped_caches_replay_through_the_live_cascade():
+    """Every tier of the shipped plan, on 30 problems: the live cascade fed from the
+    committed caches takes the simulator's decisions."""
+    from cascode.benchmarks import calibrate as cal
+    from cascode.benchmarks.datasets import select
+    from cascode.benchmarks.replay import replay
+
+    plan = load_plan(SHIPPED / "plan.yaml")
+    samples = int(plan.calibration["samples"])
+    dataset = select(load_dataset("humaneval"), limit=30)
+    family = cal.load_family_data(plan, dataset, cal.Settings(out=SHIPPED, samples=samples,
+                                                              progress=False), generate=False)
+    assert replay(plan, family.simulator(samples)) == []
