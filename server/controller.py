@@ -304,7 +304,9 @@ class Controller:
             return None
         source = doc.source
         pos = doc.position_codec.position_from_client_units(doc.lines, position)
-        fc = _function_at(source, pos.line, pos.character)
+        lines = edits.lines_of(source)
+        cursor = edits.clamp(lines, (pos.line, pos.character))
+        fc = _function_at(source, *cursor)
         if fc is None:
             return None
         task = fc.task()
@@ -339,10 +341,9 @@ class Controller:
         prov = provenance(result, answer_id=answer_id, uri=uri, function=task.entry_point,
                           cached=cached)
         self._remember(prov)
-        lines = edits.lines_of(source)
         edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code))
         self.send_status(message=f"tier {result.tier}: {finished_message(result, cached)}")
-        return Answer(uri, task.entry_point, lines, (pos.line, pos.character), edit, prov,
+        return Answer(uri, task.entry_point, lines, cursor, edit, prov,
                       doc.position_codec, doc.lines)
 
     async def _run(self, task: Any, token: types.ProgressToken | None) -> tuple[Any, bool]:

@@ -29,6 +29,12 @@ def lines_of(source: str) -> list[str]:
     return lines
 
 
+def clamp(lines: list[str], pos: Pos) -> Pos:
+    """A position inside the document (LSP: a character past the line end means the end)."""
+    line = min(max(pos[0], 0), len(lines) - 1)
+    return line, min(max(pos[1], 0), len(lines[line]))
+
+
 def text_between(lines: list[str], start: Pos, end: Pos) -> str:
     if start >= end:
         return ""
@@ -46,10 +52,11 @@ def new_source(source: str, fc: Any, code: str) -> str:
 
     start, end, text = body_edit(fc, code)
     lines = lines_of(source)
-    if end[0] >= len(lines):  # the span runs to the end of a file without a final newline
-        end = (len(lines) - 1, len(lines[-1]))
-        if not text.endswith("\n"):
-            text += "\n"
+    eof = (len(lines) - 1, len(lines[-1]))
+    if start[0] >= len(lines):  # the body goes after the last line, which has no line end
+        start, text = eof, "\n" + text
+    if end[0] >= len(lines):
+        end = eof
     return apply(source, Edit(start, end, text))
 
 
@@ -96,18 +103,32 @@ def completion_edits(lines: list[str], edit: Edit, cursor: Pos) -> tuple[Edit, l
     """Split a covering edit for a completion item.
 
     LSP wants the item's `textEdit` on one line, containing the cursor; the
-    rest of the span becomes `additionalTextEdits` that delete it.
+    rest of the span becomes `additionalTextEdits` that delete it. No two edits
+    share a start position (clients differ in how they order those), and in
+    the usual stub (the cursor on the body's line or at the docstring's end)
+    there is no additional edit at all.
     """
     line = cursor[0]
     eol = len(lines[line])
-    main_start = edit.start if edit.start[0] == line else (line, 0)
-    main_end = edit.end if edit.end[0] == line else (line, eol)
+    start, end, text = edit.start, edit.end, edit.text
     extra = []
-    if edit.start[0] < line:
-        extra.append(Edit(edit.start, (line, 0), ""))
-    if edit.end[0] > line:
-        extra.append(Edit((line, eol), edit.end, ""))
-    return Edit(main_start, main_end, edit.text), extra
+    if end[0] > line:
+        if not text.endswith("\n") and end[0] + 1 < len(lines):
+            # Widen over unchanged text to the next line start, so the text ends a line.
+            text += lines[end[0]][end[1]:] + "\n"
+            end = (end[0] + 1, 0)
+        if text.endswith("\n"):
+            # Keep the cursor line's own line break instead of replacing it.
+            if end > (line + 1, 0):
+                extra.append(Edit((line + 1, 0), end, ""))
+            end, text = (line, eol), text[:-1]
+        else:
+            extra.append(Edit((line, eol), end, ""))
+            end = (line, eol)
+    if start[0] < line:
+        extra.append(Edit(start, (line, 0), ""))
+        start = (line, 0)
+    return Edit(start, end, text), extra
 
 
 def apply(source: str, edit: Edit) -> str:

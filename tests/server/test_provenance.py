@@ -1,0 +1,54 @@
+"""Provenance: what the client is told about an answer."""
+
+from __future__ import annotations
+
+from cascode.engine.types import Escalating, Executing, Finished, Result, StageStarted, StageTrace
+from cascode.server.provenance import event_message, markdown, provenance
+
+
+def _stage(member: str, *, k: int, l: int,  # noqa: E741 - the method's name
+           suite: tuple[str, ...], passed: tuple[bool, ...],
+           accepted: bool, last: bool, verified: bool = True) -> StageTrace:
+    return StageTrace(
+        member=member, k=k, l=l, solutions=("def f(): return 1\n",) * max(k, 1), tests=(),
+        suite=suite, pass_matrix=(passed,) * max(k, 1) if verified and suite else (),
+        scores=(sum(passed),) * max(k, 1), best=0, best_score=sum(passed),
+        threshold=0.9 * max(k, 1) * len(suite), theta=0.9, accepted=accepted, last=last,
+        prompt_tokens=30, generated_tokens=20, prompt_seconds=0.5, decode_seconds=1.0,
+        sandbox_seconds=0.25, verified=verified)
+
+
+def test_a_verified_escalated_answer():
+    small = _stage("small", k=1, l=2, suite=("assert f() == 2", "assert f() == 1"),
+                   passed=(False, True), accepted=False, last=False)
+    large = _stage("large", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+                   accepted=True, last=True)
+    result = Result("def f(): return 1\n", "large", "balanced", (small, large), verified=True)
+    prov = provenance(result, answer_id="a1", uri="file:///x.py", function="f")
+    assert prov["member"] == "large" and prov["tier"] == "balanced"
+    assert prov["asserts"] == ["assert f() == 1"]
+    assert (prov["score"], prov["threshold"]) == (1, 0.9)
+    assert prov["tokens"] == 40 and prov["seconds"] == 3.5
+    assert [s["member"] for s in prov["stages"]] == ["small", "large"]
+    text = markdown(prov)
+    assert "`large`" in text and "assert f() == 1" in text and "small → large" in text
+    assert "Unverified" not in text
+
+
+def test_an_unverified_answer_says_why():
+    stage = _stage("small", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+                   accepted=False, last=False, verified=False)
+    result = Result("def f(): return 1\n", "small", "fast", (stage,), verified=False,
+                    note="execution unavailable: the answer was not tested")
+    prov = provenance(result, answer_id="a2", uri="file:///x.py", function="f", cached=True)
+    assert prov["verified"] is False and prov["asserts"] == []
+    text = markdown(prov)
+    assert "**Unverified**: execution unavailable" in text and "from cache" in text
+
+
+def test_progress_messages():
+    assert event_message(StageStarted("qwen-0.5b", 3, 2, 0, 2)) == "qwen-0.5b: 3 solutions, 3 tests"
+    assert event_message(StageStarted("qwen-1.5b", 0, 0, 1, 2)) == "qwen-1.5b: 1 solution, no tests"
+    assert event_message(Executing("qwen-0.5b", 3, 4)) == "running 12 asserts"
+    assert event_message(Escalating("qwen-0.5b", "qwen-1.5b", 0, 9.0)) == "escalating to qwen-1.5b"
+    assert event_message(Finished("qwen-0.5b", 1.0)) is None

@@ -1,0 +1,87 @@
+"""Settings: structuring field by field, bad fields kept and named, generated docs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from cascode.server.settings import (
+    ClientOptions,
+    Settings,
+    markdown_table,
+    resolve,
+    vscode_configuration,
+)
+
+
+def test_nested_and_dotted_keys_are_both_accepted():
+    nested, problems = resolve(
+        ClientOptions.from_raw({"tier": "fast", "sandbox": {"layers": "bwrap",
+                                                            "allowUnsafe": True}}), Settings())
+    dotted, _ = resolve(
+        ClientOptions.from_raw({"tier": "fast", "sandbox.layers": "bwrap",
+                                "sandbox.allowUnsafe": True}), Settings())
+    assert problems == []
+    assert nested == dotted == Settings(tier="fast", sandbox_layers="bwrap",
+                                        sandbox_allow_unsafe=True)
+
+
+def test_a_bad_field_keeps_its_previous_value_and_the_others_apply():
+    previous = Settings(tier="balanced", cache_size=10)
+    new, problems = resolve(
+        ClientOptions.from_raw({"tier": "fast", "enable": "yes", "cacheSize": -3,
+                                "planFile": 7, "unknownKey": 1}), previous)
+    assert new.tier == "fast"
+    assert (new.enable, new.cache_size, new.plan_file) == (True, 10, "")
+    messages = {p.key: p.message() for p in problems}
+    assert set(messages) == {"enable", "cacheSize", "planFile"}
+    assert messages["enable"] == (
+        'cascode: setting cascode.enable = "yes" ignored: expected a boolean, got string; '
+        "keeping true")
+    assert "cascode.cacheSize = -3" in messages["cacheSize"] and "at least 0" in messages[
+        "cacheSize"]
+
+
+def test_a_key_no_longer_sent_returns_to_its_default():
+    new, problems = resolve(ClientOptions.from_raw({}), Settings(tier="fast", enable=False))
+    assert (new, problems) == (Settings(), [])
+
+
+def test_booleans_are_not_integers_and_integers_not_booleans():
+    new, problems = resolve(ClientOptions.from_raw({"cacheSize": True, "preload": 0}),
+                            Settings())
+    assert new == Settings()
+    assert {p.key for p in problems} == {"cacheSize", "preload"}
+
+
+def test_every_field_is_documented_in_the_manifest_and_the_table():
+    config = vscode_configuration()
+    props = config["properties"]
+    assert list(props) == [
+        "cascode.enable", "cascode.planFile", "cascode.tier", "cascode.sandbox.layers",
+        "cascode.sandbox.allowUnsafe", "cascode.preload", "cascode.fileContext",
+        "cascode.cacheSize"]
+    assert props["cascode.tier"] == {
+        "type": "string", "default": "", "order": 2,
+        "markdownDescription": props["cascode.tier"]["markdownDescription"]}
+    assert all(len(p["markdownDescription"]) > 30 for p in props.values())
+    assert props["cascode.cacheSize"]["minimum"] == 0
+    table = markdown_table()
+    for key, prop in props.items():
+        assert f"| `{key}` | {prop['type']} | `{json.dumps(prop['default'])}` |" in table
+
+
+def test_the_generator_rewrites_only_the_configuration_of_a_manifest(tmp_path):
+    manifest = tmp_path / "package.json"
+    manifest.write_text(json.dumps({"name": "cascode", "contributes": {
+        "commands": [{"command": "cascode.restart"}], "configuration": {"old": True}}}))
+    subprocess.run([sys.executable, "-m", "cascode.server.settings", "vscode", str(manifest)],
+                   check=True)
+    data = json.loads(manifest.read_text())
+    assert data["name"] == "cascode"
+    assert data["contributes"]["commands"] == [{"command": "cascode.restart"}]
+    assert data["contributes"]["configuration"] == vscode_configuration()
+    out = subprocess.run([sys.executable, "-m", "cascode.server.settings", "markdown"],
+                         check=True, capture_output=True, text=True).stdout
+    assert out == markdown_table()
