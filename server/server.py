@@ -179,7 +179,8 @@ def _client_range(answer: Answer, edit: edits.Edit) -> types.Range:
         start=types.Position(line=edit.start[0], character=edit.start[1]),
         end=types.Position(line=edit.end[0], character=edit.end[1]),
     )
-    return answer.codec.range_to_client_units(answer.codec_lines, rng)
+    client_range: types.Range = answer.codec.range_to_client_units(answer.codec_lines, rng)
+    return client_range
 
 
 def _accept_command(answer: Answer) -> types.Command:

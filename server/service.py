@@ -30,7 +30,7 @@ SandboxFactory = Callable[[str, bool], Any]
 
 def default_sandbox_factory(layers: str, allow_unsafe: bool) -> Any:
     try:
-        from cascode.engine.sandbox import create_sandbox  # type: ignore[attr-defined]
+        from cascode.engine.sandbox import create_sandbox
     except ImportError as e:
         raise SandboxUnavailable(f"the sandbox is not installed ({e})") from None
     return create_sandbox(layers=None if layers == "auto" else layers, allow_unsafe=allow_unsafe)
@@ -171,7 +171,7 @@ class EngineHost:
         sandbox = self.sandbox
         if sandbox is None or not getattr(sandbox, "available", True):
             return None
-        return sandbox  # type: ignore[no-any-return]
+        return sandbox
 
     # -- requests ------------------------------------------------------------
 

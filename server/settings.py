@@ -155,7 +155,7 @@ def resolve(options: ClientOptions, previous: Settings) -> tuple[Settings, list[
         value = options.values[key]
         kept = getattr(previous, field.name)
         try:
-            structured = _converter.structure(value, field.type)
+            structured = _converter.structure(value, field.type)  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - every failure is the user's value
             problems.append(Problem(key, value, str(e), kept))
             continue

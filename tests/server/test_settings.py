@@ -75,13 +75,37 @@ def test_every_field_is_documented_in_the_manifest_and_the_table():
 def test_the_generator_rewrites_only_the_configuration_of_a_manifest(tmp_path):
     manifest = tmp_path / "package.json"
     manifest.write_text(json.dumps({"name": "cascode", "contributes": {
-        "commands": [{"command": "cascode.restart"}], "configuration": {"old": True}}}))
+        "commands": [{"command": "cascode.restart"}], "configuration": {"properties": {
+            "cascode.tier": {"type": "string", "default": "stale"},
+            "cascode.server.path": {"type": "string", "default": "cascode"}}}}}))
     subprocess.run([sys.executable, "-m", "cascode.server.settings", "vscode", str(manifest)],
                    check=True)
     data = json.loads(manifest.read_text())
     assert data["name"] == "cascode"
     assert data["contributes"]["commands"] == [{"command": "cascode.restart"}]
-    assert data["contributes"]["configuration"] == vscode_configuration()
+    props = data["contributes"]["configuration"]["properties"]
+    expected = vscode_configuration()["properties"]
+    assert {k: v for k, v in props.items() if k in expected} == expected
+    assert props["cascode.server.path"] == {"type": "string", "default": "cascode"}
     out = subprocess.run([sys.executable, "-m", "cascode.server.settings", "markdown"],
                          check=True, capture_output=True, text=True).stdout
     assert out == markdown_table()
+
+
+def test_the_settings_page_holds_the_generated_table():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
+    assert markdown_table() in page, "regenerate: python -m cascode.server.settings markdown"
+
+
+def test_the_vscode_manifest_holds_the_generated_settings():
+    from pathlib import Path
+
+    manifest = Path(__file__).parents[2] / "editors" / "vscode" / "package.json"
+    if not manifest.exists():
+        return
+    props = json.loads(manifest.read_text())["contributes"]["configuration"]["properties"]
+    expected = vscode_configuration()["properties"]
+    assert {k: v for k, v in props.items() if k in expected} == expected, (
+        "regenerate: python -m cascode.server.settings vscode editors/vscode/package.json")
