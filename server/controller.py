@@ -342,7 +342,8 @@ class Controller:
                           cached=cached)
         self._remember(prov)
         edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code))
-        self.send_status(message=f"tier {result.tier}: {finished_message(result, cached)}")
+        self.send_status("busy" if self._busy else "ready",
+                         f"tier {result.tier}: {finished_message(result, cached)}")
         return Answer(uri, task.entry_point, lines, cursor, edit, prov,
                       doc.position_codec, doc.lines)
 
@@ -379,6 +380,8 @@ class Controller:
             except asyncio.CancelledError:
                 cancel.cancel("cancelled")
                 progress.end("cancelled")
+                if self._busy == 1:
+                    self.send_status("ready", f"tier {tier}: cancelled")
                 raise
             except CascodeError as e:
                 progress.end(str(e))
