@@ -200,7 +200,8 @@ class Controller:
             self.send_status("error", "no plan could be loaded")
             return
         tier_changed = self.tier != (old.tier or self.host.plan.default_tier)
-        if new.preload and new.enable and (initial or plan_changed or tier_changed):
+        enabled = new.enable and not old.enable
+        if new.preload and new.enable and (initial or plan_changed or tier_changed or enabled):
             self._preload()
         elif self.state == "loading" and not self.host.loading:
             self.send_status("ready", f"tier {self.tier}")
@@ -337,11 +338,16 @@ class Controller:
             if self._inflight.get(uri) is me:
                 del self._inflight[uri]
 
+        try:
+            edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code))
+        except Exception as e:  # noqa: BLE001 - an answer that cannot be placed is dropped
+            log.exception("placing the answer")
+            self.show(f"cascode: the answer could not be placed in the file: {e}")
+            return None
         answer_id = uuid.uuid4().hex[:12]
         prov = provenance(result, answer_id=answer_id, uri=uri, function=task.entry_point,
                           cached=cached)
         self._remember(prov)
-        edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code))
         self.send_status("busy" if self._busy else "ready",
                          f"tier {result.tier}: {finished_message(result, cached)}")
         return Answer(uri, task.entry_point, lines, cursor, edit, prov,
@@ -432,6 +438,11 @@ class Controller:
         prov["accepted"] = True
         log.info("answer %s accepted (%s, tier %s)", answer_id, prov["member"], prov["tier"])
 
+    def document_closed(self, uri: str) -> None:
+        task = self._inflight.get(uri)
+        if task is not None and not task.done():
+            task.cancel("the document was closed")
+
     def close(self) -> None:
         for cancel in self._tokens:
             cancel.cancel("the server is shutting down")
@@ -452,7 +463,8 @@ def _function_at(source: str, line: int, character: int) -> Any:
 
     try:
         fc = function_at(source, line, character)
-    except CascodeError:
+    except Exception:  # noqa: BLE001 - a file the scanner chokes on gets no completion
+        log.exception("finding the function at %d:%d", line, character)
         return None
     if fc is None or not fc.is_stub:
         return None

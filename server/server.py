@@ -152,6 +152,10 @@ def create_language_server(
         arg = args[0] if args and isinstance(args[0], dict) else {}
         ls.controller.accepted(arg.get("id"))
 
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CascodeLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.controller.document_closed(params.text_document.uri)
+
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CascodeLanguageServer, params: Any) -> None:
         ls.controller.close()
