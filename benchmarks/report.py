@@ -94,7 +94,7 @@ def report_text(search: Search) -> str:
         f"On the test split ({int(sp.test.sum())} problems; a small sample: differences of a "
         "few points are within noise):",
         "",
-        f"- Chosen theta: {h['theta']} ({search.choice.reason}).",
+        f"- Chosen theta: {h['theta']}. Why: {search.choice.reason}.",
         f"- Average saving of the cascade front against random single-member self-testing at "
         f"equal accuracy (+-1 point): {_pct(h['saving_vs_random'])} "  # type: ignore[arg-type]
         f"({h['saving_vs_random_skipped']} of {h['front_points']} front points had no baseline "
@@ -182,7 +182,9 @@ def _singles_section(search: Search) -> list[str]:
              "| plan | val pass@1 | val s/1k | test pass@1 | test s/1k | test $/1k |",
              "|---|---|---|---|---|---|"]
     seen = set()
-    for row in np.flatnonzero(g.single_member()):
+    rows = sorted(np.flatnonzero(g.single_member()).tolist(),
+                  key=lambda r: (next(m for m, (k, _) in enumerate(g.plans[r]) if k >= 0), r))
+    for row in rows:
         if g.plans[row] in seen:
             continue
         seen.add(g.plans[row])
@@ -266,10 +268,13 @@ def _plot_curves(search: Search, path: Path) -> None:
                                                                                          TEST)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     singles = np.flatnonzero(g.single_member())
-    curves = [("cascade (chosen front)", search.choice.front, "tab:blue")]
+    # The validation front, kept where it is still a front on the test split.
+    front = pareto(cost, acc, tok, np.array(search.choice.front))
+    curves = [("cascade (chosen front)", front, "tab:blue")]
+    colors = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     for m, name in enumerate(search.family.members):
         rows = np.array([i for i in singles if g.plans[i][m][0] >= 0])
-        curves.append((f"{name} alone", pareto(cost, acc, tok, rows), None))
+        curves.append((f"{name} alone", pareto(cost, acc, tok, rows), colors[m % len(colors)]))
     for label, rows, color in curves:
         x, y = 1000 * cost[rows], 100 * acc[rows]
         line = ax.plot(x, y, "o", ms=4, c=color)[0]
