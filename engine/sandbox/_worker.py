@@ -1,5 +1,5 @@
 """The sandbox worker: a long-lived, single-threaded process that forks one child
-per solution and streams per-assert verdicts back.
+per solution and collects per-assert verdicts as they are made.
 
 It runs from source (`python -I -c`), standard library only, with `_confine`'s
 source loaded beside it as the module `_cascode_confine`. Protocol: one JSON
@@ -9,11 +9,14 @@ Request:  {"id": int, "solutions": [str], "tests": [str], "context": str, "limit
 Response: {"id": int, "setup": [int], "verdicts": [[int]], "seconds": float}
 Verdict codes are engine.types.Verdict: 0 passed, 1 failed, 2 timeout, 3 crashed.
 
-A child writes one byte for its setup (context + solution) and then one byte per
-assert: P passed, F failed, T timed out; B means its CPU budget is spent. The
-worker kills a child that makes no progress for an assert's wall time plus a
-grace, or that reaches its solution's deadline, and forks a new child from the
-next assert, until too many asserts in a row were lost.
+Children are forked and confined ahead of time (spares) and each receives one
+job: the setup (context + solution) and the assert lines. A child records each
+verdict, as it is made, on a page of memory shared with the worker (P passed,
+F failed, T timed out): no system call and no wake-up per assert, and what it
+recorded survives its death. The worker wakes when a child exits (its pidfd) or
+at a deadline: it kills a child that made no progress for an assert's wall time
+plus a grace, or that reached its solution's deadline, and forks a new child
+from the next assert, until too many asserts in a row were lost.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import builtins
 import collections
 import gc
 import json
+import marshal
+import mmap
 import os
 import resource
 import selectors
@@ -47,6 +52,12 @@ _PRELOAD = (
     "zlib"
 ).split()
 
+# The shared board: [0] the setup's verdict, [1] B when the CPU budget ran out,
+# [2] D when the child stopped by itself; assert i's verdict at _BOARD_HEAD + i.
+_BOARD_HEAD = 8
+MAX_TESTS = 16384
+_BOARD_SIZE = _BOARD_HEAD + MAX_TESTS
+
 
 class _AssertTimeout(BaseException):
     """Raised by the per-assert timers; BaseException so `except Exception` in a
@@ -57,8 +68,8 @@ class _AssertTimeout(BaseException):
 # The child
 
 
-def _spare(job_fd: int, res_fd: int, devnull: int, seccomp: confine.SeccompProgram | None
-           ) -> None:
+def _spare(job_fd: int, board: mmap.mmap, devnull: int,
+           seccomp: confine.SeccompProgram | None) -> None:
     """A child forked ahead of time: confined first, then it waits for its one job.
 
     Forking and confining happen while the worker is idle, so a request only pays
@@ -68,10 +79,8 @@ def _spare(job_fd: int, res_fd: int, devnull: int, seccomp: confine.SeccompProgr
     confine.die_with_parent()
     for target in (0, 1, 2):
         os.dup2(devnull, target)
-    keep = sorted((job_fd, res_fd))
-    os.closerange(3, keep[0])
-    os.closerange(keep[0] + 1, keep[1])
-    os.closerange(keep[1] + 1, 65536)
+    os.closerange(3, job_fd)
+    os.closerange(job_fd + 1, 65536)
     os.environ.clear()
     os.environ.update(PATH="/usr/bin:/bin", LANG="C.UTF-8")
     sys.stdin = open(os.devnull)  # noqa: SIM115 - the child ends with os._exit
@@ -88,9 +97,10 @@ def _spare(job_fd: int, res_fd: int, devnull: int, seccomp: confine.SeccompProgr
     header = _read_exact(job_fd, 8)
     if len(header) < 8:
         os._exit(0)  # the worker retired this spare
-    job = json.loads(_read_exact(job_fd, int(header)))
+    job = marshal.loads(_read_exact(job_fd, int(header)))
     os.close(job_fd)
-    _run_job(res_fd, job)
+    _run_job(board, job)
+    board[2] = ord("D")
     os._exit(0)
 
 
@@ -104,9 +114,12 @@ def _read_exact(fd: int, n: int) -> bytes:
     return out
 
 
-def _run_job(fd: int, job: dict[str, object]) -> None:
+def _run_job(board: mmap.mmap, job: dict[str, object]) -> None:
     limits: dict[str, float] = job["limits"]  # type: ignore[assignment]
-    code: list[str] = job["code"]  # type: ignore[assignment]
+    setup = str(job["setup"])
+    # Assert lines come compiled by the worker (None: they did not compile).
+    tests: list[object] = marshal.loads(job["tests"])  # type: ignore[arg-type]
+    start = int(job["start"])  # type: ignore[call-overload]
     scratch = str(job["scratch"])
     os.chdir(scratch)
     os.environ.update(HOME=scratch, TMPDIR=scratch)
@@ -126,12 +139,15 @@ def _run_job(fd: int, job: dict[str, object]) -> None:
 
     armed = [False]
     cpu_t, wall_t = limits["assert_s"], limits["assert_wall_s"]
+    max_lost = int(limits["max_timeouts"])
 
-    def run(source: str, g: dict[str, object]) -> bytes:
+    def run(source: object, g: dict[str, object]) -> int:
         # Restore what a previous assert may have changed, then arm both timers:
         # CPU time decides under load, wall time catches sleeps and blocking reads.
-        signal.signal(signal.SIGALRM, on_timer)
-        signal.signal(signal.SIGPROF, on_timer)
+        if signal.getsignal(signal.SIGALRM) is not on_timer:
+            signal.signal(signal.SIGALRM, on_timer)
+        if signal.getsignal(signal.SIGPROF) is not on_timer:
+            signal.signal(signal.SIGPROF, on_timer)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         sys.setrecursionlimit(1000)
         try:
@@ -139,27 +155,36 @@ def _run_job(fd: int, job: dict[str, object]) -> None:
                 armed[0] = True
                 signal.setitimer(signal.ITIMER_PROF, cpu_t)
                 signal.setitimer(signal.ITIMER_REAL, wall_t)
-                exec(compile(source, "<sandbox>", "exec"), g)
-                verdict = b"P"
+                if isinstance(source, str):
+                    source = compile(source, "<sandbox>", "exec")
+                if source is None:
+                    raise SyntaxError("the assert line does not compile")
+                exec(source, g)  # type: ignore[arg-type]
+                verdict = ord("P")
             finally:
                 armed[0] = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.setitimer(signal.ITIMER_PROF, 0)
         except _AssertTimeout:
-            verdict = b"T"
+            verdict = ord("T")
         except BaseException:  # SystemExit and KeyboardInterrupt end only this assert
-            verdict = b"F"
+            verdict = ord("F")
         return verdict
 
     g: dict[str, object] = {"__name__": "__sandbox__", "__builtins__": builtins}
-    verdict = run(code[0], g)  # the context and the solution
-    os.write(fd, verdict)
-    if verdict != b"P":
+    verdict = run(setup, g)  # the context and the solution
+    board[0] = verdict
+    if verdict != ord("P"):
         return
-    for source in code[1 + int(job["start"]):]:  # type: ignore[call-overload]
-        os.write(fd, run(source, g))
+    lost = 0
+    for i in range(start, len(tests)):
+        verdict = run(tests[i], g)
+        board[_BOARD_HEAD + i] = verdict
+        lost = lost + 1 if verdict == ord("T") else 0
+        if lost >= max_lost:
+            return  # the worker counts the rest as timeouts
         if time.process_time() > cpu_end:
-            os.write(fd, b"B")
+            board[1] = ord("B")
             return
 
 
@@ -168,8 +193,9 @@ def _run_job(fd: int, job: dict[str, object]) -> None:
 
 
 class _Request:
-    def __init__(self, rid: int, n_solutions: int, n_tests: int) -> None:
+    def __init__(self, rid: int, n_solutions: int, n_tests: int, tests: bytes) -> None:
         self.id = rid
+        self.tests = tests  # the assert lines' code objects, marshalled once for every child
         self.setup: list[int] = [CRASHED] * n_solutions
         self.verdicts = [[CRASHED] * n_tests for _ in range(n_solutions)]
         self.open_jobs = n_solutions
@@ -179,17 +205,15 @@ class _Request:
 class _Job:
     """One solution of one request, possibly over several children."""
 
-    def __init__(self, req: _Request, index: int, code: list[str], limits: dict[str, float]):
-        self.req, self.index, self.code, self.limits = req, index, code, limits
+    def __init__(self, req: _Request, index: int, setup: str, n_tests: int,
+                 limits: dict[str, float]):
+        self.req, self.index, self.setup, self.limits = req, index, setup, limits
+        self.n_tests = n_tests
         self.next = 0  # the next assert without a verdict
         self.lost_in_row = 0  # asserts lost in a row to kills or timeouts
         self.cpu_used = 0.0
         self.deadline = 0.0  # set when its first child starts
         self.setup_done = False
-
-    @property
-    def n_tests(self) -> int:
-        return len(self.code) - 1
 
     def set(self, verdict: int) -> None:
         self.req.verdicts[self.index][self.next] = verdict
@@ -203,43 +227,68 @@ class _Job:
 
 
 class _Child:
-    def __init__(self, job: _Job, pid: int, pidfd: int, fd: int, scratch: str, now: float
-                 ) -> None:
-        self.job, self.pid, self.pidfd, self.fd, self.scratch = job, pid, pidfd, fd, scratch
+    def __init__(self, job: _Job, pid: int, pidfd: int, board: mmap.mmap, scratch: str,
+                 now: float) -> None:
+        self.job, self.pid, self.pidfd, self.board, self.scratch = job, pid, pidfd, board, scratch
         self.progress_at = now
         self.got_setup = False
-        self.budget_spent = False
-        self.eof = False
+
+
+class _Spare:
+    def __init__(self, pid: int, pidfd: int, job_w: int, board: mmap.mmap) -> None:
+        self.pid, self.pidfd, self.job_w, self.board = pid, pidfd, job_w, board
+
+    def discard(self) -> None:
+        os.close(self.job_w)
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+        _kill_and_wait(self.pid)
+        self.board.close()
 
 
 class Worker:
     def __init__(self, config: dict[str, object]) -> None:
         self.cores = max(1, int(config.get("cores", 1)))  # type: ignore[call-overload]
         self.scratch = str(config["scratch"])
-        self.seccomp = bool(config.get("seccomp"))
         self.grace = float(config.get("grace_s", 0.5))  # type: ignore[arg-type]
         self.devnull = int(config["devnull"])  # type: ignore[call-overload]
+        self.vm_base = int(config.get("vm_base", 0))  # type: ignore[call-overload]
         self.sel = selectors.DefaultSelector()
         self.queue: collections.deque[_Job] = collections.deque()
         self.children: dict[int, _Child] = {}  # by pid
-        self.inbuf = b""
-        self.spares: collections.deque[tuple[int, int, int, int]] = collections.deque()
+        self.spares: collections.deque[_Spare] = collections.deque()
         self.n_spares = max(2 * self.cores, int(config.get("spares", 0)))  # type: ignore[call-overload]
         prog = config.get("seccomp_program")
         self.seccomp_program = prog if isinstance(prog, confine.SeccompProgram) else None
-        self.vm_base = int(config.get("vm_base", 0))  # type: ignore[call-overload]
+        self.inbuf = b""
+        self.compiled: dict[str, object] = {}
 
     # -- requests
 
+    def compile_test(self, source: str) -> object:
+        """An assert line's code object (None when it does not compile), compiled once
+        here rather than once per child; cached, as callers repeat their suites."""
+        code = self.compiled.get(source, False)
+        if code is False:
+            try:
+                code = compile(source, "<sandbox>", "exec")
+            except BaseException:  # SyntaxError, ValueError (NUL bytes), RecursionError
+                code = None
+            if len(self.compiled) > 8192:
+                self.compiled.clear()
+            self.compiled[source] = code
+        return code
+
     def on_request(self, line: bytes) -> None:
         msg = json.loads(line)
-        solutions, tests = msg["solutions"], msg["tests"]
-        req = _Request(int(msg["id"]), len(solutions), len(tests))
+        solutions, tests = msg["solutions"], msg["tests"][:MAX_TESTS]
+        blob = marshal.dumps([self.compile_test(t) for t in tests])
+        req = _Request(int(msg["id"]), len(solutions), len(msg["tests"]), blob)
         limits = msg["limits"]
         context = msg.get("context") or ""
         for i, sol in enumerate(solutions):
             setup = context + "\n" + sol if context else sol
-            self.queue.append(_Job(req, i, [setup, *tests], limits))
+            self.queue.append(_Job(req, i, setup, len(msg["tests"]), limits))
         if not solutions:
             self.respond(req)
 
@@ -255,29 +304,28 @@ class Worker:
 
     # -- children
 
-    def fork_spare(self) -> tuple[int, int, int, int]:
-        """Fork a confined child that waits for a job: (pid, pidfd, job fd, result fd).
+    def fork_spare(self) -> _Spare:
+        """Fork a confined child that waits for a job.
 
-        The pidfd becomes readable when the child has exited, so the worker reaps
-        it without waiting; -1 on kernels without pidfds (before 5.3).
+        Its pidfd becomes readable when it has exited, so the worker reaps it
+        without waiting; -1 on kernels without pidfds (before 5.3), where the
+        worker polls instead.
         """
+        board = mmap.mmap(-1, _BOARD_SIZE)  # shared with the child across fork
         job_r, job_w = os.pipe()
-        res_r, res_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(job_w)
-                os.close(res_r)
-                _spare(job_r, res_w, self.devnull, self.seccomp_program)
+                _spare(job_r, board, self.devnull, self.seccomp_program)
             finally:
                 os._exit(70)
         os.close(job_r)
-        os.close(res_w)
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = -1
-        return pid, pidfd, job_w, res_r
+        return _Spare(pid, pidfd, job_w, board)
 
     def start(self, job: _Job) -> None:
         now = time.monotonic()
@@ -286,98 +334,72 @@ class Worker:
         limits = dict(job.limits)
         limits["cpu_s"] = max(0.05, job.limits["cpu_s"] - job.cpu_used)
         scratch = tempfile.mkdtemp(dir=self.scratch)
-        payload = json.dumps({"code": job.code, "start": job.next, "limits": limits,
-                              "scratch": scratch, "vm_base": self.vm_base}).encode()
+        payload = marshal.dumps({"setup": job.setup, "tests": job.req.tests, "start": job.next,
+                                 "limits": limits, "scratch": scratch,
+                                 "vm_base": self.vm_base})
         while True:
-            pid, pidfd, job_w, res_r = self.spares.popleft() if self.spares else self.fork_spare()
+            spare = self.spares.popleft() if self.spares else self.fork_spare()
             try:
                 # A job larger than the pipe's buffer is written while the child reads.
-                os.write(job_w, b"%08d" % len(payload))
+                os.write(spare.job_w, b"%08d" % len(payload))
                 view = memoryview(payload)
                 while view:
-                    view = view[os.write(job_w, view):]
+                    view = view[os.write(spare.job_w, view):]
+                os.close(spare.job_w)
                 break
             except OSError:  # the spare died while waiting: use another
-                os.close(res_r)
-                if pidfd >= 0:
-                    os.close(pidfd)
-                _kill_and_wait(pid)
-            finally:
-                os.close(job_w)
-        os.set_blocking(res_r, False)
-        child = _Child(job, pid, pidfd, res_r, scratch, now)
-        self.children[pid] = child
-        self.sel.register(res_r, selectors.EVENT_READ, ("out", child))
-        if pidfd >= 0:
-            self.sel.register(pidfd, selectors.EVENT_READ, ("exit", child))
+                spare.discard()
+        child = _Child(job, spare.pid, spare.pidfd, spare.board, scratch, now)
+        self.children[spare.pid] = child
+        if spare.pidfd >= 0:
+            self.sel.register(spare.pidfd, selectors.EVENT_READ, child)
 
     def top_up(self) -> None:
         """Fork one spare when the worker has nothing else to do."""
         if len(self.spares) < self.n_spares:
             self.spares.append(self.fork_spare())
 
-    def on_child_output(self, child: _Child) -> None:
-        while not child.eof:
-            try:
-                data = os.read(child.fd, 4096)
-            except BlockingIOError:
+    def collect(self, child: _Child) -> None:
+        """Take the verdicts the child has recorded since the last look."""
+        job, board = child.job, child.board
+        if not child.got_setup:
+            verdict = _CODES.get(board[0])
+            if verdict is None:
+                return
+            child.got_setup = True
+            child.progress_at = time.monotonic()
+            if not job.setup_done:
+                job.setup_done = True
+                job.req.setup[job.index] = verdict
+            if verdict != PASSED:
+                job.finish(verdict)
+                return
+        moved = False
+        while job.next < job.n_tests and job.next < MAX_TESTS:
+            code = board[_BOARD_HEAD + job.next]
+            if code == 0:
                 break
-            except OSError:
-                data = b""
-            if not data:
-                child.eof = True
-                self.sel.unregister(child.fd)
-                break
-            self.on_bytes(child, data)
-        if child.eof and child.pidfd < 0:
-            self.reap(child, killed=False)  # no pidfd: the end of output stands for the exit
-        elif child.job.lost_in_row >= int(child.job.limits["max_timeouts"]):
-            self.reap(child, killed=True)
-
-    def on_bytes(self, child: _Child, data: bytes) -> None:
-        job = child.job
-        child.progress_at = time.monotonic()
-        for b in data:
-            if not child.got_setup:
-                child.got_setup = True
-                verdict = _CODES.get(b, CRASHED)
-                if not job.setup_done:
-                    job.setup_done = True
-                    job.req.setup[job.index] = verdict
-                if verdict != PASSED:
-                    job.finish(FAILED if verdict == FAILED else verdict)
-            elif b == ord("B"):
-                child.budget_spent = True
-            elif job.next < job.n_tests:
-                job.set(_CODES.get(b, CRASHED))
-
-    def on_child_exit(self, child: _Child) -> None:
-        self.on_child_output(child)  # what it wrote before exiting
-        if child.pid in self.children:
-            self.reap(child, killed=False)
+            job.set(_CODES.get(code, CRASHED))
+            moved = True
+        if moved:
+            child.progress_at = time.monotonic()
 
     def reap(self, child: _Child, *, killed: bool) -> None:
         """End a child (killing it when it still runs) and decide what comes next.
 
-        `killed`: the worker ends it for a deadline or too many timeouts in a row.
+        `killed`: the worker ends it for a deadline or for making no progress.
         """
         del self.children[child.pid]
-        if not child.eof:
-            self.sel.unregister(child.fd)
-        os.close(child.fd)
         if child.pidfd >= 0:
             self.sel.unregister(child.pidfd)
             os.close(child.pidfd)
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid == 0 and not killed and child.pidfd < 0:
-            # Without a pidfd, the end of output comes a moment before the exit.
-            for _ in range(50):
-                time.sleep(0.001)
-                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-                if pid:
-                    break
         if pid == 0:
             status, usage = _kill_and_wait(child.pid)
+        self.collect(child)
+        stopped = child.board[2] == ord("D")  # it stopped by itself, for a reason below
+        budget_spent = child.board[1] == ord("B")
+        child.board.close()
         shutil.rmtree(child.scratch, ignore_errors=True)
         job = child.job
         job.cpu_used += usage.ru_utime + usage.ru_stime
@@ -391,22 +413,32 @@ class Worker:
                 job.setup_done = True
                 job.req.setup[job.index] = lost
             job.finish(lost)
-        elif job.next < job.n_tests and not child.budget_spent:
+        elif job.next < job.n_tests and not stopped:
             job.set(lost)
+        max_lost = int(job.limits["max_timeouts"])
         out_of_time = time.monotonic() >= job.deadline or job.cpu_used >= job.limits["cpu_s"]
-        if child.budget_spent or out_of_time:
+        if budget_spent or out_of_time:
             job.finish(TIMEOUT)
-        elif job.lost_in_row >= int(job.limits["max_timeouts"]):
+        elif job.lost_in_row >= max_lost:
             job.finish(TIMEOUT if job.req.verdicts[job.index][job.next - 1] == TIMEOUT
                        else CRASHED)
+        elif job.next >= MAX_TESTS:
+            job.finish(CRASHED)  # more asserts than the board holds: not run
         if job.next < job.n_tests:
             self.queue.appendleft(job)  # go on from the next assert in a new child
         else:
             self.job_done(job)
 
-    def check_deadlines(self) -> None:
+    def check_children(self) -> None:
+        """Collect progress; end children past a deadline or stalled; reap the exited
+        ones where there is no pidfd to say so."""
         now = time.monotonic()
         for child in list(self.children.values()):
+            self.collect(child)
+            if child.pidfd < 0 and os.waitid(os.P_PID, child.pid,
+                                             os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                self.reap(child, killed=False)
+                continue
             stalled = now - child.progress_at > child.job.limits["assert_wall_s"] + self.grace
             if now >= child.job.deadline or stalled:
                 self.reap(child, killed=True)
@@ -419,12 +451,15 @@ class Worker:
             min(c.job.deadline, c.progress_at + c.job.limits["assert_wall_s"] + self.grace)
             for c in self.children.values()
         )
-        return max(0.0, soonest - now) + 0.001
+        timeout = max(0.0, soonest - now) + 0.001
+        if any(c.pidfd < 0 for c in self.children.values()):
+            timeout = min(timeout, 0.005)  # no pidfd: poll for exits
+        return timeout
 
     # -- the loop
 
     def serve(self) -> None:
-        self.sel.register(0, selectors.EVENT_READ, "stdin")
+        self.sel.register(0, selectors.EVENT_READ, None)
         os.set_blocking(0, False)
         while True:
             while self.queue and len(self.children) < self.cores:
@@ -436,18 +471,12 @@ class Worker:
             if not events and not self.queue and not self.children:
                 self.top_up()
             for key, _ in events:
-                if key.data == "stdin":
+                if key.data is None:
                     if not self.on_stdin():
                         return
-                else:
-                    kind, child = key.data
-                    if child.pid not in self.children:
-                        continue  # reaped earlier in this round
-                    if kind == "out":
-                        self.on_child_output(child)
-                    else:
-                        self.on_child_exit(child)
-            self.check_deadlines()
+                elif key.data.pid in self.children:
+                    self.reap(key.data, killed=False)
+            self.check_children()
 
     def on_stdin(self) -> bool:
         try:
@@ -467,11 +496,7 @@ class Worker:
         for child in list(self.children.values()):
             self.reap(child, killed=True)
         while self.spares:
-            pid, pidfd, job_w, res_r = self.spares.popleft()
-            for fd in (pidfd, job_w, res_r):
-                if fd >= 0:
-                    os.close(fd)
-            _kill_and_wait(pid)
+            self.spares.popleft().discard()
 
 
 def _kill_and_wait(pid: int) -> tuple[int, resource.struct_rusage]:
