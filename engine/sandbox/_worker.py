@@ -37,7 +37,7 @@ import tempfile
 import time
 
 try:
-    import _cascode_confine as confine  # type: ignore[import-not-found]
+    import _cascode_confine as confine
 except ImportError:  # imported as a package module (tests, type checks)
     from . import _confine as confine
 

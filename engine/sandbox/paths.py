@@ -79,9 +79,10 @@ def cores() -> int:
 def worker_command(path: str, scratch: str, *, seccomp: bool = True) -> list[str]:
     """The argv that starts a worker on `path`; `scratch` is its scratch folder
     outside bwrap and unshare (inside them the worker has its own /tmp)."""
+    readable = read_paths()
     config = {
         "path": path,
-        "read_paths": read_paths(),
+        "read_paths": readable,
         "scratch": "/tmp" if path == "bwrap" else scratch,
         "scratch_bytes": SCRATCH_BYTES,
         "seccomp": seccomp,
@@ -93,7 +94,7 @@ def worker_command(path: str, scratch: str, *, seccomp: bool = True) -> list[str
         return python
     argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--cap-drop", "ALL", "--hostname", "sandbox"]
-    for p in config["read_paths"]:  # type: ignore[union-attr]
+    for p in readable:
         if os.path.islink(p):
             argv += ["--symlink", os.readlink(p), p]
         elif os.path.exists(p):

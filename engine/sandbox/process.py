@@ -56,12 +56,12 @@ def _merge(limits: ExecutionLimits | None, defaults: ExecutionLimits) -> dict[st
     pick = {f: getattr(got, f) if getattr(got, f) is not None else getattr(defaults, f)
             for f in ("assert_timeout_s", "solution_cpu_s", "solution_wall_s", "memory_mb",
                       "max_consecutive_timeouts")}
-    assert_s = float(pick["assert_timeout_s"])
+    assert_s = max(0.01, float(pick["assert_timeout_s"]))  # 0 would disarm the timers
     return {
         "assert_s": assert_s,
         "assert_wall_s": assert_s * _WALL_FACTOR,
-        "cpu_s": float(pick["solution_cpu_s"]),
-        "wall_s": float(pick["solution_wall_s"]),
+        "cpu_s": max(0.05, float(pick["solution_cpu_s"])),
+        "wall_s": max(0.05, float(pick["solution_wall_s"])),
         "memory_mb": float(pick["memory_mb"] or 512),
         "file_mb": 16.0,
         "max_timeouts": float(max(1, int(pick["max_consecutive_timeouts"] or 1))),
@@ -71,6 +71,8 @@ def _merge(limits: ExecutionLimits | None, defaults: ExecutionLimits) -> dict[st
 @dataclass
 class _Pending:
     event: threading.Event
+    n_solutions: int = 0
+    ahead: int = 0  # solutions in the worker when this request was sent, its own included
     response: dict[str, Any] | None = None
 
 
@@ -91,6 +93,7 @@ class _Worker:
             start_new_session=True,
         )
         self.pending: dict[int, _Pending] = {}
+        self.inflight = 0  # solutions sent and not answered: what a new request waits behind
         self.lock = threading.Lock()
         self.alive = True
         assert self.proc.stdout is not None
@@ -125,6 +128,8 @@ class _Worker:
                 continue
             with self.lock:
                 pending = self.pending.pop(rid, None)
+                if pending is not None:
+                    self.inflight -= pending.n_solutions
             if pending is not None:
                 pending.response = msg
                 pending.event.set()
@@ -136,13 +141,15 @@ class _Worker:
 
     def submit(self, rid: int, request: dict[str, Any]) -> _Pending | None:
         """Send a request; None when the worker is gone (nothing was sent)."""
-        pending = _Pending(threading.Event())
+        pending = _Pending(threading.Event(), n_solutions=len(request["solutions"]))
         data = (json.dumps(request) + "\n").encode()
         with self.lock:
             if not self.alive or self.proc.poll() is not None:
                 self.alive = False
                 return None
             self.pending[rid] = pending
+            self.inflight += pending.n_solutions
+            pending.ahead = self.inflight
             try:
                 assert self.proc.stdin is not None
                 self.proc.stdin.write(data)
@@ -150,6 +157,7 @@ class _Worker:
             except OSError:
                 self.alive = False
                 self.pending.pop(rid, None)
+                self.inflight -= pending.n_solutions
                 return None
         return pending
 
@@ -226,6 +234,12 @@ class ProcessSandbox:
             worker = _Worker(path, self._scratch, seccomp=self._seccomp)
         except OSError as e:
             return str(e)
+        seccomp_error = worker.ready.get("seccomp_error")
+        if seccomp_error and self._seccomp and not self.allow_unsafe:
+            # Without it a child could fork, exec and signal (the Landlock path has no
+            # pid namespace to contain that).
+            worker.stop()
+            return str(seccomp_error)
         self._worker = worker
         self.layers = list(worker.ready.get("layers", []))
         self.available = True
@@ -265,8 +279,8 @@ class ProcessSandbox:
 
     def _request(self, solutions: Sequence[str], tests: Sequence[str], context: str,
                  limits: dict[str, float]) -> dict[str, Any] | None:
-        request = {"solutions": list(solutions), "tests": list(tests), "context": context,
-                   "limits": limits}
+        request: dict[str, Any] = {"solutions": list(solutions), "tests": list(tests),
+                                   "context": context, "limits": limits}
         for _ in range(2):  # a worker found dead is restarted once
             with self._lock:
                 if self._closed:
@@ -289,7 +303,7 @@ class ProcessSandbox:
         else:
             return None
         # The worker enforces every deadline; this one only guards against a hung worker.
-        rounds = -(-len(solutions) // max(1, paths.cores()))
+        rounds = -(-pending.ahead // max(1, paths.cores()))
         budget = rounds * (limits["wall_s"] + 2.0) + 10.0
         if not pending.event.wait(budget):
             log.warning("sandbox worker did not answer in %.0f s: restarting it", budget)

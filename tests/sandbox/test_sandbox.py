@@ -164,6 +164,21 @@ def test_rlimits_alone_is_refused_unless_opted_in() -> None:
         assert problems is not None and "written outside scratch" in problems
 
 
+def test_the_self_check_refuses_a_path_that_fails_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascode.engine.sandbox import process
+
+    # Hold the rlimits path (which contains nothing) to the isolated paths' standard.
+    real = process._self_check
+    monkeypatch.setattr(process, "_self_check", lambda sb, isolated=True: real(sb))
+    sb = ProcessSandbox("rlimits", allow_unsafe=True)
+    assert not sb.available
+    assert "a file was written outside scratch" in sb.refused["rlimits"]
+    assert sb._worker is None
+    with pytest.raises(SandboxUnavailable, match="outside scratch"):
+        sb.run_matrix(["x = 1"], ["assert x"])
+    sb.close()
+
+
 def test_forced_path_without_its_prerequisite(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on this PATH
