@@ -68,7 +68,7 @@ class _AssertTimeout(BaseException):
 # The child
 
 
-def _spare(job_fd: int, board: mmap.mmap, devnull: int,
+def _spare(job_fd: int, board: mmap.mmap, others: list[mmap.mmap], devnull: int,
            seccomp: confine.SeccompProgram | None) -> None:
     """A child forked ahead of time: confined first, then it waits for its one job.
 
@@ -77,6 +77,12 @@ def _spare(job_fd: int, board: mmap.mmap, devnull: int,
     """
     os.setpgid(0, 0)
     confine.die_with_parent()
+    # Siblings' boards were inherited with the worker's memory: unmap them, so that
+    # one solution cannot write another's verdicts.
+    for other in others:
+        other.close()
+    # Nor read or write a sibling's memory through /proc/<pid>/mem.
+    confine.not_dumpable()
     for target in (0, 1, 2):
         os.dup2(devnull, target)
     os.closerange(3, job_fd)
@@ -317,7 +323,9 @@ class Worker:
         if pid == 0:
             try:
                 os.close(job_w)
-                _spare(job_r, board, self.devnull, self.seccomp_program)
+                others = [s.board for s in self.spares] + [
+                    c.board for c in self.children.values()]
+                _spare(job_r, board, others, self.devnull, self.seccomp_program)
             finally:
                 os._exit(70)
         os.close(job_r)

@@ -69,6 +69,19 @@ def worker_source() -> str:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _bwrap_has_size() -> bool:
+    """bubblewrap before 0.8 has no --size (the scratch tmpfs is then uncapped; the
+    children's file-size limit still applies)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in out.stdout + out.stderr
+
+
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -99,8 +112,10 @@ def worker_command(path: str, scratch: str, *, seccomp: bool = True) -> list[str
             argv += ["--symlink", os.readlink(p), p]
         elif os.path.exists(p):
             argv += ["--ro-bind", p, p]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp",
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    if _bwrap_has_size():
+        argv += ["--size", str(SCRATCH_BYTES)]
+    argv += ["--tmpfs", "/tmp",
              "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
              "--chdir", "/tmp", "--"]

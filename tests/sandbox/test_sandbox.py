@@ -211,3 +211,32 @@ def test_close_stops_the_worker() -> None:
     sb.close()
     assert proc.poll() is not None
     assert not os.path.exists(sb._scratch)
+
+
+_FORGER = '''
+import ctypes
+
+def forge():
+    # Write "passed" into every shared anonymous mapping this process can see: the
+    # verdict boards of other children must not be among them.
+    hits = 0
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5] == "/dev/zero" and "rw-s" in parts[1]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                ctypes.memset(lo + 8, ord("P"), min(hi - lo - 8, 64))
+                hits += 1
+    return hits
+'''
+
+
+def test_a_solution_cannot_write_another_solutions_verdicts(sandbox: ProcessSandbox) -> None:
+    honest = "def forge():\n    return -1\n"
+    tests = ["assert forge() > 1"] + ["assert False"] * 5
+    m = sandbox.run_matrix([_FORGER, honest, honest, honest], tests)
+    # The forger may fake its own row (it shares a page with the worker, by design),
+    # and sees exactly one board: its own.
+    assert m.verdicts[0][0] == F
+    for row in m.verdicts[1:]:
+        assert row == (F,) * 6
