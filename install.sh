@@ -7,7 +7,8 @@
 # llama-cpp-python is source-only on the registry. Built with llama.cpp's default
 # -march=native it crashes on CPUs that report instructions their VM does not
 # allow (AMX), so it is built here for a fixed x86-64 feature set
-# (GGML_NATIVE=OFF, AVX2/AVX-512) and the wheel is kept in a cache for the next run.
+# (GGML_NATIVE=OFF, AVX2/AVX-512), without the multimodal library we do not use
+# (LLAVA_BUILD=OFF), and the wheel is kept in a cache for the next run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,7 +17,7 @@ EXTRAS="models,server,calibrate,sandbox"
 LLAMA_VERSION=0.3.36
 PY=${PYTHON:-python3}
 CACHE=${CASCODE_BUILD_CACHE:-$HOME/.cache/cascode-build}
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON}"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON -DLLAVA_BUILD=OFF}"
 FLAGS_KEY=$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)
 WHEELS="$CACHE/wheels-$FLAGS_KEY"
 

@@ -36,7 +36,10 @@ TASK = Task(
     ),
     entry_point="below_zero",
 )
-MODELS = {"0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m", "1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m"}
+MODELS = {
+    "0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    "1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+}
 
 
 def _specs(n: int, seed: int) -> list:  # type: ignore[type-arg]
@@ -124,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<6} {'batch tok/s':>12} {'1-by-1 tok/s':>13} {'speedup':>8}"
           f" {'batch tok':>10} {'1-by-1 tok':>11}")
     for short, r in rows.items():
-        print(f"{short:<6} {r['batch_tokens_per_s']:>12.1f} {r['one_at_a_time_tokens_per_s']:>13.1f}"
-              f" {r['speedup']:>7.2f}x {r['batch_tokens']:>10} {r['one_at_a_time_tokens']:>11}")
+        print(f"{short:<6} {r['batch_tokens_per_s']:>12.1f}"
+              f" {r['one_at_a_time_tokens_per_s']:>13.1f} {r['speedup']:>7.2f}x"
+              f" {r['batch_tokens']:>10} {r['one_at_a_time_tokens']:>11}")
     print(f"request on {overhead['model']} (k=3, l=2): wall {overhead['wall_seconds']:.2f} s, "
           f"models {overhead['model_seconds']:.2f} s, sandbox {overhead['sandbox_seconds']:.3f} s; "
           f"outside the models {100 * overhead['outside_model_share']:.1f}% "

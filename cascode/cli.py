@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("cascode.commands.models", "list, install, verify or quantize family models"),
     "doctor": ("cascode.engine.sandbox.doctor", "report which sandbox layers work here"),
     "serve": ("cascode.server.cli", "run the language server (stdio or TCP)"),
-    "calibrate": ("cascode.benchmarks.cli_calibrate", "sample a family, search plans, write a plan file"),
+    "calibrate": (
+        "cascode.benchmarks.cli_calibrate",
+        "sample a family, search plans, write a plan file",
+    ),
     "evaluate": ("cascode.benchmarks.cli_evaluate", "measure a plan's tiers on a dataset"),
 }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from .extract import AssertStop, CodeStop
 from .types import Message, SampleSpec, Task
 
-PROMPT_TEMPLATE_VERSION = 1
+PROMPT_TEMPLATE_VERSION = 2
 
 MAX_SOLUTION_TOKENS = 512
 MAX_TEST_TOKENS = 192
@@ -26,14 +26,17 @@ SAMPLE_TOP_P = 0.95
 # Sampled tests are cached with up to this many asserts (METHOD.md 4.2).
 MAX_ASSERTS = 4
 
+# Both requests open with the code, so the two prompts of a stage share their
+# first tokens (system prompt and code) and the backend evaluates them once.
 _SOLUTION_REQUEST = (
-    "Complete the following Python function. Reply with the complete function in one "
-    "```python code block, with no explanation and no example usage.\n\n```python\n{code}```"
+    "```python\n{code}```\n\n"
+    "Complete the Python function above. Reply with the complete function in one "
+    "```python code block, with no explanation and no example usage."
 )
 _TEST_REQUEST = (
-    "Here is a Python function:\n\n```python\n{code}```\n\n"
-    "Write assert statements that check that `{entry}` is correct, one per line, each "
-    "calling `{entry}` with concrete arguments and comparing the result with the "
+    "```python\n{code}```\n\n"
+    "Write assert statements that check that `{entry}` above is correct, one per line, "
+    "each calling `{entry}` with concrete arguments and comparing the result with the "
     "expected value. Reply with only the assert lines in one ```python code block."
 )
 

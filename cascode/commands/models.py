@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         for model in _selected(args.names):
             ok = models.verify(model)
             bad += not ok
-            print(f"{model.name}: {'verified' if ok else 'NOT verified'} ({models.model_path(model)})")
+            state = "verified" if ok else "NOT verified"
+            print(f"{model.name}: {state} ({models.model_path(model)})")
         return 1 if bad else 0
     if args.action == "quantize":
         from cascode.engine.backends import quantize  # type: ignore[attr-defined]

@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"plan: {plan.path}")
     print("family: " + " -> ".join(f"{m.name} ({m.backend})" for m in plan.family))
-    header = f"{'tier':<14} {'stages':<38} {'theta':<8} {'val pass@1':>10} {'test pass@1':>11} {'s/1k':>9}"
+    header = (
+        f"{'tier':<14} {'stages':<38} {'theta':<8} {'val pass@1':>10} {'test pass@1':>11}"
+        f" {'s/1k':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name, tier in plan.tiers.items():

@@ -8,9 +8,12 @@ How a call to `sample(specs)` runs (METHOD.md 6, "prompt prefix shared"):
 2. every live sequence then decodes one token per step, all in one `llama_decode`
    batch, each with its own sampler chain from llama.cpp (greedy, or temperature,
    top-p and a seeded distribution), never a Python loop over the vocabulary;
+   A prompt that opens like one evaluated before (the solution and test prompts
+   share the system prompt and the code) copies that prefix and evaluates only
+   the rest;
 3. a sequence ends at end-of-generation, at its token budget, or where its stop
    rule cuts the text (checked when a piece holds a newline or a backtick); its
-   KV cells are freed at once;
+   KV cells are freed before the next step;
 4. the cancel token is checked before every decode call, so a cancelled request
    stops within one decode step.
 
@@ -53,12 +56,28 @@ def _lib() -> Any:
             "llama-cpp-python is not installed: pip install 'cascode[llama]' "
             "(see README for the build flags)"
         ) from e
-    global _backend_ready
+    global _backend_ready, _log_callback
     with _backend_lock:
         if not _backend_ready:
+            # llama.cpp logs every tensor it loads to stderr: route its warnings and
+            # errors to logging and drop the rest (kept referenced: C holds it).
+            _log_callback = llama_cpp.llama_log_callback(_forward_log)
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _backend_ready = True
     return llama_cpp
+
+
+_log_callback: Any = None
+_llama_log = logging.getLogger("cascode.llama_cpp")
+
+
+def _forward_log(level: int, text: bytes, _user: Any) -> None:
+    # enum ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation
+    if level in (3, 4):
+        msg = text.decode("utf-8", "replace").rstrip()
+        if msg:
+            _llama_log.log(logging.WARNING if level == 3 else logging.ERROR, "%s", msg)
 
 
 @dataclass
@@ -78,6 +97,7 @@ class _Seq:
     n_generated: int = 0
     last_token: int = -1
     finish: str = ""
+    freed: bool = False
 
 
 class LlamaCppBackend:
@@ -201,12 +221,19 @@ class LlamaCppBackend:
             for i, tokens in enumerate(prompts):
                 by_prompt.setdefault(tuple(tokens), []).append(i)
             next_id = 0
+            evaluated: list[tuple[tuple[int, ...], int]] = []
             for key, spec_indices in by_prompt.items():
                 _check(cancel)
                 first = next_id
                 t0 = time.perf_counter()
-                self._eval_prompt(list(key), first)
+                # The solution and test prompts open alike (system prompt, the code):
+                # copy the longest prefix already evaluated, evaluate the rest.
+                shared, source = _longest_shared_prefix(key, evaluated)
+                if shared:
+                    lib.llama_memory_seq_cp(self._mem, source, first, 0, shared)
+                self._eval_prompt(key, first, start=shared)
                 prompt_seconds[key] = time.perf_counter() - t0
+                evaluated.append((key, first))
                 sharers[key] = sum(specs[i].n for i in spec_indices)
                 group = []
                 for i in spec_indices:
@@ -218,12 +245,17 @@ class LlamaCppBackend:
                             lib.llama_memory_seq_cp(self._mem, first, next_id, -1, -1)
                         next_id += 1
                 seqs.extend(group)
-                # Copies first: a sequence that ends at once frees its cells.
                 for seq in group:
                     self._accept(seq, lib.llama_sampler_sample(seq.sampler, self._ctx, -1))
             # 2. Decode all live sequences together, one token each per step.
             decode_seconds = 0.0
             while True:
+                # Cells of finished sequences are freed only now: until the last
+                # prompt is in, any sequence may be the source of a shared prefix.
+                for seq in seqs:
+                    if seq.finish and not seq.freed:
+                        lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+                        seq.freed = True
                 live = [s for s in seqs if not s.finish]
                 if not live:
                     break
@@ -274,19 +306,20 @@ class LlamaCppBackend:
             )
         return out
 
-    def _eval_prompt(self, tokens: list[int], seq_id: int) -> None:
+    def _eval_prompt(self, tokens: Sequence[int], seq_id: int, start: int = 0) -> None:
+        """Evaluate tokens[start:] at their positions; logits for the last one only."""
         lib = self._lib
         b = self._batch
-        for start in range(0, len(tokens), PROMPT_BATCH):
-            chunk = tokens[start : start + PROMPT_BATCH]
+        for offset in range(start, len(tokens), PROMPT_BATCH):
+            chunk = tokens[offset : offset + PROMPT_BATCH]
             b.n_tokens = len(chunk)
             for i, tok in enumerate(chunk):
                 b.token[i] = tok
-                b.pos[i] = start + i
+                b.pos[i] = offset + i
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = seq_id
                 b.logits[i] = 0
-            if start + len(chunk) == len(tokens):
+            if offset + len(chunk) == len(tokens):
                 b.logits[len(chunk) - 1] = 1
             rc = lib.llama_decode(self._ctx, b)
             if rc != 0:
@@ -329,7 +362,6 @@ class LlamaCppBackend:
 
     def _finish(self, seq: _Seq, reason: str) -> None:
         seq.finish = reason
-        self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
 
     def _make_sampler(self, spec: SampleSpec, j: int) -> Any:
         lib = self._lib
@@ -362,6 +394,23 @@ class LlamaCppBackend:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _longest_shared_prefix(
+    tokens: Sequence[int], evaluated: list[tuple[tuple[int, ...], int]]
+) -> tuple[int, int]:
+    """(length, sequence id) of the longest prefix of `tokens` already in the cache,
+    keeping at least one token to evaluate (its logits start the sequence)."""
+    best, source = 0, -1
+    for other, seq_id in evaluated:
+        n = 0
+        for a, b in zip(tokens, other, strict=False):
+            if a != b:
+                break
+            n += 1
+        if n > best:
+            best, source = n, seq_id
+    return min(best, len(tokens) - 1), source
 
 
 def _check(cancel: CancelTokenLike | None) -> None:

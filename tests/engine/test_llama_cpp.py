@@ -36,7 +36,10 @@ def test_greedy_is_reproducible_and_stops_at_the_functions_end(qwen05b):
 def test_batched_sampling_gives_k_distinct_samples_sharing_one_prompt(qwen05b):
     k = 3
     sols, tests = qwen05b.sample(
-        [solution_spec(TASK, k, sampled=True, seed=7), unit_test_spec(TASK, k, 2, sampled=True, seed=7)]
+        [
+            solution_spec(TASK, k, sampled=True, seed=7),
+            unit_test_spec(TASK, k, 2, sampled=True, seed=7),
+        ]
     )
     assert len(sols) == k and len(tests) == k
     assert len({g.text for g in sols + tests}) >= k + 1  # sampled, not copies

@@ -1,0 +1,165 @@
+"""`cascode` end to end on the real embedded models, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMALL_PLAN = Path(__file__).parents[1] / "data" / "plan-small.yaml"
+
+STUB = (
+    "def count_vowels(text: str) -> int:\n"
+    '    """Return how many vowels (a, e, i, o, u, either case) the text contains.\n'
+    "    >>> count_vowels('Hello World')\n    3\n"
+    '    """\n'
+)
+
+
+def cascode(*args: str, stdin: str = "", env: dict | None = None, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, "-m", "cascode", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("cascode: error:")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_complete_a_humaneval_style_stub_from_stdin(qwen05b_path):
+    proc = cascode("complete", "--plan-file", str(SMALL_PLAN), stdin=STUB)
+    assert proc.returncode == 0, proc.stderr
+    ns: dict = {}
+    exec(proc.stdout, ns)
+    assert ns["count_vowels"]("Hello World") == 3
+    assert "cascode: qwen-0.5b answered (tier small" in proc.stderr
+
+
+@pytest.mark.slow
+def test_complete_file_line_json_shows_every_stage(tmp_path, qwen05b_path):
+    src = tmp_path / "mod.py"
+    src.write_text("import math\n\n\n" + STUB + "\n\ndef other():\n    return 1\n")
+    proc = cascode(
+        "complete", f"{src}:5", "--plan-file", str(SMALL_PLAN), "--tier", "two", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    trace = json.loads(proc.stdout)
+    stages = trace["stages"]
+    assert stages[0]["member"] == "qwen-0.5b" and stages[0]["k"] == 3
+    # It stops at the first accepting stage, or the 1.5B answers greedily.
+    if stages[0]["accepted"]:
+        assert len(stages) == 1
+    else:
+        assert [s["member"] for s in stages] == ["qwen-0.5b", "qwen-1.5b"]
+        assert stages[1]["k"] == 0 and stages[1]["accepted"]
+    first = stages[0]
+    assert len(first["solutions"]) == 3 and len(first["tests"]) == 3
+    assert len(first["pass_matrix"]) == 3
+    assert all(len(row) == first["n_tests"] for row in first["pass_matrix"])
+    assert first["threshold"] == 1.0 * 3 * first["n_tests"]
+    assert trace["member"] == stages[-1]["member"]
+    assert "def count_vowels" in trace["code"]
+
+
+def test_plans_lists_the_packaged_default():
+    proc = cascode("plans")
+    assert proc.returncode == 0, proc.stderr
+    assert "balanced*" in proc.stdout and "qwen-0.5b k=3 l=2" in proc.stdout
+
+
+def test_illegal_plan_is_one_line_naming_file_tier_field(tmp_path):
+    plan = tmp_path / "bad.yaml"
+    plan.write_text(
+        SMALL_PLAN.read_text().replace("{qwen-0.5b: {k: 1, l: 2}}", "{qwen-0.5b: {k: 1, l: 0}}")
+    )
+    proc = cascode("complete", "--plan-file", str(plan), stdin=STUB)
+    assert_one_line_error(proc, "bad.yaml", "tier 'small'", "stages.qwen-0.5b.l")
+
+
+def test_unknown_member_is_one_line(tmp_path):
+    plan = tmp_path / "bad.yaml"
+    plan.write_text(
+        SMALL_PLAN.read_text().replace("{qwen-0.5b: {k: 1, l: 2}}", "{qwen-7b: {k: 1, l: 2}}")
+    )
+    proc = cascode("plans", str(plan))
+    assert_one_line_error(proc, "bad.yaml", "qwen-7b", "unknown member")
+
+
+def test_missing_model_file_is_one_line(tmp_path):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "family: [{name: m, backend: llama_cpp, model: /nonexistent/model.gguf}]\n"
+        "tiers: {t: {theta: 0.5, stages: {m: {k: 1, l: 2}}}}\n"
+    )
+    proc = cascode("complete", "--plan-file", str(plan), stdin=STUB)
+    assert_one_line_error(proc, "model file not found", "/nonexistent/model.gguf")
+
+
+def test_corrupted_embedded_model_is_refused(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF" + b"\0" * 4096)
+    proc = cascode(
+        "complete", "--plan-file", str(SMALL_PLAN), stdin=STUB,
+        env={"CASCODE_MODELS_DIR": str(models)},
+    )
+    assert_one_line_error(proc, "not verified", "cascode models install")
+    listing = cascode("models", "list", "--plan-file", str(SMALL_PLAN),
+                      env={"CASCODE_MODELS_DIR": str(models)})
+    assert listing.returncode == 1
+    assert "unverified" in listing.stdout and "missing" in listing.stdout
+
+
+def test_no_function_at_line_is_one_line(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("import os\n\nX = 1\n\n\ndef f():\n    pass\n")
+    proc = cascode("complete", f"{src}:3", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, f"{src}:3", "no function")
+    proc = cascode("complete", f"{src}:99", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, "no such line")
+
+
+def test_unknown_tier_is_one_line():
+    proc = cascode("complete", "--plan-file", str(SMALL_PLAN), "--tier", "nope", stdin=STUB)
+    assert_one_line_error(proc, "no tier named 'nope'")
+
+
+def test_complete_never_imports_the_server_stack():
+    code = (
+        "import sys; from cascode.cli import build_parser; build_parser(['complete']); "
+        "import cascode.commands.complete; "
+        "print(any(m.split('.')[0] in ('pygls', 'lsprotocol', 'matplotlib', 'llama_cpp') "
+        "for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_layout_installs_under_one_namespace(tmp_path):
+    # Outside the checkout: only the cascode.* names exist, nothing generic.
+    code = (
+        "import importlib.util as u, cascode.engine, cascode.server, cascode.benchmarks\n"
+        "from importlib import resources\n"
+        "print([u.find_spec(n) is None for n in ('engine', 'server', 'benchmarks', 'plans')])\n"
+        "print(resources.files('cascode.plans').joinpath('default.yaml').is_file())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.split("\n")[:2] == ["[True, True, True, True]", "True"]
