@@ -41,7 +41,7 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
         out = backend(srv.base_url).sample([prompts.unit_test_spec(TASK, 2, 2, sampled=True)])[0]
     [(path, body, _)] = srv.requests
     assert path == "/v1/completions" and body["n"] == 2 and body["stop"] == ["```"]
-    assert body["prompt"].startswith("<|im_start|>user\nHere is a Python function")
+    assert body["prompt"].startswith("<|im_start|>user\n```python\ndef sq(x):")
     assert body["prompt"].endswith("<|im_start|>assistant\n```python\nassert sq(")
     assert body["temperature"] == 0.8 and body["top_p"] == 0.95 and body["model"] == "qwen"
     # Cut after the 2nd assert line, as a local member would be.
