@@ -77,7 +77,9 @@ def _forward_log(level: int, text: bytes, _user: Any) -> None:
     if level in (3, 4):
         msg = text.decode("utf-8", "replace").rstrip()
         if msg:
-            _llama_log.log(logging.WARNING if level == 3 else logging.ERROR, "%s", msg)
+            # Its warnings are about the model file's metadata (e.g. token types the
+            # loader fixes itself): details for -v, not for every user.
+            _llama_log.log(logging.INFO if level == 3 else logging.ERROR, "%s", msg)
 
 
 @dataclass
