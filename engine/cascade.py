@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from . import cancel as cancel_mod
 from .errors import SandboxUnavailable
@@ -142,7 +144,9 @@ def run_stage(
             verified = False
         else:
             try:
-                matrix = sandbox.run_matrix(solutions, suite, context=task.context)
+                matrix = sandbox.run_matrix(
+                    solutions, suite, context=executable_context(task.context)
+                )
             except SandboxUnavailable as e:
                 log.warning("sandbox unavailable: %s", e)
                 verified = False
@@ -174,3 +178,30 @@ def run_stage(
         sandbox_seconds=sandbox_seconds,
         verified=verified or not suite,
     )
+
+
+@lru_cache(maxsize=64)
+def executable_context(context: str) -> str:
+    """The file context as the sandbox runs it: each top-level import guarded.
+
+    A project's own modules are not importable in the sandbox; one failing
+    import must not fail every assert of every solution. The prompt keeps the
+    imports as written.
+    """
+    if not context.strip():
+        return context
+    try:
+        tree = ast.parse(context)
+    except SyntaxError:
+        return context
+    if not any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):
+        return context
+    body: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            handler = ast.ExceptHandler(ast.Name("ImportError", ast.Load()), None, [ast.Pass()])
+            body.append(ast.Try([node], [handler], [], []))
+        else:
+            body.append(node)
+    tree.body = body
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"

@@ -263,3 +263,15 @@ def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandb
     ns: dict[str, object] = {}
     exec(done, ns)
     assert eval("Rect(2, 5).area()", ns) == 10
+
+
+def test_executable_context_guards_imports_only():
+    from cascode.engine.cascade import executable_context
+
+    ctx = "import os\nfrom mypkg.models import User  # project-local\n\nLIMIT = 3\n"
+    out = executable_context(ctx)
+    ns: dict = {}
+    exec(out, ns)  # the missing project module does not stop the rest
+    assert ns["LIMIT"] == 3 and "os" in ns and "User" not in ns
+    assert executable_context("X = 1\n") == "X = 1\n"  # nothing to guard: unchanged
+    assert executable_context("def broken(:\n") == "def broken(:\n"  # not parsing: as is
