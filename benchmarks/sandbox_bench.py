@@ -10,7 +10,10 @@ each request (the cascade samples between requests, which gives the worker time
 to fork its spare children) and back to back. The cost of a layer is the
 difference between two rows: rlimits-noseccomp -> rlimits (seccomp), rlimits ->
 landlock, rlimits -> unshare, rlimits -> bwrap. The machine's load average is
-recorded with the figures: on a shared machine it moves them.
+recorded with the figures: on a shared machine it moves them; the CPU time per
+request (worker and children, start-up and self-check subtracted) does not.
+bubblewrap's own pid-namespace init does not pass its children's CPU time up, so
+that column reads near zero for bwrap: take the unshare row's figure for it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -67,6 +71,12 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for descendants (workers and their children)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def bench(name: str, requests: int, gap: float) -> dict[str, object]:
     path, seccomp = CONFIGS[name]
     allow = path == "rlimits"
@@ -74,6 +84,11 @@ def bench(name: str, requests: int, gap: float) -> dict[str, object]:
     bare = ProcessSandbox(path, allow_unsafe=allow, self_check=False, seccomp=seccomp)
     bare_startup = time.perf_counter() - t0
     bare.close()
+    # CPU per request, independent of the machine's load: what a sandbox that served
+    # the requests used, less what one that only started and checked itself used.
+    cpu0 = _children_cpu()
+    ProcessSandbox(path, allow_unsafe=allow, seccomp=seccomp).close()
+    cpu1 = _children_cpu()
     sb = ProcessSandbox(path, allow_unsafe=allow, seccomp=seccomp)
     row: dict[str, object] = {"config": name, "layers": sb.layers, "available": sb.available,
                               "startup_s": round(bare_startup, 4),
@@ -96,6 +111,8 @@ def bench(name: str, requests: int, gap: float) -> dict[str, object]:
             row[f"{mode}_p95_ms"] = round(1000 * _pct(times, 0.95), 1)
     finally:
         sb.close()
+    served = _children_cpu() - cpu1
+    row["cpu_ms_per_request"] = round(1000 * (served - (cpu1 - cpu0)) / (2 * requests + 1), 1)
     return row
 
 
@@ -120,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.requests} requests per mode, {os.cpu_count()} cores, "
           f"load {load_before[0]:.1f} -> {load_after[0]:.1f}")
     print(f"{'config':<18} {'start':>7} {'+check':>7} {'idle p50':>9} {'idle p95':>9} "
-          f"{'b2b p50':>8} {'b2b p95':>8}  layers")
+          f"{'b2b p50':>8} {'b2b p95':>8} {'cpu/req':>8}  layers")
     for r in rows:
         if not r["available"]:
             print(f"{r['config']:<18} unavailable: {r.get('reason')}")
             continue
         print(f"{r['config']:<18} {r['startup_s']:>6.2f}s {r['startup_with_check_s']:>6.2f}s "
               f"{r['idle_p50_ms']:>7.1f}ms {r['idle_p95_ms']:>7.1f}ms "
-              f"{r['back_to_back_p50_ms']:>6.1f}ms {r['back_to_back_p95_ms']:>6.1f}ms  "
+              f"{r['back_to_back_p50_ms']:>6.1f}ms {r['back_to_back_p95_ms']:>6.1f}ms "
+              f"{r['cpu_ms_per_request']:>6.1f}ms  "
               f"{','.join(r['layers'])}")  # type: ignore[arg-type]
     out = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                        "python": platform.python_version(),

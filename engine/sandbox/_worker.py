@@ -90,11 +90,7 @@ def _spare(job_fd: int, board: mmap.mmap, others: list[mmap.mmap], devnull: int,
     os.environ.clear()
     os.environ.update(PATH="/usr/bin:/bin", LANG="C.UTF-8")
     sys.stdin = open(os.devnull)  # noqa: SIM115 - the child ends with os._exit
-    try:
-        confine.drop_capabilities()
-    except OSError:
-        pass  # already without capabilities (user namespace)
-    confine.no_new_privs()
+    # Capabilities and no_new_privs come from the worker, which gave them up at start.
     if seccomp is not None:
         seccomp.load()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the cap fail, not kill
@@ -408,7 +404,10 @@ class Worker:
         stopped = child.board[2] == ord("D")  # it stopped by itself, for a reason below
         budget_spent = child.board[1] == ord("B")
         child.board.close()
-        shutil.rmtree(child.scratch, ignore_errors=True)
+        try:
+            os.rmdir(child.scratch)  # usually empty: one call
+        except OSError:
+            shutil.rmtree(child.scratch, ignore_errors=True)
         job = child.job
         job.cpu_used += usage.ru_utime + usage.ru_stime
         timed_out = killed or os.WIFSIGNALED(status) and os.WTERMSIG(status) in (
@@ -569,6 +568,10 @@ def main() -> None:
     try:
         layers = _confine_worker(config)
         confine.not_dumpable()
+        # The worker needs no capability from here on, and its children inherit none:
+        # root without capabilities cannot override file modes or signal other users.
+        confine.drop_capabilities()
+        confine.no_new_privs()
     except OSError as e:
         os.write(1, (json.dumps({"ready": False, "error": str(e)}) + "\n").encode())
         return

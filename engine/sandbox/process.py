@@ -46,7 +46,7 @@ PROGRAM_LIMITS = ExecutionLimits(
 )
 # The self-check's limits: small, so start-up stays fast.
 _CHECK_LIMITS = ExecutionLimits(
-    assert_timeout_s=0.3, solution_cpu_s=3.0, solution_wall_s=8.0, max_consecutive_timeouts=9
+    assert_timeout_s=0.15, solution_cpu_s=3.0, solution_wall_s=8.0, max_consecutive_timeouts=9
 )
 _WALL_FACTOR = 3.0  # an assert's wall-clock timer, in multiples of its CPU timer
 

@@ -26,7 +26,7 @@ from cascode.engine.sandbox import create_sandbox  # noqa: E402
 from cascode.engine.types import ExecutionLimits  # noqa: E402
 
 # Small limits keep the suite fast; the verdicts do not depend on them.
-LIMITS = ExecutionLimits(assert_timeout_s=0.25, solution_cpu_s=1.5, solution_wall_s=5.0,
+LIMITS = ExecutionLimits(assert_timeout_s=0.25, solution_cpu_s=3.0, solution_wall_s=6.0,
                          memory_mb=256, max_consecutive_timeouts=2)
 
 
