@@ -11,6 +11,7 @@ import atexit
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,48 @@ def _merge(limits: ExecutionLimits | None, defaults: ExecutionLimits) -> dict[st
     }
 
 
+class _Launcher:
+    """One long-lived thread that starts every worker.
+
+    The worker (and bwrap's --die-with-parent) ask the kernel for SIGKILL when their
+    parent goes away, and Linux means the parent *thread*: a worker started from a
+    request thread that later ends would die with it. Started from this thread, it
+    dies only with the process.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
+            queue.SimpleQueue())
+        self.thread: threading.Thread | None = None
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, daemon=True,
+                                               name="cascode-sandbox-launcher")
+                self.thread.start()
+        done: Future[Any] = Future()
+        self.jobs.put((fn, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, done = self.jobs.get()
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # handed to the caller
+                done.set_exception(e)
+
+
+_launcher = _Launcher()
+
+
+def _launch(fn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    proc: subprocess.Popen[bytes] = _launcher.run(fn)
+    return proc
+
+
 @dataclass
 class _Pending:
     event: threading.Event
@@ -82,7 +126,7 @@ class _Worker:
     def __init__(self, path: str, scratch: str, *, seccomp: bool = True) -> None:
         self.path = path
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
+        self.proc = _launch(lambda: subprocess.Popen(
             paths.worker_command(path, scratch, seccomp=seccomp),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -91,7 +135,7 @@ class _Worker:
             cwd=scratch,
             close_fds=True,
             start_new_session=True,
-        )
+        ))
         self.pending: dict[int, _Pending] = {}
         self.inflight = 0  # solutions sent and not answered: what a new request waits behind
         self.lock = threading.Lock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -141,6 +142,23 @@ def test_worker_death_is_survived() -> None:
         assert sb._worker.proc.pid != first
     with pytest.raises(SandboxUnavailable):
         sb.run_matrix(["x = 1"], ["assert x"])
+
+
+def test_a_sandbox_made_in_a_thread_outlives_the_thread() -> None:
+    # The kernel's parent-death signal follows the parent *thread*: a worker started
+    # from a request thread must not die when that thread ends.
+    made: list[ProcessSandbox] = []
+    t = threading.Thread(target=lambda: made.append(create_sandbox()))
+    t.start()
+    t.join()
+    (sb,) = made
+    with sb:
+        assert sb._worker is not None
+        pid = sb._worker.proc.pid
+        time.sleep(0.3)
+        m = sb.run_matrix(["def f():\n    return 1\n"], ["assert f() == 1"])
+        assert m.verdicts == ((P,),)
+        assert sb._worker.proc.pid == pid  # the same worker: it did not die
 
 
 def test_unknown_layers_value_is_a_clear_error() -> None:
