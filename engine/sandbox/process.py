@@ -226,7 +226,10 @@ class ProcessSandbox:
                  self_check: bool = True, seccomp: bool = True) -> None:
         """`self_check` and `seccomp` exist for the benchmark, which measures each
         layer's cost; everything else keeps both on."""
-        requested = (layers or os.environ.get("CASCODE_SANDBOX_LAYERS") or "auto").strip()
+        # The environment variable forces a path wherever the setting is left at auto.
+        if layers in (None, "", "auto"):
+            layers = os.environ.get("CASCODE_SANDBOX_LAYERS") or "auto"
+        requested = layers.strip()
         if requested not in paths.CHOICES:
             raise CascodeError(
                 f"sandbox.layers: unknown value {requested!r} "

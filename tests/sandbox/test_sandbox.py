@@ -208,7 +208,7 @@ def test_forced_path_without_its_prerequisite(monkeypatch: pytest.MonkeyPatch,
 
 def test_environment_variable_forces_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASCODE_SANDBOX_LAYERS", "landlock")
-    with create_sandbox() as sb:
+    with create_sandbox("auto") as sb:
         if not sb.available:
             pytest.skip(f"Landlock unavailable here: {sb.reason}")
         assert sb.layers[0] == "landlock"
