@@ -244,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':<24} {'p50':>9} {'p95':>9}")
     for name, p50, p95 in rows:
         print(f"{name:<24} {p50:>7.1f}ms {p95:>7.1f}ms")
-    verdict = "meets" if overhead_p50 < 50 else "misses"
-    print(f"{'overhead (p50 - p50)':<24} {overhead_p50:>7.1f}ms  ({verdict} the 50 ms target)")
+    verdict = ("generation time varies far more than this: indicative only" if args.real
+               else ("meets" if overhead_p50 < 50 else "misses") + " the 50 ms target")
+    print(f"{'overhead (p50 - p50)':<24} {overhead_p50:>7.1f}ms  ({verdict})")
     out = {
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "python": platform.python_version(),
