@@ -77,7 +77,7 @@ def _default_backend(member: Member) -> Backend:
 
 
 def _default_sandbox() -> CalibrationSandbox:
-    from cascode.engine.sandbox import create_sandbox  # type: ignore[attr-defined]
+    from cascode.engine.sandbox import create_sandbox
 
     sandbox: CalibrationSandbox = create_sandbox()
     return sandbox
@@ -132,7 +132,7 @@ def load_family_data(
                                          progress=settings.progress)
         data.append(member_data)
         if sandbox is not None and hasattr(sandbox, "close"):
-            sandbox.close()  # type: ignore[union-attr]
+            sandbox.close()
             sandbox = None
         price = stored_price(settings.out / "prices.json", member.name, fingerprint,
                              member.price_per_hour)

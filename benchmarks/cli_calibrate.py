@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if args.price_per_hour is not None:
         if args.price_per_hour < 0:
             raise CascodeError("--price-per-hour: must not be negative")
-        family = tuple(_with_price(m, args.price_per_hour) for m in plan.family)
-        plan = _plan_with(plan, family)
+        import attrs
+
+        members = tuple(attrs.evolve(m, price_per_hour=args.price_per_hour) for m in plan.family)
+        plan = attrs.evolve(plan, family=members)
     remote = any(m.backend == "openai" for m in plan.family)
     settings = cal.Settings(
         out=out,
@@ -99,18 +101,6 @@ def run(args: argparse.Namespace) -> int:
     result = cal.write_outputs(cal.search(family, settings), args.write_plan)
     _print_summary(result, headline(result), out)
     return 0
-
-
-def _with_price(member, price):  # type: ignore[no-untyped-def]
-    import attrs
-
-    return attrs.evolve(member, price_per_hour=price)
-
-
-def _plan_with(plan, family):  # type: ignore[no-untyped-def]
-    import attrs
-
-    return attrs.evolve(plan, family=family)
 
 
 def _sandbox_factory(unsafe: bool):  # type: ignore[no-untyped-def]

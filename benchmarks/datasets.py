@@ -127,9 +127,7 @@ def _select_tasks(dataset: Dataset, tasks: str) -> list[Problem]:
                 f"--tasks: range {item} is outside 0-{len(dataset.problems) - 1}"
             )
         chosen.extend(range(lo, hi + 1))
-    seen: set[int] = set()
-    ordered = [i for i in sorted(chosen) if not (i in seen or seen.add(i))]
-    return [dataset.problems[i] for i in ordered]
+    return [dataset.problems[i] for i in sorted(set(chosen))]
 
 
 def from_humaneval_records(name: str, records: Sequence[dict[str, Any]]) -> Dataset:

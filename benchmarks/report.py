@@ -8,7 +8,7 @@ curves of the cascade and the single members, PCHIP-interpolated (Figure 1).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -198,7 +198,7 @@ def _singles_section(search: Search) -> list[str]:
 # Plots
 
 
-def _figure():  # type: ignore[no-untyped-def]
+def _figure() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +208,7 @@ def _figure():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     import matplotlib.pyplot as plt
@@ -273,8 +273,8 @@ def _plot_curves(search: Search, path: Path) -> None:
     curves = [("cascade (chosen front)", front, "tab:blue")]
     colors = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     for m, name in enumerate(search.family.members):
-        rows = np.array([i for i in singles if g.plans[i][m][0] >= 0])
-        curves.append((f"{name} alone", pareto(cost, acc, tok, rows), colors[m % len(colors)]))
+        mine = np.array([i for i in singles if g.plans[i][m][0] >= 0])
+        curves.append((f"{name} alone", pareto(cost, acc, tok, mine), colors[m % len(colors)]))
     for label, rows, color in curves:
         x, y = 1000 * cost[rows], 100 * acc[rows]
         line = ax.plot(x, y, "o", ms=4, c=color)[0]
@@ -305,11 +305,11 @@ def pchip(x: np.ndarray, y: np.ndarray, xs: np.ndarray) -> np.ndarray:
                 d[i] = (w1 + w2) / (w1 / delta[i - 1] + w2 / delta[i])
         d[0] = _end_slope(h[0], h[1], delta[0], delta[1])
         d[-1] = _end_slope(h[-1], h[-2], delta[-1], delta[-2])
-    i = np.clip(np.searchsorted(x, xs) - 1, 0, len(x) - 2)
-    t = (xs - x[i]) / h[i]
+    j = np.clip(np.searchsorted(x, xs) - 1, 0, len(x) - 2)
+    t = (xs - x[j]) / h[j]
     h00, h10 = (1 + 2 * t) * (1 - t) ** 2, t * (1 - t) ** 2
     h01, h11 = t * t * (3 - 2 * t), t * t * (t - 1)
-    out: np.ndarray = h00 * y[i] + h10 * h[i] * d[i] + h01 * y[i + 1] + h11 * h[i] * d[i + 1]
+    out: np.ndarray = h00 * y[j] + h10 * h[j] * d[j] + h01 * y[j + 1] + h11 * h[j] * d[j + 1]
     return out
 
 
