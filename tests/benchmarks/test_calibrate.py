@@ -88,3 +88,14 @@ def _dataset_file(tmp_path: Path) -> Path:
     path = tmp_path / "synthetic.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_records(30)))
     return path
+
+
+def test_several_problems_in_flight_give_the_same_caches(plan_file: Path, tmp_path: Path):
+    one, four = Factory(), Factory()
+    a = _run(plan_file, tmp_path / "one", one, n=12)
+    b = _run(plan_file, tmp_path / "four", four, n=12, concurrency=4)
+    assert one.calls == four.calls == 24
+    assert (tmp_path / "one" / "samples" / "small.jsonl.gz").exists()
+    assert [len(d) for d in a.family.data] == [len(d) for d in b.family.data] == [12, 12]
+    for da, db in zip(a.family.data[1], b.family.data[1], strict=True):
+        assert da.ex.solutions == db.ex.solutions and da.ex.tests == db.ex.tests
