@@ -47,7 +47,8 @@ def recorded_fingerprints(plan: Plan) -> dict[str, str]:
 def check_family_matches_cache(plan: Plan, cache: Path, fingerprints: Sequence[str]) -> None:
     """A plan whose family is not the one the cache holds is an error, not a resample."""
     samples_dir = cache / "samples"
-    cached = sorted({p.name.split(".")[0] for p in samples_dir.glob("*.jsonl*")})
+    cached = sorted({p.name.removesuffix(".gz").removesuffix(".jsonl")
+                     for p in samples_dir.glob("*.jsonl*")})
     names = [m.name for m in plan.family]
     if cached and not set(names) & set(cached):
         raise CascodeError(
