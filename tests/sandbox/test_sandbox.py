@@ -258,3 +258,13 @@ def test_a_solution_cannot_write_another_solutions_verdicts(sandbox: ProcessSand
     assert m.verdicts[0][0] == F
     for row in m.verdicts[1:]:
         assert row == (F,) * 6
+
+
+def test_scratch_is_emptied_between_children(sandbox: ProcessSandbox) -> None:
+    writer = ("import os\ndef f():\n    open('note.txt', 'w').write('x')\n"
+              "    os.chmod('.', 0)\n    return True\n")
+    reader = ("import os\ndef f():\n    open('mine.txt', 'w').write('y')\n"
+              "    return not os.path.exists('note.txt')\n")
+    for _ in range(3):  # children reuse the scratch folders of earlier ones
+        m = sandbox.run_matrix([writer, reader, reader, writer, reader, reader], ["assert f()"])
+        assert m.verdicts == ((P,),) * 6
