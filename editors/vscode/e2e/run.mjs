@@ -151,15 +151,19 @@ async function statusItemText() {
   return (await page.locator(STATUS_ITEM).first().innerText()).trim();
 }
 
-async function statusTooltip() {
+async function statusTooltip({ keepOpen = false } = {}) {
   // A fresh hover: move away first, then onto the item, then read the hover widget.
   await page.mouse.move(5, 5);
   await sleep(300);
   await page.locator(STATUS_ITEM).first().hover();
-  const hover = page.locator(".workbench-hover, .monaco-hover").filter({ hasText: "cascode" });
+  const hover = page
+    .locator(".workbench-hover, .monaco-hover")
+    .filter({ hasText: "Click to choose the tier" });
   await hover.first().waitFor({ state: "visible", timeout: 10000 });
   const text = (await hover.first().innerText()).trim();
-  await page.mouse.move(5, 5);
+  if (!keepOpen) {
+    await page.mouse.move(5, 5);
+  }
   return text;
 }
 
@@ -169,7 +173,7 @@ async function ghostText(timeoutMs) {
       const parts = [...document.querySelectorAll(".monaco-editor [class*='ghost-text']")]
         .map((e) => e.textContent || "")
         .filter((t) => t.trim().length > 0);
-      return parts.length > 0 ? parts.join("\n") : null;
+      return parts.length > 0 ? parts.join("") : null;
     },
     null,
     { timeout: timeoutMs, polling: 250 },
@@ -200,7 +204,15 @@ async function askAndAccept(file, expectInFile, shotName) {
   await page.keyboard.press("Alt+Backslash");
   const ghost = await ghostText(ANSWER_MS);
   log(`  ghost text: ${JSON.stringify(ghost)}`);
-  const shot = await screenshot(shotName);
+  const shot = await screenshot(`${shotName}.png`);
+  // The same moment with the status bar's tooltip open: this answer's provenance (the
+  // status notification arrives before the inline answer). The README's image.
+  const tip = await statusTooltip({ keepOpen: true });
+  const shotWithTip = await screenshot(`${shotName}-provenance.png`);
+  await page.mouse.move(5, 5);
+  if (!(await ghostVisible())) {
+    throw new Error("the ghost text went away while the tooltip was open");
+  }
   await page.keyboard.press("Tab");
   await until("the accepted answer in the editor", async () => !(await ghostVisible()), 10000);
   await page.keyboard.press("Control+S");
@@ -209,7 +221,7 @@ async function askAndAccept(file, expectInFile, shotName) {
     () => fs.readFileSync(file, "utf8").includes(expectInFile),
     15000,
   );
-  return { ghost, shot };
+  return { ghost, shot, shotWithTip, tip };
 }
 
 async function ghostVisible() {
@@ -271,6 +283,7 @@ async function main() {
       "editor.minimap.enabled": false,
       "editor.fontSize": 15,
       "workbench.startupEditor": "none",
+      "workbench.secondarySideBar.defaultVisibility": "hidden",
       "workbench.tips.enabled": false,
       "workbench.enableExperiments": false,
       "workbench.colorTheme": "Default Dark Modern",
@@ -383,7 +396,12 @@ async function main() {
     await page.locator(STATUS_ITEM).first().waitFor({ timeout: 60000 });
     await until(
       "the status bar item to show the server ready (beaker icon)",
-      async () => (await page.locator(`${STATUS_ITEM} .codicon-beaker`).count()) > 0,
+      async () => {
+        if ((await page.locator(`${STATUS_ITEM} .codicon-error, ${STATUS_ITEM} .codicon-circle-slash`).count()) > 0) {
+          throw new Error("the status bar item shows the server failed or stopped");
+        }
+        return (await page.locator(`${STATUS_ITEM} .codicon-beaker`).count()) > 0;
+      },
       ANSWER_MS,
       500,
     );
@@ -397,7 +415,7 @@ async function main() {
     await page.locator(".monaco-editor .view-lines").first().click();
     await page.keyboard.press("Control+End");
     await typeStub(["def add(a, b):", '    """Return the sum of a and b."""', "    "]);
-    return await askAndAccept(calc, "def add(a, b):", "ghost-text-add.png");
+    return await askAndAccept(calc, "def add(a, b):", "ghost-text-add");
   });
 
   await step("the saved add() passes tests written for the stub", async () => {
@@ -432,7 +450,7 @@ async function main() {
     await page.locator(".monaco-editor .view-lines").first().click();
     await page.keyboard.press("Control+End");
     await typeStub(["", "", "def mul(a, b):", '    """Return the product of a and b."""', "    "]);
-    await askAndAccept(calc, "def mul(a, b):", "ghost-text-mul.png");
+    await askAndAccept(calc, "def mul(a, b):", "ghost-text-mul");
     checkFunction(calc, "mul = ns['mul']\nassert mul(3, 4) == 12 and mul(-2, 5) == -10");
     const tip = await until(
       "the tooltip to name tier greedy",
@@ -448,7 +466,7 @@ async function main() {
 
   if (DOCS_IMAGE) {
     fs.mkdirSync(path.dirname(path.resolve(DOCS_IMAGE)), { recursive: true });
-    fs.copyFileSync(first.shot, DOCS_IMAGE);
+    fs.copyFileSync(first.shotWithTip, DOCS_IMAGE);
     log(`README image: ${DOCS_IMAGE}`);
   }
 }
