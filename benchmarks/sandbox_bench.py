@@ -14,6 +14,8 @@ recorded with the figures: on a shared machine it moves them; the CPU time per
 request (worker and children, start-up and self-check subtracted) does not.
 bubblewrap's own pid-namespace init does not pass its children's CPU time up, so
 that column reads near zero for bwrap: take the unshare row's figure for it.
+On a machine shared with other work, `chrt -f 5 python -m ...` (root) measures the
+sandbox without their contention; the scheduler policy is recorded in the JSON.
 """
 
 from __future__ import annotations
@@ -147,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['back_to_back_p50_ms']:>6.1f}ms {r['back_to_back_p95_ms']:>6.1f}ms "
               f"{r['cpu_ms_per_request']:>6.1f}ms  "
               f"{','.join(r['layers'])}")  # type: ignore[arg-type]
+    policy = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}.get(
+        os.sched_getscheduler(0), "other")
     out = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                       "python": platform.python_version(),
+                       "python": platform.python_version(), "scheduler": policy,
                        "loadavg_before": load_before, "loadavg_after": load_after},
            "request": {"solutions": len(SOLUTIONS), "asserts": len(TESTS),
                        "requests_per_mode": args.requests, "idle_gap_s": args.gap},
