@@ -27,6 +27,8 @@ SPARES = 12
 
 def prerequisite(path: str) -> str | None:
     """None when `path` can be tried on this machine, else why not."""
+    if not sys.platform.startswith("linux"):
+        return f"the sandbox needs Linux (this is {sys.platform})"
     if path == "bwrap" and not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed"
     if path == "landlock" and _confine.landlock_abi() < 1:
