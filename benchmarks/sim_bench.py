@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['seconds']:>8.2f} {target:>7}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        from .sampling import hardware
+
+        doc = {"hardware": hardware(), "load_average_1min": round(os.getloadavg()[0], 2),
+               "results": rows}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
