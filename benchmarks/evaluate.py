@@ -164,6 +164,10 @@ def table(figures: Sequence[TierFigures], baselines: Sequence[Baseline], toleran
         rows.append(f"{b.member + ' greedy':<12} {figures[0].problems if figures else 0:>4} "
                     f"{_pct(b.pass_at_1):>7} {_pct(lo):>7}-{_pct(hi):<7} {'':>9} {'':>7} "
                     f"{b.seconds_per_1k:>9.0f}")
+    if figures:
+        lo, hi = figures[0].interval
+        rows.append(f"{figures[0].problems} problems: a 95% interval spans about "
+                    f"{100 * (hi - lo):.0f} points, so small differences are noise")
     return "\n".join(rows)
 
 
