@@ -72,6 +72,11 @@ def split_mask(plan: Plan, full: Dataset, chosen: Dataset, split: str) -> np.nda
     if split == "all":
         return np.ones(n, dtype=bool)
     cal = plan.calibration or {}
+    if not cal:
+        raise CascodeError(
+            f"--split {split}: {plan.path} carries no calibration (hand-set tiers), so it has "
+            "no validation and test split; use --split all"
+        )
     if cal.get("dataset_sha256") != full.fingerprint:
         raise CascodeError(
             f"--split {split}: {plan.path} was calibrated on "
