@@ -115,6 +115,29 @@ function tail(file, chars = 4000) {
   }
 }
 
+/** The lines of VS Code's extension host logs that mention cascode (activation errors). */
+function extensionHostLines(dir) {
+  const found = [];
+  const walk = (d) => {
+    for (const entry of fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }) : []) {
+      const p = path.join(d, entry.name);
+      if (entry.isDirectory()) {
+        walk(p);
+      } else if (/exthost.*\.log$/.test(entry.name)) {
+        // A line naming cascode and the one after it (an error's message follows it).
+        const lines = fs.readFileSync(p, "utf8").split("\n");
+        lines.forEach((l, i) => {
+          if (/cascode/i.test(l)) {
+            found.push(l, ...(/cascode/i.test(lines[i + 1] ?? "") ? [] : [lines[i + 1] ?? ""]));
+          }
+        });
+      }
+    }
+  };
+  walk(dir);
+  return found.slice(-30).join("\n") || "(none)";
+}
+
 // ---- what is on screen ------------------------------------------------------
 
 const STATUS_ITEM = ".statusbar-item:has-text('cascode:')";
@@ -260,6 +283,7 @@ async function main() {
   const serverLog = path.join(work, "cascode-serve.log");
   const codeServerLog = path.join(work, "code-server.log");
   const calc = path.join(workspace, "calc.py");
+  logs["extension host log (cascode lines)"] = () => extensionHostLines(path.join(userData, "logs"));
   logs["cascode serve log"] = serverLog;
   logs["code-server log"] = codeServerLog;
 
@@ -393,7 +417,13 @@ async function main() {
   });
 
   await step("the status bar shows the tier and the server becomes ready", async () => {
-    await page.locator(STATUS_ITEM).first().waitFor({ timeout: 60000 });
+    await page
+      .locator(STATUS_ITEM)
+      .first()
+      .waitFor({ timeout: 60000 })
+      .catch(() => {
+        throw new Error("no `cascode:` status bar item after 60 s: the extension did not activate");
+      });
     await until(
       "the status bar item to show the server ready (beaker icon)",
       async () => {
@@ -485,8 +515,9 @@ try {
     `\ne2e FAILED at step "${currentStep}": ${err.message}\n\nOn screen:\n${await screenText()}\n` +
       `Screenshot: ${shot}\n`,
   );
-  for (const [name, file] of Object.entries(logs)) {
-    console.error(`--- ${name} (${file}, tail):\n${tail(file, 3000)}`);
+  for (const [name, source] of Object.entries(logs)) {
+    const text = typeof source === "function" ? source() : `${source}:\n${tail(source, 3000)}`;
+    console.error(`--- ${name}:\n${text}`);
   }
 } finally {
   for (const cleanup of cleanups.reverse()) {
