@@ -442,7 +442,7 @@ def _snippet(text: str) -> str:
     return (text[:160] + "...") if len(text) > 160 else (text or "(empty body)")
 
 
-async def _wait(tasks: list[asyncio.Future[Any]], cancel: CancelTokenLike | None) -> None:
+async def _wait(tasks: Sequence[asyncio.Future[Any]], cancel: CancelTokenLike | None) -> None:
     """Wait for every request, checking the cancel token every 50 ms."""
     pending: set[asyncio.Future[Any]] = set(tasks)
     try:

@@ -166,7 +166,8 @@ class TransformersBackend:
         if first.greedy:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            # One generator for the batch: rows are reproducible for a given batch.
+            # One generator for the batch, seeded by its first spec: rows are
+            # reproducible for a given batch (not per sequence, as in llama.cpp).
             torch.manual_seed(first.seed)
             gen_kwargs.update(
                 do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0
@@ -316,10 +317,14 @@ def _generations(
 
 
 def _groups(specs: Sequence[SampleSpec]) -> list[list[int]]:
-    """Indices of specs that can share one generate call (same sampling settings)."""
-    groups: dict[tuple[float, float, int], list[int]] = {}
+    """Indices of specs that can share one generate call (same sampling settings).
+
+    Seeds do not split a group: a stage's solutions and tests (seeded apart) stay
+    one batch, seeded by its first spec.
+    """
+    groups: dict[tuple[float, float], list[int]] = {}
     for i, s in enumerate(specs):
-        key = (0.0, 1.0, 0) if s.greedy else (s.temperature, s.top_p, s.seed)
+        key = (0.0, 1.0) if s.greedy else (s.temperature, s.top_p)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 

@@ -1,12 +1,17 @@
-"""A scripted HTTP server on a free loopback port, for the OpenAI backend's failure tests."""
+"""Loopback servers for the OpenAI backend's tests: a scripted HTTP server (failures),
+and llama-cpp-python's own server on a real model."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 # A handler gets (request number from 0, path, parsed body) and returns
 # (status, body bytes, headers), or None to never answer.
@@ -76,3 +81,51 @@ def completion(texts: list[str], *, usage: dict[str, int] | None = None,
     if usage is not None:
         data["usage"] = usage
     return json.dumps(data).encode()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_llama_server(model: Path, *, n_ctx: int = 4096, timeout_s: float = 240) -> tuple:
+    """Start `python -m llama_cpp.server` on `model`; returns (process, base_url)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--verbose", "false"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {err}")
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_llama_server(proc)
+    raise RuntimeError(f"llama_cpp.server did not start within {timeout_s} s")
+
+
+def stop_llama_server(proc) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -86,57 +86,11 @@ def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # llama-cpp-python's own OpenAI-compatible server, on a free loopback port
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_llama_server(model: Path, *, n_ctx: int = 4096, timeout_s: float = 240) -> tuple:
-    """Start `python -m llama_cpp.server` on `model`; returns (process, base_url)."""
-    import subprocess
-    import time
-    import urllib.request
-
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--verbose", "false"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {err}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    stop_llama_server(proc)
-    raise RuntimeError(f"llama_cpp.server did not start within {timeout_s} s")
-
-
-def stop_llama_server(proc) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="session")
 def llama_server_05b(qwen05b_path: Path):  # type: ignore[no-untyped-def]
     """The embedded 0.5B served by llama_cpp.server; its base URL."""
+    from backend_loopback import start_llama_server, stop_llama_server
+
     proc, url = start_llama_server(qwen05b_path)
     yield url
     stop_llama_server(proc)
