@@ -192,7 +192,7 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
 
 def pooled_suite(tests: Iterable[str], entry_point: str, l: int) -> list[str]:
     """T: the valid lines among the first l asserts of each test, pooled as generated."""
-    suite = []
+    suite: list[str] = []
     for test in tests:
         suite.extend(line for line in assert_lines(test, l) if is_valid_assert(line, entry_point))
     return suite

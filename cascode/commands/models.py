@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{model.name}: {state} ({models.model_path(model)})")
         return 1 if bad else 0
     if args.action == "quantize":
-        from cascode.engine.backends import quantize  # type: ignore[attr-defined]
+        from cascode.engine.backends import quantize
 
         out = quantize.quantize(args.source, args.type, out=args.out)
         print(out)

@@ -17,11 +17,11 @@ def create_backend(member: Member) -> Backend:
 
         return LlamaCppBackend.from_member(member)
     if member.backend == "transformers":
-        from .transformers import TransformersBackend  # type: ignore[import-not-found]
+        from .transformers import TransformersBackend
 
-        return TransformersBackend.from_member(member)  # type: ignore[no-any-return]
+        return TransformersBackend.from_member(member)
     if member.backend == "openai":
-        from .openai import OpenAIBackend  # type: ignore[import-not-found]
+        from .openai import OpenAIBackend
 
-        return OpenAIBackend.from_member(member)  # type: ignore[no-any-return]
+        return OpenAIBackend.from_member(member)
     raise PlanError(f"member {member.name}: unknown backend {member.backend!r}")

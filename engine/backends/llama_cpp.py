@@ -164,7 +164,8 @@ class LlamaCppBackend:
     def render(self, spec: SampleSpec) -> str:
         """The prompt text: the model's chat template, then the assistant prefix."""
         messages = [{"role": m.role, "content": m.content} for m in spec.messages]
-        return self._template.render(messages=messages, add_generation_prompt=True) + spec.prefix
+        rendered: str = self._template.render(messages=messages, add_generation_prompt=True)
+        return rendered + spec.prefix
 
     def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")

@@ -98,7 +98,7 @@ class TransformersBackend:
             raise ModelError(
                 f"member {name or model}: cannot load {model}: {_first_line(e)}"
             ) from e
-        lm.eval()
+        lm.eval()  # type: ignore[no-untyped-call]
         where = _placement(lm)
         log.info("loaded %s with transformers on %s", model, where)
         return cls(name or model, lm, tok, where=where)
