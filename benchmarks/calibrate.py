@@ -138,7 +138,7 @@ def load_family_data(
                              member.price_per_hour)
         if price is None:
             price = price_from_cache([d.samples for d in member_data], member.price_per_hour)
-        prices.append(price)
+        prices.append(dataclasses.replace(price, price_per_mtok=member.price_per_mtok))
     return FamilyData(plan, dataset, fingerprints, data, prices, generated)
 
 

@@ -32,6 +32,7 @@ class MemberPrice:
     decode: dict[int, float]  # batch size -> seconds per generated token
     price_per_hour: float
     source: str  # "measured <date> on <hardware>" or "sampling cache"
+    price_per_mtok: float | None = None  # a hosted endpoint's price, when the plan gives one
 
     def decode_seconds_per_token(self, batch: int) -> float:
         """The rate at `batch`, linear between measured batch sizes."""
@@ -46,7 +47,10 @@ class MemberPrice:
 
     @property
     def dollars_per_token(self) -> float:
-        """The papers' token price: seconds per token at the largest batch x $/hour."""
+        """The papers' token price: seconds per token at the largest batch x $/hour,
+        or the member's own price per million tokens when the plan sets one."""
+        if self.price_per_mtok is not None:
+            return self.price_per_mtok / 1e6
         return self.decode[max(self.decode)] * self.price_per_hour / 3600.0
 
 
