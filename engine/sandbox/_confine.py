@@ -57,6 +57,25 @@ def no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+def unmap_shared_except(keep: int) -> None:
+    """Unmap every shared anonymous mapping but the one starting at `keep`.
+
+    A child forked from the worker inherits whatever shared pages the worker had
+    mapped then; its own verdict board is the only one it may write.
+    """
+    try:
+        with open("/proc/self/maps") as fh:
+            maps = fh.read().splitlines()
+    except OSError:
+        return
+    for line in maps:
+        parts = line.split()
+        if len(parts) >= 6 and parts[5] == "/dev/zero" and parts[1][3] == "s":
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if lo != keep:
+                _libc.munmap(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo))
+
+
 def not_dumpable() -> None:
     # Keeps children (same uid) out of /proc/<worker>/mem and ptrace of the worker.
     prctl(PR_SET_DUMPABLE, 0)
@@ -366,11 +385,20 @@ def build_root(read_paths: list[str], devices: list[str], scratch_bytes: int) ->
     """Replace / by a tmpfs holding read-only binds of `read_paths`, a few device
     nodes, /proc and a size-capped tmpfs at /tmp; the old root is detached."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    base = "/tmp"  # any existing directory: the tmpfs hides it in this namespace only
+    # Any existing directory that holds none of the paths to bind: the staging
+    # tmpfs hides it in this namespace only (a checkout under /tmp must stay visible).
+    base = next(
+        d for d in ("/mnt", "/media", "/srv", "/run", "/var/tmp", "/tmp")
+        if os.path.isdir(d) and not any(p == d or p.startswith(d + "/") for p in read_paths)
+    )
     _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
     new = base + "/root"
     os.mkdir(new)
     _mount(new, new, None, MS_BIND | MS_REC)
+    # Scratch first: read-only binds under /tmp (a venv there) then sit on top of it.
+    os.makedirs(new + "/tmp", exist_ok=True)
+    _mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=0777,size={scratch_bytes}")
     for path in read_paths:
         if os.path.islink(path):
             os.makedirs(os.path.dirname(new + path), exist_ok=True)
@@ -387,9 +415,6 @@ def build_root(read_paths: list[str], devices: list[str], scratch_bytes: int) ->
         _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError:
         pass  # a container that masks parts of /proc: the worker does without it
-    os.makedirs(new + "/tmp", exist_ok=True)
-    _mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"mode=0777,size={scratch_bytes}")
     os.makedirs(new + "/old", exist_ok=True)
     nr = _PIVOT_ROOT.get(os.uname().machine)
     if nr is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import ctypes
 import gc
 import json
 import marshal
@@ -81,6 +82,10 @@ def _spare(job_fd: int, board: mmap.mmap, others: list[mmap.mmap], devnull: int,
     # one solution cannot write another's verdicts.
     for other in others:
         other.close()
+    # And any other shared page still mapped (a board whose owner is gone).
+    own = ctypes.c_char.from_buffer(board)
+    confine.unmap_shared_except(ctypes.addressof(own))
+    del own
     # Nor read or write a sibling's memory through /proc/<pid>/mem.
     confine.not_dumpable()
     for target in (0, 1, 2):

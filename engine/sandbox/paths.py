@@ -109,15 +109,17 @@ def worker_command(path: str, scratch: str, *, seccomp: bool = True) -> list[str
         return python
     argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--cap-drop", "ALL", "--hostname", "sandbox"]
+    # bwrap mounts in order: the scratch tmpfs first, so that read-only binds
+    # under /tmp (a checkout's venv there) sit on top of it instead of under it.
+    if _bwrap_has_size():
+        argv += ["--size", str(SCRATCH_BYTES)]
+    argv += ["--tmpfs", "/tmp"]
     for p in readable:
         if os.path.islink(p):
             argv += ["--symlink", os.readlink(p), p]
         elif os.path.exists(p):
             argv += ["--ro-bind", p, p]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    if _bwrap_has_size():
-        argv += ["--size", str(SCRATCH_BYTES)]
-    argv += ["--tmpfs", "/tmp",
+    argv += ["--proc", "/proc", "--dev", "/dev",
              "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
              "--chdir", "/tmp", "--"]

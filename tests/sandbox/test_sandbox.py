@@ -234,29 +234,38 @@ def test_close_stops_the_worker() -> None:
 _FORGER = '''
 import ctypes
 
-def forge():
-    # Write "passed" into every shared anonymous mapping this process can see: the
-    # verdict boards of other children must not be among them.
-    hits = 0
+def _boards():
     with open("/proc/self/maps") as fh:
         for line in fh:
             parts = line.split()
             if len(parts) >= 6 and parts[5] == "/dev/zero" and "rw-s" in parts[1]:
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                ctypes.memset(lo + 8, ord("P"), min(hi - lo - 8, 64))
-                hits += 1
+                yield tuple(int(x, 16) for x in parts[0].split("-"))
+
+def count():
+    return len(list(_boards()))
+
+def forge():
+    # Write "passed" into every shared anonymous mapping this process can see: the
+    # verdict boards of other children must not be among them.
+    hits = 0
+    for lo, hi in _boards():
+        ctypes.memset(lo + 9, ord("P"), min(hi - lo - 9, 63))  # slots 1..63
+        hits += 1
     return hits
 '''
 
 
 def test_a_solution_cannot_write_another_solutions_verdicts(sandbox: ProcessSandbox) -> None:
-    honest = "def forge():\n    return -1\n"
-    tests = ["assert forge() > 1"] + ["assert False"] * 5
-    m = sandbox.run_matrix([_FORGER, honest, honest, honest], tests)
-    # The forger may fake its own row (it shares a page with the worker, by design),
-    # and sees exactly one board: its own.
-    assert m.verdicts[0][0] == F
-    for row in m.verdicts[1:]:
+    honest = "def count():\n    return -1\n\ndef forge():\n    return -1\n"
+    # The forger counts the boards it sees before it writes: exactly one, its own.
+    # It then forges slots 1.. of every board it sees; its own slot 0 (the count)
+    # is never overwritten, so the worker reads the real verdict there. Its other
+    # slots are not checked: it shares that page with the worker by design.
+    tests = ["assert count() == 1", "assert forge() >= 1"] + ["assert False"] * 4
+    # Last, so that it runs in a child forked after its siblings' boards existed.
+    m = sandbox.run_matrix([honest, honest, honest, _FORGER], tests)
+    assert m.verdicts[3][0] == P
+    for row in m.verdicts[:3]:
         assert row == (F,) * 6
 
 
