@@ -101,7 +101,9 @@ class Cascade:
 
 
 def _passes_threshold(trace: StageTrace) -> bool:
-    return trace.n_tests > 0 and trace.best_score >= trace.threshold and trace.best_score > 0
+    # The exact rule of the engine's scoring (no float comparison), and a best
+    # solution that passed at least one test: theta = 0 proves nothing.
+    return trace.meets_threshold and trace.best_score > 0
 
 
 def _unverified_note(trace: StageTrace) -> str:
@@ -177,6 +179,7 @@ def run_stage(
         decode_seconds=sum(g.decode_seconds for g in all_gens),
         sandbox_seconds=sandbox_seconds,
         verified=verified or not suite,
+        meets_threshold=decision.meets_threshold,
     )
 
 

@@ -68,7 +68,8 @@ def accepts(best_score: Any, k: Any, n_tests: Any, theta: Fraction) -> Any:
 class Decision:
     """The outcome of one stage: scores, the best solution, and whether it is accepted."""
 
-    __slots__ = ("scores", "best", "best_score", "n_tests", "threshold", "accepted")
+    __slots__ = ("scores", "best", "best_score", "n_tests", "threshold", "meets_threshold",
+                 "accepted")
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Decision:
         n_tests: int,
         threshold: float,
         accepted: bool,
+        meets_threshold: bool | None = None,
     ) -> None:
         self.scores = scores
         self.best = best
@@ -84,6 +86,8 @@ class Decision:
         self.n_tests = n_tests
         self.threshold = threshold
         self.accepted = accepted
+        # The exact rule's verdict, before "the last member accepts regardless".
+        self.meets_threshold = accepted if meets_threshold is None else meets_threshold
 
 
 def decide_stage(
@@ -98,4 +102,4 @@ def decide_stage(
     scores = solution_scores(passed) if n_tests else [0] * n_solutions
     best = best_solution(scores)
     ok = bool(accepts(scores[best], k, n_tests, theta))
-    return Decision(scores, best, n_tests, accept_threshold(theta, k, n_tests), ok or last)
+    return Decision(scores, best, n_tests, accept_threshold(theta, k, n_tests), ok or last, ok)

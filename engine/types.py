@@ -218,6 +218,9 @@ class StageTrace:
     decode_seconds: float
     sandbox_seconds: float
     verified: bool = True  # False when the sandbox refused to execute
+    # The exact acceptance rule (integer arithmetic, METHOD.md 2.5), before the
+    # last member's "accepted regardless"; `threshold` is only for display.
+    meets_threshold: bool = False
 
     @property
     def n_tests(self) -> int:

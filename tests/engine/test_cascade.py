@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from engine_fakes import InProcessSandbox, ScriptedBackend
 
@@ -10,6 +12,7 @@ from cascode.engine.cascade import Cascade
 from cascode.engine.errors import Cancelled
 from cascode.engine.extract import CodeStop
 from cascode.engine.plans import Plan, parse_plan
+from cascode.engine.scoring import accepts
 from cascode.engine.types import Escalating, Event, Executing, Finished, StageStarted, Task
 
 PLAN = """\
@@ -151,6 +154,24 @@ def test_last_member_accepted_regardless(plan: Plan, sandbox: InProcessSandbox) 
     assert result.code == TASK.prompt + "    return a + b + OFFSET\n"
     assert not result.verified and "below its threshold" in result.note
     assert Escalating not in [type(e) for e in events]
+
+
+@pytest.mark.parametrize("theta", ["0.0", "0.3", "0.4", "0.5", "0.6", "1.0"])
+def test_last_members_label_follows_the_exact_rule(theta: str, sandbox: InProcessSandbox) -> None:
+    # Three right solutions; each of the 3 tests gives one passing and one
+    # failing line: score 3 x 3 = 9 of a possible 3 x 6, so the label flips
+    # exactly where 9 >= theta * 3 * 6, at theta = 0.5.
+    plan = parse_plan(PLAN.replace("theta: 1.0", f"theta: {theta}"), "p.yaml")
+    half = ["1, 2) == 3\nassert add(5, 5) == 99\n```"]
+    small = ScriptedBackend("small", [RIGHT, RIGHT, RIGHT], half)
+    result, _ = run(plan, {"small": small}, sandbox, "alone")
+    (stage,) = result.stages
+    assert (stage.best_score, stage.n_tests) == (9, 6)
+    exact = bool(accepts(stage.best_score, 3, 6, Fraction(theta)))
+    assert exact is (Fraction(theta) <= Fraction(1, 2))
+    assert stage.meets_threshold is exact and stage.accepted
+    assert result.verified is exact
+    assert ("below its threshold" in result.note) is not exact
 
 
 def test_last_member_without_valid_tests_returns_first_solution(
