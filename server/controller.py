@@ -339,7 +339,7 @@ class Controller:
                 del self._inflight[uri]
 
         try:
-            edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code))
+            edit = edits.minimal_edit(source, edits.new_source(source, fc, result.code, cursor))
         except Exception as e:  # noqa: BLE001 - an answer that cannot be placed is dropped
             log.exception("placing the answer")
             self.show(f"cascode: the answer could not be placed in the file: {e}")

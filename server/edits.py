@@ -46,12 +46,24 @@ def text_between(lines: list[str], start: Pos, end: Pos) -> str:
     return "\n".join(parts)
 
 
-def new_source(source: str, fc: Any, code: str) -> str:
-    """The document with the function completed by `code` (the cascade's whole function)."""
+def new_source(
+    source: str, fc: Any, code: str, cursor: tuple[int, int] | None = None
+) -> str:
+    """The document with the function completed by `code` (the cascade's whole function).
+
+    When the body is empty and the cursor waits on an indentation-only line below
+    the docstring, that line is replaced by the body rather than left behind it.
+    """
     from cascode.engine.context import body_edit
 
     start, end, text = body_edit(fc, code)
     lines = lines_of(source)
+    if start == end and cursor is not None and cursor[0] >= end[0]:
+        last = end[0]
+        while last <= cursor[0] and last < len(lines) and lines[last] and not lines[last].strip():
+            last += 1
+        if last > cursor[0] and last < len(lines):
+            end = (last, 0)
     eof = (len(lines) - 1, len(lines[-1]))
     if start[0] >= len(lines):  # the body goes after the last line, which has no line end
         start, text = eof, "\n" + text

@@ -34,8 +34,8 @@ def add(a, b):
     
 '''
 BODY_LINE = 6  # 1-based: the indented empty line of the stub's body
-# The file after accepting: the body follows the docstring (the server keeps the
-# cursor's indentation-only line after it).
+# The file after accepting, exactly: the body replaces the cursor's
+# indentation-only line (nothing is left behind it).
 COMPLETED = STUB[: -len("    \n")] + "    return a + b\n"
 
 SCRIPT = {
@@ -131,7 +131,7 @@ def test_ghost_text_accepted_with_tab_completes_the_stub(scripted_nvim: Nvim, tm
     ghost = ask_inline(nvim, timeout=30)
     assert "return a + b" in ghost
     accept(nvim, path, "    return a + b")
-    assert path.read_text().startswith(COMPLETED)
+    assert path.read_text() == COMPLETED
     check_add(path)
     # Accepting ran the item's command: the server marked the answer accepted.
     nvim.wait(
@@ -223,7 +223,7 @@ def test_completion_item_without_inline_completion(scripted_nvim: Nvim, tmp_path
     )
     nvim.api.input("<Esc>")
     nvim.api.command("write")
-    assert path.read_text().startswith(COMPLETED)
+    assert path.read_text() == COMPLETED
     check_add(path)
 
 

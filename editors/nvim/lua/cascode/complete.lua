@@ -31,21 +31,11 @@ end
 
 local pending = {} -- bufnr -> { client_id, items, row, col }
 
---- Applies the chosen item: undoes the word vim inserted, applies the item's edits.
-local function on_complete_done(bufnr)
-  local state = pending[bufnr]
-  pending[bufnr] = nil
-  local done = vim.v.completed_item
-  if not state or type(done) ~= "table" or type(done.user_data) ~= "table" then
+--- Takes back the word Vim inserted and applies the item's edits, as sent.
+local function apply_item(bufnr, client, item, state, row, col)
+  if not vim.api.nvim_buf_is_valid(bufnr) then
     return
   end
-  local index = done.user_data[ITEM_KEY]
-  local item = index and state.items[index]
-  local client = vim.lsp.get_client_by_id(state.client_id)
-  if not item or not client then
-    return
-  end
-  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
   if row - 1 == state.row and col >= state.col then
     vim.api.nvim_buf_set_text(bufnr, state.row, state.col, row - 1, col, { "" })
   end
@@ -62,6 +52,32 @@ local function on_complete_done(bufnr)
   if item.command then
     client:exec_cmd(item.command, { bufnr = bufnr })
   end
+end
+
+--- On CompleteDone: applies the chosen cascode item, if one was chosen.
+local function on_complete_done(bufnr)
+  local state = pending[bufnr]
+  pending[bufnr] = nil
+  if state and state.completeopt then
+    vim.o.completeopt = state.completeopt
+  end
+  local done = vim.v.completed_item
+  if not state or type(done) ~= "table" or type(done.user_data) ~= "table" then
+    return
+  end
+  local index = done.user_data[ITEM_KEY]
+  local item = index and state.items[index]
+  local client = vim.lsp.get_client_by_id(state.client_id)
+  if not item or not client then
+    return
+  end
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  -- Edit only once the completion is over: during CompleteDone Vim still owns the
+  -- completed word, and an edit of the cursor's own line there is undone or
+  -- doubled when insert-mode completion finishes.
+  vim.schedule(function()
+    apply_item(bufnr, client, item, state, row, col)
+  end)
 end
 
 --- Asks the cascode server for the completion at the cursor and opens the menu.
@@ -108,7 +124,20 @@ function M.trigger(bufnr)
     if not vim.api.nvim_get_mode().mode:match("^i") then
       return
     end
-    pending[bufnr] = { client_id = client.id, items = items, row = row - 1, col = col }
+    -- Always show the menu (the provenance is beside it) and insert nothing until
+    -- the item is chosen: a lone match would otherwise be inserted at once, with
+    -- the completion still open. The user's 'completeopt' is back on CompleteDone.
+    local saved = vim.o.completeopt
+    local opts = vim.split(saved, ",", { trimempty = true })
+    for _, opt in ipairs({ "menuone", "noinsert" }) do
+      if not vim.tbl_contains(opts, opt) then
+        table.insert(opts, opt)
+      end
+    end
+    vim.o.completeopt = table.concat(opts, ",")
+    pending[bufnr] = {
+      client_id = client.id, items = items, row = row - 1, col = col, completeopt = saved,
+    }
     vim.fn.complete(col + 1, entries)
   end, bufnr)
 end
