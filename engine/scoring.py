@@ -78,7 +78,7 @@ class Decision:
         n_tests: int,
         threshold: float,
         accepted: bool,
-        meets_threshold: bool | None = None,
+        meets_threshold: bool,
     ) -> None:
         self.scores = scores
         self.best = best
@@ -87,7 +87,7 @@ class Decision:
         self.threshold = threshold
         self.accepted = accepted
         # The exact rule's verdict, before "the last member accepts regardless".
-        self.meets_threshold = accepted if meets_threshold is None else meets_threshold
+        self.meets_threshold = meets_threshold
 
 
 def decide_stage(
