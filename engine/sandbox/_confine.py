@@ -387,10 +387,15 @@ def build_root(read_paths: list[str], devices: list[str], scratch_bytes: int) ->
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Any existing directory that holds none of the paths to bind: the staging
     # tmpfs hides it in this namespace only (a checkout under /tmp must stay visible).
+    candidates = ("/mnt", "/media", "/srv", "/run", "/var/tmp", "/tmp")
     base = next(
-        d for d in ("/mnt", "/media", "/srv", "/run", "/var/tmp", "/tmp")
-        if os.path.isdir(d) and not any(p == d or p.startswith(d + "/") for p in read_paths)
+        (d for d in candidates
+         if os.path.isdir(d) and not any(p == d or p.startswith(d + "/") for p in read_paths)),
+        None,
     )
+    if base is None:
+        raise OSError(f"no staging directory for the new root: each of {', '.join(candidates)} "
+                      "is missing or holds a path to bind")
     _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
     new = base + "/root"
     os.mkdir(new)
