@@ -127,7 +127,8 @@ function M.trigger(bufnr)
     -- Always show the menu (the provenance is beside it) and insert nothing until
     -- the item is chosen: a lone match would otherwise be inserted at once, with
     -- the completion still open. The user's 'completeopt' is back on CompleteDone.
-    local saved = vim.o.completeopt
+    -- A menu asked for again before the last one closed keeps the user's value.
+    local saved = pending[bufnr] and pending[bufnr].completeopt or vim.o.completeopt
     local opts = vim.split(saved, ",", { trimempty = true })
     for _, opt in ipairs({ "menuone", "noinsert" }) do
       if not vim.tbl_contains(opts, opt) then
