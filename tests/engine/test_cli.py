@@ -78,9 +78,17 @@ def test_complete_file_line_json_shows_every_stage(tmp_path, qwen05b_path):
 
 
 def test_plans_lists_the_packaged_default():
+    from cascode.engine.plans import load_plan
+
+    plan = load_plan()  # the packaged plans/default.yaml, whatever its tiers are
     proc = cascode("plans")
     assert proc.returncode == 0, proc.stderr
-    assert "balanced*" in proc.stdout and "qwen-0.5b k=3 l=2" in proc.stdout
+    assert f"{plan.default_tier}*" in proc.stdout
+    for name in plan.tiers:
+        assert name in proc.stdout
+        for stage in plan.tier(name).stages:
+            shown = f"{stage.member.name} k={stage.k}" + (f" l={stage.l}" if stage.k > 0 else "")
+            assert shown in proc.stdout, (name, shown, proc.stdout)
 
 
 def test_illegal_plan_is_one_line_naming_file_tier_field(tmp_path):
