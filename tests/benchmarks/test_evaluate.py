@@ -11,10 +11,8 @@ import yaml
 from cascode import cli
 from cascode.benchmarks import calibrate as cal
 from cascode.benchmarks import cli_calibrate
-from cascode.benchmarks.datasets import load_dataset
 from cascode.benchmarks.evaluate import wilson
 from cascode.benchmarks.synthetic import ArithmeticSandbox, synthetic_records
-from cascode.engine.plans import load_plan
 
 from .conftest import Factory, family_plan
 
@@ -126,5 +124,3 @@ def test_wilson_interval():
     lo, hi = wilson(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
     assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0
-    assert load_plan  # the plan loader is what evaluate reads plan files with
-    assert load_dataset
