@@ -80,3 +80,16 @@ def test_shipped_caches_replay_through_the_live_cascade():
     family = cal.load_family_data(plan, dataset, cal.Settings(out=SHIPPED, samples=samples,
                                                               progress=False), generate=False)
     assert replay(plan, family.simulator(samples)) == []
+
+
+def test_everyday_report_is_reproduced_from_the_committed_caches(monkeypatch, capsys, tmp_path):
+    """The default plan's figures on the everyday problems (not calibrated on) come from
+    the committed caches alone; fast and accurate fall outside 5 points, hence exit 3."""
+    monkeypatch.chdir(ROOT)
+    args = ["evaluate", "plans/default.yaml", "--dataset", "everyday", "--offline",
+            "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(args) == 3
+    assert "0 member-problems generated" in capsys.readouterr().err
+    name = "default-everyday-all.md"
+    shipped = ROOT / "benchmarks" / "results" / "everyday" / name
+    assert (tmp_path / name).read_text() == shipped.read_text()
