@@ -154,7 +154,8 @@ def _pct(x: float | None) -> str:
 
 
 def table(figures: Sequence[TierFigures], baselines: Sequence[Baseline], tolerance: float) -> str:
-    w = max([12, *(len(f.tier) for f in figures), *(len(b.member) + 7 for b in baselines)])
+    labels = [f"{b.member} greedy" for b in baselines]
+    w = max([12, *(len(f.tier) for f in figures), *map(len, labels)])
     rows = [f"{'tier':<{w}} {'n':>4} {'pass@1':>7} {'95% interval':>15} {'promised':>9} "
             f"{'diff':>7} {'s/1k':>9} {'promised':>9}  within {tolerance:g} pts"]
     for f in figures:
@@ -165,9 +166,9 @@ def table(figures: Sequence[TierFigures], baselines: Sequence[Baseline], toleran
         rows.append(f"{f.tier:<{w}} {f.problems:>4} {_pct(f.pass_at_1):>7} "
                     f"{_pct(lo):>7}-{_pct(hi):<7} {_pct(f.promised_pass):>9} {diff:>7} "
                     f"{f.seconds_per_1k:>9.0f} {promised_s:>9}  {within}")
-    for b in baselines:
+    for b, label in zip(baselines, labels, strict=True):
         lo, hi = b.interval
-        rows.append(f"{b.member + ' greedy':<{w}} {figures[0].problems if figures else 0:>4} "
+        rows.append(f"{label:<{w}} {figures[0].problems if figures else 0:>4} "
                     f"{_pct(b.pass_at_1):>7} {_pct(lo):>7}-{_pct(hi):<7} {'':>9} {'':>7} "
                     f"{b.seconds_per_1k:>9.0f}")
     if figures:
