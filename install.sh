@@ -1,27 +1,46 @@
 #!/usr/bin/env bash
 # Install cascode into ./.venv with the embedded model family.
 #
-#   ./install.sh            # the package, llama.cpp, the embedded models, server, calibration
-#   ./install.sh --dev      # the same plus the test and lint tools
+#   ./install.sh                  # the package, llama.cpp, the embedded models, server, calibration
+#   ./install.sh --dev            # the same plus the test and lint tools
+#   ./install.sh --rebuild-llama  # rebuild llama.cpp for this CPU even if a build is cached
 #
-# llama-cpp-python is source-only on the registry. Built with llama.cpp's default
-# -march=native it crashes on CPUs that report instructions their VM does not
-# allow (AMX), so it is built here for a fixed x86-64 feature set
-# (GGML_NATIVE=OFF, AVX2/AVX-512), without the multimodal library we do not use
-# (LLAVA_BUILD=OFF), and the wheel is kept in a cache for the next run.
+# llama-cpp-python is source-only on the registry, so llama.cpp is compiled here
+# (about 5 minutes on 2 cores), for the CPU it runs on: never -march=native (it
+# crashes on VMs that report AMX and block it), but each instruction set that
+# this CPU has (AVX2, FMA, F16C; AVX-512 only where present), the AMX family
+# always off, a plain x86-64 build on a CPU without AVX2, and llama.cpp's own
+# defaults on arm64. engine/backends/llama_build.py chooses the flags; a
+# CMAKE_ARGS set in the environment replaces them. The wheel is cached per flag
+# set, and the venv is stamped with the flags and the CPU it was built for: a
+# venv built for another CPU (or by an older install.sh) gets the right build
+# reinstalled.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 EXTRAS="models,server,calibrate,sandbox"
-[[ "${1:-}" == "--dev" ]] && EXTRAS="$EXTRAS,dev"
+REBUILD=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) EXTRAS="$EXTRAS,dev" ;;
+    --rebuild-llama) REBUILD=1 ;;
+    *) echo "install.sh: unknown option $arg (use --dev, --rebuild-llama)" >&2; exit 2 ;;
+  esac
+done
 LLAMA_VERSION=0.3.36
 PY=${PYTHON:-python3}
 CACHE=${CASCODE_BUILD_CACHE:-$HOME/.cache/cascode-build}
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON -DLLAVA_BUILD=OFF}"
-FLAGS_KEY=$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)
-WHEELS="$CACHE/wheels-$FLAGS_KEY"
+BUILD_PY=engine/backends/llama_build.py
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [[ -z "${CMAKE_ARGS:-}" ]]; then
+  CMAKE_ARGS=$("$PY" "$BUILD_PY" cmake-args)
+fi
+export CMAKE_ARGS
+FLAGS_KEY=$(printf '%s %s' "$LLAMA_VERSION" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
+WHEELS="$CACHE/wheels-$FLAGS_KEY"
+step "llama.cpp for this CPU: $("$PY" "$BUILD_PY" describe "$CMAKE_ARGS")"
 
 if [[ ! -x .venv/bin/python ]]; then
   step "creating .venv"
@@ -29,11 +48,25 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 
+if ((REBUILD)); then
+  rm -rf "$WHEELS"
+fi
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
   step "building llama-cpp-python $LLAMA_VERSION (about 5 minutes; cached in $WHEELS)"
-  mkdir -p "$WHEELS"
+  rm -rf "$WHEELS.tmp" && mkdir -p "$WHEELS.tmp"
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) .venv/bin/python -m pip wheel -q --no-deps --no-cache-dir \
-    -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+    -w "$WHEELS.tmp" "llama-cpp-python==$LLAMA_VERSION"
+  rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
+fi
+
+# pip keeps an installed llama-cpp-python of the same version whatever it was built
+# for: a venv not stamped with these flags and this CPU gets this build forced in.
+if ((REBUILD)) || ! "$PY" "$BUILD_PY" stamp-ok .venv "$CMAKE_ARGS" "$LLAMA_VERSION"; then
+  step "installing the llama.cpp build for this CPU"
+  rm -f .venv/cascode-llama-build.json
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps \
+    "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  "$PY" "$BUILD_PY" write-stamp .venv "$CMAKE_ARGS" "$LLAMA_VERSION"
 fi
 
 step "installing cascode[$EXTRAS]"
@@ -47,5 +80,8 @@ fi
 
 step "assembling and verifying the embedded models"
 .venv/bin/cascode models install
+
+step "checking that llama.cpp runs on this CPU"
+.venv/bin/cascode doctor --backend
 
 step "done: try   printf 'def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n' | .venv/bin/cascode complete"

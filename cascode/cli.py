@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "complete": ("cascode.commands.complete", "complete the function at FILE:LINE (or stdin)"),
     "plans": ("cascode.commands.plans", "list the tiers of a plan file"),
     "models": ("cascode.commands.models", "list, install, verify or quantize family models"),
-    "doctor": ("cascode.engine.sandbox.doctor", "report which sandbox layers work here"),
+    "doctor": (
+        "cascode.commands.doctor",
+        "report which sandbox layers work here and whether llama.cpp runs on this CPU",
+    ),
     "serve": ("cascode.server.cli", "run the language server (stdio or TCP)"),
     "calibrate": (
         "cascode.benchmarks.cli_calibrate",

@@ -114,6 +114,11 @@ class LlamaCppBackend:
         n_seq_max: int = DEFAULT_N_SEQ_MAX,
         n_threads: int | None = None,
     ) -> None:
+        # A build that cannot run on this CPU dies of a signal at the first load:
+        # a child process finds that out first (once per build and CPU).
+        from .llama_check import ensure_runs
+
+        ensure_runs(Path(model_path))
         lib = _lib()
         self._lib = lib
         self.name = name or Path(model_path).stem

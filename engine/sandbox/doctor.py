@@ -1,4 +1,4 @@
-"""`cascode doctor`: which sandbox paths and layers work on this machine.
+"""The sandbox half of `cascode doctor`: which sandbox paths and layers work here.
 
 Starts a worker on each path in turn and runs its self-check, so what it prints
 is what `auto` would find. Light to import: the sandbox is imported in `run`.
@@ -73,7 +73,8 @@ def _check(path: str) -> dict[str, object]:
     return result
 
 
-def run(args: argparse.Namespace) -> int:
+def collect(args: argparse.Namespace) -> dict[str, object]:
+    """The sandbox's report: facts, each path's verdict, and what `auto` uses."""
     from ..errors import CascodeError
     from . import _confine
     from .paths import PATHS
@@ -84,12 +85,6 @@ def run(args: argparse.Namespace) -> int:
     paths = PATHS if args.layers == "all" else (args.layers,)
     results = [_check(p) for p in paths]
     auto = next((r for r in results if r["ok"] and r["path"] != "rlimits"), None)
-    if args.layers == "all" and auto is None:
-        auto_line = "none: generated code will not be executed (answers are unverified)"
-    elif auto is not None:
-        auto_line = f"{auto['path']} ({', '.join(auto['layers'])})"  # type: ignore[arg-type]
-    else:
-        auto_line = "(only checked one path)"
     facts = {
         "python": f"{sys.executable} ({platform.python_version()})",
         "kernel": f"{platform.release()} ({platform.machine()})",
@@ -97,22 +92,43 @@ def run(args: argparse.Namespace) -> int:
         "bubblewrap": _bwrap_version(),
         "seccomp": _seccomp_state(),
     }
-    if args.json:
-        print(json.dumps({"facts": facts, "paths": results, "auto": auto and auto["path"]},
-                         indent=2))
+    ok = auto is not None or args.layers != "all" and bool(results[0]["ok"])
+    return {"facts": facts, "paths": results, "auto": auto and auto["path"],
+            "auto_layers": auto and auto["layers"], "all": args.layers == "all", "ok": ok}
+
+
+def print_table(report: dict[str, object]) -> None:
+    results: list[dict[str, object]] = report["paths"]  # type: ignore[assignment]
+    if report["auto"] is not None:
+        auto_line = f"{report['auto']} ({', '.join(report['auto_layers'])})"  # type: ignore[arg-type]
+    elif report["all"]:
+        auto_line = "none: generated code will not be executed (answers are unverified)"
     else:
-        print("cascode sandbox doctor")
-        for key, value in facts.items():
-            print(f"  {key:<13} {value}")
-        print()
-        print(f"  {'path':<9} {'status':<8} {'start-up':>8}  layers / why not")
-        for r in results:
-            status = "ok" if r["ok"] else "refused"
-            start = f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "-"
-            detail = ", ".join(r["layers"]) if r["ok"] else str(r["why"])  # type: ignore[arg-type]
-            if r["path"] == "rlimits" and r["ok"]:
-                detail += f"  ({r['why']})"
-            print(f"  {r['path']:<9} {status:<8} {start:>8}  {detail}")
-        print()
-        print(f"  auto uses: {auto_line}")
-    return 0 if auto is not None or args.layers != "all" and results[0]["ok"] else 1
+        auto_line = "(only checked one path)"
+    print("cascode sandbox doctor")
+    for key, value in report["facts"].items():  # type: ignore[attr-defined]
+        print(f"  {key:<13} {value}")
+    print()
+    print(f"  {'path':<9} {'status':<8} {'start-up':>8}  layers / why not")
+    for r in results:
+        status = "ok" if r["ok"] else "refused"
+        start = f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "-"
+        detail = ", ".join(r["layers"]) if r["ok"] else str(r["why"])  # type: ignore[arg-type]
+        if r["path"] == "rlimits" and r["ok"]:
+            detail += f"  ({r['why']})"
+        print(f"  {r['path']:<9} {status:<8} {start:>8}  {detail}")
+    print()
+    print(f"  auto uses: {auto_line}")
+
+
+def json_view(report: dict[str, object]) -> dict[str, object]:
+    return {k: report[k] for k in ("facts", "paths", "auto")}
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect(args)
+    if args.json:
+        print(json.dumps(json_view(report), indent=2))
+    else:
+        print_table(report)
+    return 0 if report["ok"] else 1
