@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from .execution import CalibrationSandbox, ExecutionCache, ProblemData, execute_
 from .prices import MemberPrice, price_from_cache, stored_price
 from .sampling import SampleCache, resolve_fingerprint, sample_member
 from .search import ALL, TEST, VAL, Split, ThetaChoice, choose_theta, pareto, split
-from .simulate import Grid, Simulator
+from .simulate import UNITS, Grid, Simulator
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def _default_backend(member: Member) -> Backend:
 def _default_sandbox() -> CalibrationSandbox:
     from cascode.engine.sandbox import create_sandbox
 
-    sandbox: CalibrationSandbox = create_sandbox()
+    sandbox: CalibrationSandbox = create_sandbox(required=True)
     return sandbox
 
 
@@ -131,7 +132,7 @@ def load_family_data(
             member_data = execute_member(dataset, cache, executions, sandbox,
                                          progress=settings.progress)
         data.append(member_data)
-        if sandbox is not None and hasattr(sandbox, "close"):
+        if sandbox is not None:
             sandbox.close()
             sandbox = None
         price = stored_price(settings.out / "prices.json", member.name, fingerprint,
@@ -169,31 +170,31 @@ class Search:
 def search(family: FamilyData, settings: Settings) -> Search:
     sim = family.simulator(settings.samples)
     the_split = split(family.greedy_passed(), settings.split_seed)
-    grid = sim.grid(the_split.weights(), per_boundary=settings.per_boundary)
+    masks = the_split.masks()
+    grid = sim.grid(masks, per_boundary=settings.per_boundary)
     choice = choose_theta(grid, settings.per_boundary)
     tiers = pick_tiers(choice.front, grid, settings.max_tiers)
-    weights = the_split.weights()
+    # Means over the draws from exact integer sums: one division per figure.
+    scale = (np.array(UNITS, dtype=float)[:, None]
+             * np.array([max(c, 1) for c in grid.sizes], dtype=float)[None, :] * SUBSET_DRAWS)
     subset_means = {}
     for row in choice.front:
-        runs = [sim.run_plan(grid.plans[row], grid.thetas[row], draw)
-                for draw in range(1, SUBSET_DRAWS + 1)]
-        stacked = np.stack([
-            np.stack([r.passed, r.seconds, r.tokens, r.token_cost]) @ weights for r in runs
-        ])
-        subset_means[row] = stacked.mean(axis=0)
+        total = sum(sim.run_plan(grid.plans[row], grid.thetas[row], draw).sums(masks)
+                    for draw in range(1, SUBSET_DRAWS + 1))
+        subset_means[row] = np.asarray(total) / scale
     return Search(family, settings, sim, the_split, grid, choice, tiers, subset_means)
 
 
 def pick_tiers(front: list[int], grid: Grid, max_tiers: int) -> list[int]:
     """Up to max_tiers front points: the cheapest, the most accurate, and between
-    them the points nearest to evenly spaced validation accuracies."""
+    them the points nearest to evenly spaced validation accuracies (exact)."""
     if len(front) <= max_tiers:
         return list(front)
-    acc = grid.metric("pass_at_1", VAL)
+    acc = grid.exact("pass_at_1", VAL)
     lo, hi = acc[front[0]], acc[front[-1]]
     chosen = [front[0]]
     for j in range(1, max_tiers - 1):
-        target = lo + (hi - lo) * j / (max_tiers - 1)
+        target = lo + (hi - lo) * Fraction(j, max_tiers - 1)
         candidates = [i for i in front if i not in chosen and i != front[-1]]
         if candidates:
             chosen.append(min(candidates, key=lambda i: (abs(acc[i] - target), i)))
@@ -214,42 +215,6 @@ def tier_names(n: int) -> list[str]:
     return TIER_NAMES.get(n) or [f"tier-{i + 1}" for i in range(n)]
 
 
-def calibrate(
-    plan: Plan,
-    dataset: Dataset,
-    settings: Settings,
-    *,
-    backend_factory: BackendFactory | None = None,
-    sandbox_factory: SandboxFactory | None = None,
-    generate: bool = True,
-    plan_out: Path | None = None,
-) -> Search:
-    """The whole calibration; writes plan.yaml, report.md and plots/ under `settings.out`.
-
-    The caches are packed even when the run stops early, so that whatever was
-    generated is kept in the committed form.
-    """
-    try:
-        family = load_family_data(plan, dataset, settings, backend_factory=backend_factory,
-                                  sandbox_factory=sandbox_factory, generate=generate)
-    finally:
-        pack_caches(settings.out, plan)
-    return write_outputs(search(family, settings), plan_out)
-
-
-def write_outputs(result: Search, plan_out: Path | None = None) -> Search:
-    from .planfile import write_plan_file
-    from .report import write_report
-
-    out = result.settings.out
-    text = write_plan_file(result)
-    (out / "plan.yaml").write_text(text, encoding="utf-8")
-    if plan_out is not None:
-        plan_out.write_text(text, encoding="utf-8")
-    write_report(result, out)
-    return result
-
-
 def measured(search_: Search, row: int) -> dict[str, Any]:
     """A tier's measured figures, rounded so that they survive a YAML round trip."""
     out: dict[str, Any] = {}
@@ -268,4 +233,4 @@ def _split_size(s: Split, which: int) -> int:
     return int([s.validation.sum(), s.test.sum(), len(s.validation)][which])
 
 
-__all__ = ["Settings", "calibrate", "load_family_data", "search", "pareto", "measured"]
+__all__ = ["Settings", "load_family_data", "search", "pareto", "measured"]

@@ -22,6 +22,7 @@ from .calibrate import FamilyData
 from .datasets import Dataset
 from .replay import tier_option
 from .search import validation_mask
+from .simulate import MICROS, PICOS
 from .store import RecordStore
 
 SPLITS = ("validation", "test", "all")
@@ -135,8 +136,8 @@ def evaluate_tiers(
         promised = (tier.measured or {}).get(split) or {}
         out.append(TierFigures(
             name, tier.description, n, passed, round(passed / n, 4), wilson(passed, n),
-            round(1000 * float(run.seconds[mask].mean()), 1),
-            round(1000 * float(run.token_cost[mask].mean()), 6),
+            round(1000 * _mean(run.micros[mask], MICROS), 1),
+            round(1000 * _mean(run.picodollars[mask], PICOS), 6),
             promised.get("pass_at_1"), promised.get("seconds_per_1k"),
         ))
     baselines = []
@@ -145,8 +146,13 @@ def evaluate_tiers(
         run = sim.run_plan(options, (0,))
         passed = int(run.passed[mask].sum())
         baselines.append(Baseline(member, passed / n, wilson(passed, n),
-                                  1000 * float(run.seconds[mask].mean())))
+                                  1000 * _mean(run.micros[mask], MICROS)))
     return out, baselines
+
+
+def _mean(values: np.ndarray, unit: int) -> float:
+    """The mean of integer costs in `unit`s per displayed unit: an exact sum, one division."""
+    return int(values.sum()) / (len(values) * unit) if len(values) else 0.0
 
 
 def _pct(x: float | None) -> str:

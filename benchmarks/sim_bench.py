@@ -33,7 +33,8 @@ def synthetic_family(n_members: int, n_problems: int, out: Path) -> FamilyData:
 
     skills = SKILLS[-n_members:]
     family = "\n".join(
-        f"  - {{name: m{i}, backend: openai, model: synthetic-{i}}}" for i in range(n_members)
+        f"  - {{name: m{i}, backend: openai, model: synthetic-{i}, "
+        "options: {base_url: 'http://127.0.0.1:9/v1'}}" for i in range(n_members)
     )
     plan = parse_plan(f"family:\n{family}\ntiers:\n  t: {{theta: 0.5, stages: {{m0: {{k: 0}}}}}}\n")
 
@@ -47,9 +48,9 @@ def synthetic_family(n_members: int, n_problems: int, out: Path) -> FamilyData:
 
 def time_grid(family: FamilyData, n_samples: int, per_boundary: bool = False) -> dict[str, Any]:
     sim = Simulator(family.members, family.data, family.prices, n_samples)  # cold: no stages
-    weights = split(family.greedy_passed()).weights()
+    masks = split(family.greedy_passed()).masks()
     start = time.perf_counter()
-    grid = sim.grid(weights, per_boundary=per_boundary)
+    grid = sim.grid(masks, per_boundary=per_boundary)
     seconds = time.perf_counter() - start
     return {
         "members": len(family.members),

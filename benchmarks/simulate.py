@@ -6,6 +6,13 @@ computed once per member, (k, l) and subset, by the engine's extraction and
 scoring functions. The grid then only applies the engine's `accepts` to whole
 arrays (thetas x problems) and walks the members cheapest first, sharing every
 plan prefix.
+
+Costs are exact (METHOD.md 4.4): a stage's time cost on a problem is rounded
+once, from its exact value, to integer microseconds, and its token cost to
+integer picodollars; plans sum those integers over problems, so that the grid,
+the fronts and the theta choice are the same whatever the order of summation
+(float sums differ in their last bits between CPUs and numpy builds, and a
+near-tie would then enter or leave a front by chance).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from .execution import ProblemData
 from .prices import MemberPrice
 
 THETAS = tuple(range(11))  # tenths: theta = t / 10, exact
+
+MICROS = 10**6  # time cost unit: integer microseconds
+PICOS = 10**12  # token cost unit: integer picodollars
 
 Option = tuple[int, int]  # (k, l); k = -1 skips the member
 SKIP: Option = (-1, 0)
@@ -55,8 +65,18 @@ class StageOutcome:
     k_eff: int  # solutions in the stage (max(k, 1)), the k of the threshold
     passed: np.ndarray  # bool: the best solution passes the hidden tests
     tokens: np.ndarray  # int: generated tokens (solutions + tests up to the l-th assert)
-    seconds: np.ndarray  # float: time cost (prompt + decode + sandbox)
-    token_cost: np.ndarray  # float: dollars, the papers' token cost
+    micros: np.ndarray  # int: time cost (prompt + decode + sandbox), microseconds
+    picodollars: np.ndarray  # int: the papers' token cost, picodollars
+
+    @property
+    def seconds(self) -> np.ndarray:
+        """float per problem (for display; plans sum `micros`)."""
+        return self.micros / MICROS
+
+    @property
+    def token_cost(self) -> np.ndarray:
+        """float dollars per problem (for display; plans sum `picodollars`)."""
+        return self.picodollars / PICOS
 
     def accepted(self, thetas: Sequence[int]) -> np.ndarray:
         """bool [len(thetas), problems] from the engine's acceptance rule."""
@@ -83,6 +103,54 @@ def stage_suite(data: ProblemData, tests: Sequence[int], ln: int) -> list[int]:
     return suite
 
 
+def _ratio(value: Fraction | int | float) -> tuple[int, int]:
+    """An exact (numerator, denominator > 0): a float is the binary number it is."""
+    if isinstance(value, Fraction):
+        return value.numerator, value.denominator
+    if isinstance(value, int):
+        return value, 1
+    return float(value).as_integer_ratio()
+
+
+def _round_half_even(num: int, den: int) -> int:
+    """num / den (den > 0) rounded to the nearest integer, ties to even (as `round`)."""
+    q, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q
+
+
+def exact_units(value: Fraction | int | float, unit: int) -> int:
+    """`value` in integer units of 1/unit, rounded once (half to even) from its exact
+    value: a float is taken as the binary number it is, so the result is the same
+    on every machine."""
+    num, den = _ratio(value)
+    return _round_half_even(num * unit, den)
+
+
+def stage_micros(
+    prompt_tokens: int, prompt_seconds_per_token: float, tokens: int,
+    decode_seconds_per_token: float, sandbox_micros: Fraction | int,
+) -> int:
+    """A stage's time cost on one problem (METHOD.md 3) in integer microseconds:
+    prompt tokens x seconds per prompt token + generated tokens x seconds per token
+    at the stage's batch, plus the sandbox's microseconds, computed exactly (integer
+    arithmetic on the floats' exact values) and rounded once."""
+    a, b = _ratio(prompt_seconds_per_token)
+    c, d = _ratio(decode_seconds_per_token)
+    e, f = _ratio(sandbox_micros)
+    num = (prompt_tokens * a * d + tokens * c * b) * MICROS * f + e * b * d
+    return _round_half_even(num, b * d * f)
+
+
+# A plan reached by the grid's walk: plan, thetas (rows), then per row and problem:
+# passed, microseconds, tokens, picodollars.
+Walked = tuple[tuple[Option, ...], list[tuple[int, ...]], np.ndarray, np.ndarray, np.ndarray,
+               np.ndarray]
+# The walk's state per row and problem: open, passed, microseconds, tokens, picodollars.
+State = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 class Simulator:
     """Stage outcomes and plan evaluation over one family's cached data.
 
@@ -106,6 +174,7 @@ class Simulator:
         self.n_problems = len(data[0])
         self._stages: dict[tuple[int, int, int, int], StageOutcome] = {}
         self._subsets: dict[int, list[list[int]]] = {}
+        self._rows: dict[tuple[int, int], list[int]] = {}
 
     # -- stages ------------------------------------------------------------
 
@@ -127,6 +196,14 @@ class Simulator:
             self._stages[key] = self._stage(m, k, ln, key[3])
         return self._stages[key]
 
+    def _row_micros(self, m: int, p: int) -> list[int]:
+        """Sandbox time of each unique solution over all its lines, integer microseconds."""
+        key = (m, p)
+        if key not in self._rows:
+            self._rows[key] = [exact_units(x, MICROS)
+                               for x in self.data[m][p].row_seconds.tolist()]
+        return self._rows[key]
+
     def _stage(self, m: int, k: int, ln: int, draw: int) -> StageOutcome:
         n = self.n_problems
         best = np.zeros(n, dtype=np.int64)
@@ -135,7 +212,7 @@ class Simulator:
         passed = np.zeros(n, dtype=bool)
         tokens = np.zeros(n, dtype=np.int64)
         prompt_tokens = np.zeros(n, dtype=np.int64)
-        sandbox = np.zeros(n, dtype=float)
+        sandbox: list[Fraction | int] = [0] * n  # microseconds, exact
         subsets = self.subsets(draw)
         for p, data in enumerate(self.data[m]):
             items = stage_items(k, subsets[p] if subsets else None)
@@ -144,7 +221,10 @@ class Simulator:
             if suite:
                 matrix = data.passed[np.ix_(rows, suite)]
                 scores = solution_scores(matrix.tolist())
-                sandbox[p] = data.row_seconds[rows].sum() * len(suite) / data.passed.shape[1]
+                # The rows' time over every unique line, scaled to the suite's size;
+                # summed as integer microseconds (the cache holds them to 0.1 ms).
+                row_micros = sum(self._row_micros(m, p)[r] for r in rows)
+                sandbox[p] = Fraction(row_micros * len(suite), data.passed.shape[1])
             else:
                 scores = [0] * len(rows)
             b = best_solution(scores)
@@ -158,14 +238,18 @@ class Simulator:
                 prompt_tokens[p] += data.samples.all_tests[items[0]].prompt_tokens
         price = self.prices[m]
         batch = 1 if k <= 0 else 2 * k
-        seconds = (
-            prompt_tokens * price.prompt_seconds_per_token
-            + tokens * price.decode_seconds_per_token(batch)
-            + sandbox
+        decode = price.decode_seconds_per_token(batch)
+        micros = np.array(
+            [stage_micros(pt, price.prompt_seconds_per_token, t, decode, sb)
+             for pt, t, sb in zip(prompt_tokens.tolist(), tokens.tolist(), sandbox, strict=True)],
+            dtype=np.int64,
+        )
+        num, den = _ratio(price.dollars_per_token)
+        picodollars = np.array(
+            [_round_half_even(num * t * PICOS, den) for t in tokens.tolist()], dtype=np.int64
         )
         return StageOutcome(
-            best, best_score, n_tests, max(k, 1), passed, tokens, seconds,
-            tokens * price.dollars_per_token,
+            best, best_score, n_tests, max(k, 1), passed, tokens, micros, picodollars,
         )
 
     # -- plans -------------------------------------------------------------
@@ -182,15 +266,15 @@ class Simulator:
         answered_by = np.full(n, -1, dtype=np.int64)
         best = np.zeros(n, dtype=np.int64)
         passed = np.zeros(n, dtype=bool)
-        seconds = np.zeros(n)
+        micros = np.zeros(n, dtype=np.int64)
         tokens = np.zeros(n, dtype=np.int64)
-        token_cost = np.zeros(n)
+        picodollars = np.zeros(n, dtype=np.int64)
         open_ = np.ones(n, dtype=bool)
         for pos, (m, k, ln) in enumerate(active):
             st = self.stage(m, k, ln, draw)
-            seconds += np.where(open_, st.seconds, 0.0)
+            micros += np.where(open_, st.micros, 0)
             tokens += np.where(open_, st.tokens, 0)
-            token_cost += np.where(open_, st.token_cost, 0.0)
+            picodollars += np.where(open_, st.picodollars, 0)
             if pos == len(active) - 1:
                 done = open_
             else:
@@ -200,34 +284,39 @@ class Simulator:
             best[done] = st.best[done]
             passed[done] = st.passed[done]
             open_ = open_ & ~done
-        return PlanRun(answered_by, best, passed, seconds, tokens, token_cost)
+        return PlanRun(answered_by, best, passed, micros, tokens, picodollars)
 
     def grid(
-        self, weights: np.ndarray, *, per_boundary: bool = False, draw: int = 0
+        self, masks: np.ndarray, *, per_boundary: bool = False, draw: int = 0
     ) -> Grid:
-        """Every valid plan and theta, summarized over the problem weights
-        (`weights[p, s]`: problem p's weight in split s, each column summing to 1)."""
+        """Every valid plan and theta, summed over the problems of each split
+        (`masks[p, s]`: problem p is in split s, bool). The sums are integers
+        (passes, microseconds, tokens, picodollars), exact in any order."""
+        masks = np.asarray(masks)
+        if masks.dtype != bool or masks.ndim != 2 or len(masks) != self.n_problems:
+            raise ValueError("grid: masks must be bool [problems, splits]")
+        weights = masks.astype(np.int64)
         options = member_options(self.n_samples)
         rows: list[tuple[tuple[Option, ...], tuple[int, ...]]] = []
-        metrics: list[np.ndarray] = []
+        sums: list[np.ndarray] = []
         for walk in self._walk(options, per_boundary, draw):
-            plan, thetas, passed, seconds, tokens, token_cost = walk
-            stacked = np.stack([passed, seconds, tokens, token_cost])  # [4, T, P]
-            summary = stacked @ weights  # [4, T, S]
+            plan, thetas, passed, micros, tokens, picodollars = walk
+            stacked = np.stack([passed.astype(np.int64), micros, tokens, picodollars])  # [4, T, P]
+            summary = stacked @ weights  # [4, T, S], int64: exact
             for i, theta in enumerate(thetas):
                 rows.append((plan, theta))
-                metrics.append(summary[:, i, :])
+                sums.append(summary[:, i, :])
         order = sorted(range(len(rows)), key=lambda i: _grid_order(rows[i], options))
+        n_splits = masks.shape[1]
         return Grid(
             tuple(rows[i][0] for i in order),
             tuple(rows[i][1] for i in order),
-            np.stack([metrics[i] for i in order]) if metrics else np.zeros((0, 4, 0)),
+            np.stack([sums[i] for i in order]) if sums
+            else np.zeros((0, 4, n_splits), dtype=np.int64),
+            tuple(int(c) for c in masks.sum(axis=0)),
         )
 
-    def _walk(
-        self, options: list[Option], per_boundary: bool, draw: int
-    ) -> Iterator[tuple[tuple[Option, ...], list[tuple[int, ...]], np.ndarray, np.ndarray,
-                        np.ndarray, np.ndarray]]:
+    def _walk(self, options: list[Option], per_boundary: bool, draw: int) -> Iterator[Walked]:
         """Depth-first over members; yields each valid plan once, with its
         per-problem pass and costs for every theta (row) that reaches it."""
         n_members = len(self.members)
@@ -236,21 +325,24 @@ class Simulator:
         rows = len(thetas0)
         start = (
             np.ones((rows, n), dtype=bool), np.zeros((rows, n), dtype=bool),
-            np.zeros((rows, n)), np.zeros((rows, n)), np.zeros((rows, n)),
+            np.zeros((rows, n), dtype=np.int64), np.zeros((rows, n), dtype=np.int64),
+            np.zeros((rows, n), dtype=np.int64),
         )
 
-        def walk(i: int, prefix: tuple[Option, ...], thetas: list[tuple[int, ...]], state):
+        def walk(
+            i: int, prefix: tuple[Option, ...], thetas: list[tuple[int, ...]], state: State
+        ) -> Iterator[Walked]:
             if i == n_members:
                 return
-            open_, passed, seconds, tokens, token_cost = state
+            open_, passed, micros, tokens, picodollars = state
             for k, ln in options:
                 if k < 0:
                     yield from walk(i + 1, prefix + (SKIP,), thetas, state)
                     continue
                 st = self.stage(i, k, ln, draw)
-                s2 = seconds + open_ * st.seconds
+                s2 = micros + open_ * st.micros
                 t2 = tokens + open_ * st.tokens
-                c2 = token_cost + open_ * st.token_cost
+                c2 = picodollars + open_ * st.picodollars
                 # As the last active member: answers every open problem.
                 plan = prefix + ((k, ln),) + (SKIP,) * (n_members - i - 1)
                 final = passed | (open_ & st.passed)
@@ -289,27 +381,65 @@ class PlanRun:
     answered_by: np.ndarray  # member index of the answering stage, per problem
     best: np.ndarray  # best solution's index within that stage
     passed: np.ndarray
-    seconds: np.ndarray
+    micros: np.ndarray  # int: time cost, microseconds
     tokens: np.ndarray
-    token_cost: np.ndarray
+    picodollars: np.ndarray  # int: token cost, picodollars
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return self.micros / MICROS
+
+    @property
+    def token_cost(self) -> np.ndarray:
+        return self.picodollars / PICOS
+
+    def sums(self, masks: np.ndarray) -> np.ndarray:
+        """int64 [4 (METRICS), splits]: the exact sums over each split's problems."""
+        stacked = np.stack([self.passed.astype(np.int64), self.micros, self.tokens,
+                            self.picodollars])
+        out: np.ndarray = stacked @ np.asarray(masks, dtype=bool).astype(np.int64)
+        return out
 
 
 METRICS = ("pass_at_1", "seconds", "tokens", "token_cost")
+UNITS = (1, MICROS, 1, PICOS)  # each metric's integer unit per displayed unit
 
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """Every (plan, thetas) row with its metrics [rows, 4 (METRICS), splits]."""
+    """Every (plan, thetas) row with its exact sums [rows, 4 (METRICS), splits]:
+    problems passed, microseconds, tokens, picodollars, over each split's `sizes`
+    problems."""
 
     plans: tuple[tuple[Option, ...], ...]
     thetas: tuple[tuple[int, ...], ...]
-    metrics: np.ndarray
+    sums: np.ndarray  # int64
+    sizes: tuple[int, ...]  # problems per split
 
     def __len__(self) -> int:
         return len(self.plans)
 
     def metric(self, name: str, split: int) -> np.ndarray:
-        return self.metrics[:, METRICS.index(name), split]
+        """The mean per problem as floats (pass@1, seconds, tokens, dollars), for
+        display: one division of an exact integer, the same on every machine."""
+        j = METRICS.index(name)
+        out: np.ndarray = self.sums[:, j, split] / float(max(self.sizes[split], 1) * UNITS[j])
+        return out
+
+    def exact(self, name: str, split: int) -> list[Fraction]:
+        """The mean per problem as exact fractions: what fronts, savings and the theta
+        choice compare."""
+        j = METRICS.index(name)
+        den = max(self.sizes[split], 1) * UNITS[j]
+        return [Fraction(int(v), den) for v in self.sums[:, j, split].tolist()]
+
+    @property
+    def metrics(self) -> np.ndarray:
+        """float [rows, 4, splits]: every metric's mean (display)."""
+        units = np.array(UNITS, dtype=float)[None, :, None]
+        sizes = np.array([max(c, 1) for c in self.sizes], dtype=float)[None, None, :]
+        out: np.ndarray = self.sums / (units * sizes)
+        return out
 
     def single_member(self) -> np.ndarray:
         """bool per row: plans with exactly one active member."""

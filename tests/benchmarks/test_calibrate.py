@@ -9,6 +9,7 @@ import pytest
 from cascode import cli
 from cascode.benchmarks import calibrate as cal
 from cascode.benchmarks.datasets import load_dataset
+from cascode.benchmarks.outputs import calibrate
 from cascode.benchmarks.synthetic import ArithmeticSandbox, synthetic_dataset
 from cascode.engine.plans import load_plan
 
@@ -17,7 +18,7 @@ from .conftest import Factory
 
 def _run(plan_file: Path, out: Path, factory: Factory, n: int = 30, dataset=None, **kw):
     settings = cal.Settings(out=out, progress=False, **kw)
-    return cal.calibrate(load_plan(plan_file), dataset or synthetic_dataset(n), settings,
+    return calibrate(load_plan(plan_file), dataset or synthetic_dataset(n), settings,
                          backend_factory=factory, sandbox_factory=ArithmeticSandbox)
 
 

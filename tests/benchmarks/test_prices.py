@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cascode.benchmarks import calibrate as cal
+from cascode.benchmarks.outputs import write_outputs
 from cascode.benchmarks.prices import measure_member, save_price, stored_price
 from cascode.benchmarks.replay import replay
 from cascode.benchmarks.synthetic import ArithmeticSandbox, ScriptedBackend, synthetic_dataset
@@ -50,7 +51,7 @@ def test_per_boundary_thetas_make_a_valid_plan_that_replays(tmp_path: Path):
     settings = cal.Settings(out=tmp_path, progress=False, per_boundary=True, max_tiers=5)
     family = cal.load_family_data(plan, synthetic_dataset(20), settings,
                                   backend_factory=Factory(), sandbox_factory=ArithmeticSandbox)
-    result = cal.write_outputs(cal.search(family, settings))
+    result = write_outputs(cal.search(family, settings))
     written = load_plan(tmp_path / "plan.yaml")
     assert all(isinstance(t.theta, tuple) for t in written.tiers.values())
     assert replay(written, result.sim) == []

@@ -38,23 +38,26 @@ def test_options_follow_method_section_1():
 
 def test_grid_has_every_valid_plan_and_agrees_with_plan_runs(family):
     sim = family.simulator(10)
-    weights = split(family.greedy_passed()).weights()
-    grid = sim.grid(weights)
+    masks = split(family.greedy_passed()).masks()
+    grid = sim.grid(masks)
     plans = list(all_plans(3, 10))
     assert len(grid) == 11 * len(plans)
     assert set(grid.plans) == set(plans)
+    assert grid.sums.dtype == np.int64 and grid.sizes == tuple(masks.sum(axis=0))
     rng = np.random.default_rng(0)
     for row in rng.choice(len(grid), 60, replace=False):
         run = sim.run_plan(grid.plans[row], grid.thetas[row])
+        np.testing.assert_array_equal(run.sums(masks), grid.sums[row])  # exact, not close
         per_problem = np.stack([run.passed, run.seconds, run.tokens, run.token_cost])
+        weights = masks / masks.sum(axis=0)
         np.testing.assert_allclose(per_problem @ weights, grid.metrics[row], rtol=1e-12)
 
 
 def test_per_boundary_grid_contains_the_global_one(family):
     sim = family.simulator(10)
-    weights = split(family.greedy_passed()).weights()
-    glob = sim.grid(weights)
-    per = sim.grid(weights, per_boundary=True)
+    masks = split(family.greedy_passed()).masks()
+    glob = sim.grid(masks)
+    per = sim.grid(masks, per_boundary=True)
     index = {(p, t): i for i, (p, t) in enumerate(zip(per.plans, per.thetas, strict=True))}
     checked = 0
     for row in range(0, len(glob), 7):
@@ -62,7 +65,7 @@ def test_per_boundary_grid_contains_the_global_one(family):
         active = sum(k >= 0 for k, _ in plan)
         if active > 1:
             other = index[(plan, (theta,) * (active - 1))]
-            np.testing.assert_allclose(per.metrics[other], glob.metrics[row])
+            np.testing.assert_array_equal(per.sums[other], glob.sums[row])
             checked += 1
     assert checked > 50
 
