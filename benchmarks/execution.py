@@ -31,6 +31,10 @@ EXECUTION_FORMAT = 1
 
 
 class CalibrationSandbox(Protocol):
+    """The engine's Sandbox protocol plus whole programs (the hidden tests)."""
+
+    def close(self) -> None: ...
+
     def run_matrix(
         self, solutions: Sequence[str], tests: Sequence[str], *, context: str = ""
     ) -> PassMatrix: ...

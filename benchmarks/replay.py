@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from cascode.engine.backends.chat import stop_at
 from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
@@ -26,10 +27,9 @@ from .simulate import Option, Simulator
 
 def _cut(spec: SampleSpec, g: Generation) -> Generation:
     """A cached generation as it would have ended under `spec`'s stop rule."""
-    cut = spec.stop.cut(spec.prefix + g.text)
-    if cut is None or cut - len(spec.prefix) >= len(g.text):
+    end = stop_at(spec.prefix, spec.stop, g.text)
+    if end is None or end >= len(g.text):
         return g
-    end = max(cut - len(spec.prefix), 0)
     text = g.text[:end]
     tokens = g.tokens_up_to(end) if text else 0
     share = tokens / g.generated_tokens if g.generated_tokens else 0.0

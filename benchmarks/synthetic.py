@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cascode.engine.backends.chat import apply_stop
 from cascode.engine.types import (
     CancelTokenLike,
     Generation,
@@ -104,8 +105,7 @@ class ScriptedBackend:
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 full = self._text(spec, task, i)
-                cut = spec.stop.cut(spec.prefix + full)
-                text = full if cut is None else (spec.prefix + full)[:cut][len(spec.prefix):]
+                text, _ = apply_stop(spec, full)
                 ends = tuple(min(len(text), j) for j in range(CHARS_PER_TOKEN, len(text)
                                                               + CHARS_PER_TOKEN, CHARS_PER_TOKEN))
                 prompt_tokens = sum(len(m.content) for m in spec.messages) // CHARS_PER_TOKEN
@@ -133,6 +133,12 @@ def _task_of(spec: SampleSpec) -> Task:
 
 class ArithmeticSandbox:
     """Verdicts of synthetic solutions and lines without executing anything."""
+
+    available = True
+    reason = ""
+
+    def close(self) -> None:
+        pass
 
     def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *, context: str = "",
                    limits: object = None) -> PassMatrix:

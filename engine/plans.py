@@ -17,6 +17,7 @@ import attrs
 import cattrs
 import yaml
 
+from .backends.options import BackendOptions, OptionsError, structure_options
 from .errors import PlanError
 from .scoring import as_fraction
 
@@ -35,6 +36,13 @@ class Member:
     price_per_hour: float = 0.44  # the papers' RTX 3090 price, used for the token cost
     price_per_mtok: float | None = None  # alternative price for hosted endpoints
     options: Mapping[str, Any] = attrs.field(factory=dict)  # backend-specific settings
+
+    def settings(self) -> BackendOptions:
+        """`options` structured as the backend's typed class (checked when the plan loads)."""
+        try:
+            return structure_options(self.backend, self.options)
+        except (OptionsError, KeyError) as e:
+            raise PlanError(f"member {self.name}: {e}") from None
 
 
 @attrs.frozen
@@ -190,6 +198,10 @@ def _check(parsed: _PlanFile, source: str) -> Plan:
             raise PlanError(f"{where}: model: empty")
         if m.price_per_hour < 0 or (m.price_per_mtok is not None and m.price_per_mtok < 0):
             raise PlanError(f"{where}: price: must not be negative")
+        try:
+            structure_options(m.backend, m.options)
+        except OptionsError as e:
+            raise PlanError(f"{where}: {e}") from None
     if not parsed.tiers:
         raise PlanError(f"{source}: tiers: at least one tier is needed")
     default = parsed.default_tier or next(iter(parsed.tiers))

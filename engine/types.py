@@ -104,6 +104,10 @@ class Generation:
     decode_seconds: float
     token_ends: tuple[int, ...] = ()
     finish_reason: Literal["stop", "length", "cancelled"] = "stop"
+    # Prompt tokens actually evaluated for this sequence's prompt (the rest came
+    # from a cached prefix), counted on the first sequence of each distinct prompt;
+    # None where the backend cannot tell.
+    prompt_tokens_evaluated: int | None = None
 
     def tokens_up_to(self, char_index: int) -> int:
         """Generated tokens needed to produce text[:char_index]."""
@@ -178,7 +182,20 @@ class ExecutionLimits:
 
 
 class Sandbox(Protocol):
-    """Runs untrusted code; never in the caller's process."""
+    """Runs untrusted code; never in the caller's process.
+
+    `available` is False (with a `reason`) when no isolation layer works here;
+    `run_matrix` then raises SandboxUnavailable or answers an unverified matrix.
+    `close` stops its worker; a closed sandbox is not used again.
+    """
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def close(self) -> None: ...
 
     def run_matrix(
         self,
@@ -221,6 +238,9 @@ class StageTrace:
     # The exact acceptance rule (integer arithmetic, METHOD.md 2.5), before the
     # last member's "accepted regardless"; `threshold` is only for display.
     meets_threshold: bool = False
+    # Prompt tokens the backend evaluated (the rest came from its prefix cache);
+    # None where the backend cannot tell.
+    prompt_tokens_evaluated: int | None = None
 
     @property
     def n_tests(self) -> int:

@@ -1,13 +1,15 @@
-"""From an answer to the exact edit that inserts it: pure functions, no LSP types.
+"""From the engine's edit to the edits a client applies: pure functions, no LSP types.
 
-Positions here are (line, column) in Python string indices (code points); the
-server converts them to the client's units (UTF-16 by default) at its edge.
+The engine's `body_edit` places an answer in the file (`apply` gives the new
+text); `minimal_edit`, `covering` and `completion_edits` shape that change as
+completion items need it. Positions here are (line, column) in Python string
+indices (code points); the server converts them to the client's units (UTF-16
+by default) at its edge.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 Pos = tuple[int, int]
 
@@ -44,32 +46,6 @@ def text_between(lines: list[str], start: Pos, end: Pos) -> str:
     parts.extend(lines[start[0] + 1 : end[0]])
     parts.append(lines[end[0]][: end[1]])
     return "\n".join(parts)
-
-
-def new_source(
-    source: str, fc: Any, code: str, cursor: tuple[int, int] | None = None
-) -> str:
-    """The document with the function completed by `code` (the cascade's whole function).
-
-    When the body is empty and the cursor waits on an indentation-only line below
-    the docstring, that line is replaced by the body rather than left behind it.
-    """
-    from cascode.engine.context import body_edit
-
-    start, end, text = body_edit(fc, code)
-    lines = lines_of(source)
-    if start == end and cursor is not None and cursor[0] >= end[0]:
-        last = end[0]
-        while last <= cursor[0] and last < len(lines) and lines[last] and not lines[last].strip():
-            last += 1
-        if last > cursor[0] and last < len(lines):
-            end = (last, 0)
-    eof = (len(lines) - 1, len(lines[-1]))
-    if start[0] >= len(lines):  # the body goes after the last line, which has no line end
-        start, text = eof, "\n" + text
-    if end[0] >= len(lines):
-        end = eof
-    return apply(source, Edit(start, end, text))
 
 
 def minimal_edit(old_source: str, new_source_text: str) -> Edit:
@@ -144,7 +120,7 @@ def completion_edits(lines: list[str], edit: Edit, cursor: Pos) -> tuple[Edit, l
 
 
 def apply(source: str, edit: Edit) -> str:
-    """The text after the edit (tests and the benchmark use it)."""
+    """The text after the edit."""
     lines = lines_of(source)
     head = text_between(lines, (0, 0), edit.start)
     tail = text_between(lines, edit.end, (len(lines) - 1, len(lines[-1])))

@@ -19,11 +19,11 @@ from pygls.protocol import LanguageServerProtocol
 
 from cascode import __version__
 from cascode.engine.family import BackendFactory
+from cascode.engine.host import EngineHost, SandboxFactory
 
 from . import edits
 from .controller import Answer, Controller
 from .provenance import markdown
-from .service import EngineHost, SandboxFactory
 
 log = logging.getLogger(__name__)
 

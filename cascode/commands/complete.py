@@ -102,16 +102,9 @@ def _read_task(target: str):  # type: ignore[no-untyped-def]
 
 
 def _sandbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    import logging
-
     from cascode.engine.sandbox import create_sandbox
 
-    sandbox = create_sandbox(args.sandbox_layers, allow_unsafe=args.allow_unsafe)
-    if not sandbox.available:
-        logging.getLogger("cascode").warning(
-            "sandbox unavailable (%s): answers will be unverified", sandbox.reason
-        )
-    return sandbox
+    return create_sandbox(args.sandbox_layers, allow_unsafe=args.allow_unsafe)
 
 
 def _progress(event) -> None:  # type: ignore[no-untyped-def]

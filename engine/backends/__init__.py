@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import PlanError
-from ..plans import Member
-from ..types import Backend
+
+if TYPE_CHECKING:  # plans imports .options: no import of plans at run time here
+    from ..plans import Member
+    from ..types import Backend
 
 
 def create_backend(member: Member) -> Backend:

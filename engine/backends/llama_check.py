@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from . import llama_build
+from .llama_build import STAMP_NAME, X86_MACHINES, cmake_args, cpu_key, describe_cpu, read_cpu
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def check_key(files: Iterable[Path], machine: str, cpu_flags: Iterable[str]) -> 
         with open(f, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
-    h.update(llama_build.cpu_key(machine, cpu_flags).encode())
+    h.update(cpu_key(machine, cpu_flags).encode())
     return h.hexdigest()[:32]
 
 
@@ -109,7 +109,7 @@ def smallest_model(hint: Path | None = None) -> Path | None:
 def build_stamp() -> dict[str, str] | None:
     """What install.sh recorded of the llama.cpp build in this environment, if anything."""
     try:
-        data = json.loads((Path(sys.prefix) / llama_build.STAMP_NAME).read_text())
+        data = json.loads((Path(sys.prefix) / STAMP_NAME).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -124,7 +124,7 @@ def failure_line(
 ) -> str:
     """One line: what died, what the build needs that this CPU lacks, how to rebuild."""
     flags = frozenset(cpu_flags)
-    fits = llama_build.cmake_args(machine, flags)
+    fits = cmake_args(machine, flags)
     on_here = {a for a in fits if a.endswith("=ON")}
     if stamp and stamp.get("cmake_args"):
         built = stamp["cmake_args"].split()
@@ -133,21 +133,21 @@ def failure_line(
         if "-DGGML_NATIVE=ON" in built or not any(a.startswith("-DGGML_NATIVE") for a in built):
             needs = "llama.cpp's native build (-march=native)"
         elif extra:
-            needs = llama_build.describe_cpu(extra)
+            needs = describe_cpu(extra)
         else:
-            needs = f"only {llama_build.describe_cpu(built)}"
+            needs = f"only {describe_cpu(built)}"
         what = f"the build needs {needs}"
     else:
         what = "the build's flags are unknown (it was not built by install.sh)"
     lacks = []
     if "amx_tile" in flags:
         lacks.append("this CPU reports AMX, which virtual machines often block")
-    if machine.lower() in llama_build.X86_MACHINES and "avx512f" not in flags:
+    if machine.lower() in X86_MACHINES and "avx512f" not in flags:
         lacks.append("this CPU has no AVX-512")
     cpu = f"; {', '.join(lacks)}" if lacks else ""
     return (
         f"llama.cpp cannot run on this CPU: loading {model.name} and evaluating a prompt "
-        f"{how}; {what}{cpu} (this CPU fits: {llama_build.describe_cpu(fits)}). "
+        f"{how}; {what}{cpu} (this CPU fits: {describe_cpu(fits)}). "
         f"Rebuild it for this CPU: ./install.sh --rebuild-llama"
     )
 
@@ -163,7 +163,7 @@ def check(
 
     `child` replaces the child's command line (tests make it die of a signal).
     """
-    machine, flags = llama_build.read_cpu()
+    machine, flags = read_cpu()
     if child is not None:  # a stand-in child: its verdict says nothing of this build
         return _run_child(model, machine, flags, child, timeout)
     pkg = library_dir()

@@ -37,11 +37,13 @@ from ..errors import BackendError, ModelError
 from ..models import resolve_model_file
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
+from .chat import compile_template, render_prompt, stop_at
+from .options import LlamaCppOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_N_CTX = 12288  # a k = 10 stage plus greedy items: 22 sequences of 512/192 tokens
-DEFAULT_N_SEQ_MAX = 32
+DEFAULT_N_CTX = LlamaCppOptions().n_ctx  # a k = 10 stage plus greedy items
+DEFAULT_N_SEQ_MAX = LlamaCppOptions().n_seq_max
 PROMPT_BATCH = 512
 
 _backend_lock = threading.Lock()
@@ -113,6 +115,7 @@ class LlamaCppBackend:
         n_ctx: int = DEFAULT_N_CTX,
         n_seq_max: int = DEFAULT_N_SEQ_MAX,
         n_threads: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         # A build that cannot run on this CPU dies of a signal at the first load:
         # a child process finds that out first (once per build and CPU).
@@ -125,6 +128,13 @@ class LlamaCppBackend:
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_seq_max = n_seq_max
+        # The prompt of the last request stays in the KV cache under its own
+        # sequence id (one past the stage's), so that the next request evaluates
+        # only the tokens after the longest common prefix (what llama.cpp's server
+        # does with cache_prompt). Bounded: one prompt, at most half the context.
+        self.prefix_cache = prefix_cache
+        self._cache_seq = n_seq_max
+        self._cached: tuple[int, ...] = ()
         threads = n_threads or max(1, len(os.sched_getaffinity(0)))
         self._lock = threading.Lock()  # one batch at a time per model
 
@@ -136,7 +146,7 @@ class LlamaCppBackend:
         cparams.n_ctx = n_ctx
         cparams.n_batch = PROMPT_BATCH
         cparams.n_ubatch = PROMPT_BATCH
-        cparams.n_seq_max = n_seq_max
+        cparams.n_seq_max = n_seq_max + 1  # + the prefix cache's sequence
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = True  # shared prompt cells, one pool for all sequences
@@ -154,23 +164,16 @@ class LlamaCppBackend:
     @classmethod
     def from_member(cls, member: Member) -> LlamaCppBackend:
         path = resolve_model_file(member.model)
-        opts = dict(member.options)
-        known = {"n_ctx", "n_seq_max", "n_threads"}
-        unknown = set(opts) - known
-        if unknown:
-            raise ModelError(
-                f"member {member.name}: unknown llama_cpp option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        return cls(path, name=member.name, **opts)
+        o = member.settings()
+        assert isinstance(o, LlamaCppOptions)
+        return cls(path, name=member.name, n_ctx=o.n_ctx, n_seq_max=o.n_seq_max,
+                   n_threads=o.n_threads, prefix_cache=o.prefix_cache)
 
     # ------------------------------------------------------------------ text
 
     def render(self, spec: SampleSpec) -> str:
         """The prompt text: the model's chat template, then the assistant prefix."""
-        messages = [{"role": m.role, "content": m.content} for m in spec.messages]
-        rendered: str = self._template.render(messages=messages, add_generation_prompt=True)
-        return rendered + spec.prefix
+        return render_prompt(self._template, spec)
 
     def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")
@@ -218,10 +221,11 @@ class LlamaCppBackend:
         cancel: CancelTokenLike | None,
     ) -> list[list[Generation]]:
         lib = self._lib
-        lib.llama_memory_clear(self._mem, True)
         seqs: list[_Seq] = []
         prompt_seconds: dict[tuple[int, ...], float] = {}
+        prompt_evaluated: dict[tuple[int, ...], int] = {}
         sharers: dict[tuple[int, ...], int] = {}
+        self._fit_cache(prompts, specs)
         try:
             # 1. Each distinct prompt once, into its first sequence; the others
             # copy its cells and take their first token from its last logits.
@@ -230,6 +234,8 @@ class LlamaCppBackend:
                 by_prompt.setdefault(tuple(tokens), []).append(i)
             next_id = 0
             evaluated: list[tuple[tuple[int, ...], int]] = []
+            if self._cached:
+                evaluated.append((self._cached, self._cache_seq))
             for key, spec_indices in by_prompt.items():
                 _check(cancel)
                 first = next_id
@@ -239,9 +245,14 @@ class LlamaCppBackend:
                 shared, source = _longest_shared_prefix(key, evaluated)
                 if shared:
                     lib.llama_memory_seq_cp(self._mem, source, first, 0, shared)
-                self._eval_prompt(key, first, start=shared)
+                self._eval_prompt(key, first, start=shared, cancel=cancel)
                 prompt_seconds[key] = time.perf_counter() - t0
+                prompt_evaluated[key] = len(key) - shared
                 evaluated.append((key, first))
+                if key == next(iter(by_prompt)):
+                    self._remember_prompt(key, first)
+                    # The cache's sequence now holds this prompt: no stale entry.
+                    evaluated = [e for e in evaluated if e[1] != self._cache_seq]
                 sharers[key] = sum(specs[i].n for i in spec_indices)
                 group = []
                 for i in spec_indices:
@@ -282,11 +293,48 @@ class LlamaCppBackend:
                 for seq, token in zip(live, tokens, strict=True):
                     seq.pos += 1
                     self._accept(seq, token)
+        except BaseException:
+            # A request stopped half-way (cancelled, failed) leaves nothing to trust.
+            self._forget_prompt()
+            raise
         finally:
             for seq in seqs:
                 lib.llama_sampler_free(seq.sampler)
-            lib.llama_memory_clear(self._mem, True)
-        return self._generations(specs, prompts, seqs, prompt_seconds, sharers, decode_seconds)
+            # Every sequence of the stage goes; the cached prompt stays.
+            for seq_id in range(self._cache_seq):
+                lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+        return self._generations(specs, prompts, seqs, prompt_seconds, prompt_evaluated,
+                                 sharers, decode_seconds)
+
+    # ------------------------------------------------------------------ prefix cache
+
+    def _fit_cache(self, prompts: list[list[int]], specs: Sequence[SampleSpec]) -> None:
+        """Drop the cached prompt when this batch could need its cells."""
+        if not self._cached:
+            return
+        shared = max((_common(p, self._cached) for p in prompts), default=0)
+        need = sum(len(p) for p in {tuple(p) for p in prompts}) + sum(
+            s.n * s.max_tokens for s in specs)
+        if need + len(self._cached) - shared > self.n_ctx:
+            self._forget_prompt()
+
+    def _remember_prompt(self, tokens: tuple[int, ...], seq_id: int) -> None:
+        """Keep `tokens`' cells (evaluated into `seq_id`) as the cached prompt."""
+        self._forget_prompt()
+        if not self.prefix_cache or len(tokens) > self.n_ctx // 2:
+            return
+        self._lib.llama_memory_seq_cp(self._mem, seq_id, self._cache_seq, 0, len(tokens))
+        self._cached = tokens
+
+    def _forget_prompt(self) -> None:
+        if self._cached:
+            self._lib.llama_memory_seq_rm(self._mem, self._cache_seq, -1, -1)
+            self._cached = ()
+
+    @property
+    def cached_prompt_tokens(self) -> int:
+        """KV cells held by the cached prompt (0 when none)."""
+        return len(self._cached)
 
     def _generations(
         self,
@@ -294,13 +342,18 @@ class LlamaCppBackend:
         prompts: list[list[int]],
         seqs: list[_Seq],
         prompt_seconds: dict[tuple[int, ...], float],
+        prompt_evaluated: dict[tuple[int, ...], int],
         sharers: dict[tuple[int, ...], int],
         decode_seconds: float,
     ) -> list[list[Generation]]:
         total_tokens = sum(s.n_generated for s in seqs) or 1
         out: list[list[Generation]] = [[] for _ in specs]
+        counted: set[tuple[int, ...]] = set()
         for seq in seqs:
             key = tuple(prompts[seq.spec_index])
+            # The tokens evaluated for a prompt are counted once, on its first sequence.
+            evaluated = 0 if key in counted else prompt_evaluated.get(key, 0)
+            counted.add(key)
             out[seq.spec_index].append(
                 Generation(
                     text=seq.text,
@@ -310,15 +363,27 @@ class LlamaCppBackend:
                     decode_seconds=decode_seconds * seq.n_generated / total_tokens,
                     token_ends=tuple(seq.token_ends),
                     finish_reason="length" if seq.finish == "length" else "stop",
+                    prompt_tokens_evaluated=evaluated,
                 )
             )
         return out
 
-    def _eval_prompt(self, tokens: Sequence[int], seq_id: int, start: int = 0) -> None:
-        """Evaluate tokens[start:] at their positions; logits for the last one only."""
+    def _eval_prompt(
+        self,
+        tokens: Sequence[int],
+        seq_id: int,
+        start: int = 0,
+        cancel: CancelTokenLike | None = None,
+    ) -> None:
+        """Evaluate tokens[start:] at their positions; logits for the last one only.
+
+        The cancel token is checked before each chunk of PROMPT_BATCH tokens, so a
+        cancelled request stops within one chunk of a long prompt.
+        """
         lib = self._lib
         b = self._batch
         for offset in range(start, len(tokens), PROMPT_BATCH):
+            _check(cancel)
             chunk = tokens[offset : offset + PROMPT_BATCH]
             b.n_tokens = len(chunk)
             for i, tok in enumerate(chunk):
@@ -357,10 +422,9 @@ class LlamaCppBackend:
         seq.n_generated += 1
         seq.token_ends.append(len(seq.text))
         if "\n" in piece or "`" in piece:
-            full = seq.prefix + seq.text
-            cut = seq.stop.cut(full)
-            if cut is not None:
-                seq.text = full[len(seq.prefix) : max(cut, len(seq.prefix))]
+            end = stop_at(seq.prefix, seq.stop, seq.text)
+            if end is not None:
+                seq.text = seq.text[:end]
                 n = len(seq.text)
                 seq.token_ends = [min(e, n) for e in seq.token_ends]
                 self._finish(seq, "stop")
@@ -404,6 +468,15 @@ class LlamaCppBackend:
             pass
 
 
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _longest_shared_prefix(
     tokens: Sequence[int], evaluated: list[tuple[tuple[int, ...], int]]
 ) -> tuple[int, int]:
@@ -427,19 +500,8 @@ def _check(cancel: CancelTokenLike | None) -> None:
 
 
 def _chat_template(lib: Any, model: Any) -> Any:
-    """The model's own chat template from the GGUF, compiled with Jinja2."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+    """The model's own chat template from the GGUF, compiled."""
     raw = lib.llama_model_chat_template(model, None)
     if not raw:
         raise ModelError("the GGUF file has no chat template (tokenizer.chat_template)")
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
-    )
-
-    def raise_exception(message: str) -> None:
-        raise ModelError(f"chat template: {message}")
-
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(raw.decode("utf-8"))
+    return compile_template(raw.decode("utf-8"))

@@ -1,7 +1,8 @@
 """A family member behind an OpenAI-compatible HTTP endpoint (vLLM, llama.cpp's
 server, llama-cpp-python's server, TGI, hosted APIs), spoken to with httpx.
 
-Options (the member's `options` mapping; `model` is the model name the server knows):
+Options (the member's `options` mapping, typed in `options.OpenAIOptions` and checked
+when the plan loads; `model` is the model name the server knows):
 
 - `base_url` (required): e.g. `http://127.0.0.1:8000/v1`.
 - `api_key_env`: the name of the environment variable that holds the API key
@@ -45,31 +46,15 @@ from typing import Any
 from ..errors import BackendError, Cancelled, ModelError
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
+from .chat import apply_stop, compile_template, messages_of, render_prompt
+from .options import OpenAIOptions
 
 CHARS_PER_TOKEN = 4  # the documented estimate when a server reports no usage
-_OPTIONS = (
-    "base_url", "api_key_env", "endpoint", "chat_template", "system_prompt", "n",
-    "timeout_s", "max_retries", "backoff_s", "max_concurrency",
-)
 _RETRY_STATUS = (429, 500, 502, 503, 504)
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-@dataclass(frozen=True)
-class Settings:
-    base_url: str
-    api_key_env: str | None = None
-    endpoint: str = "completions"
-    chat_template: str = "chatml"
-    system_prompt: str | None = None
-    n: str | bool = "auto"
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    max_concurrency: int = 16
 
 
 class _HTTPStatus(BackendError):
@@ -96,7 +81,9 @@ class _Tally:
 class OpenAIBackend:
     """Samples through `/v1/completions` or `/v1/chat/completions`."""
 
-    def __init__(self, name: str, model: str, settings: Settings, api_key: str | None) -> None:
+    def __init__(
+        self, name: str, model: str, settings: OpenAIOptions, api_key: str | None
+    ) -> None:
         self.name = name
         self.model = model
         self.settings = settings
@@ -109,34 +96,9 @@ class OpenAIBackend:
 
     @classmethod
     def from_member(cls, member: Member) -> OpenAIBackend:
-        options = dict(member.options)
+        settings = member.settings()
+        assert isinstance(settings, OpenAIOptions)
         where = f"member {member.name}"
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ModelError(
-                f"{where}: unknown openai option(s) {', '.join(unknown)} "
-                f"(known: {', '.join(_OPTIONS)})"
-            )
-        if not isinstance(options.get("base_url"), str) or not options["base_url"]:
-            raise ModelError(f"{where}: options.base_url is required (e.g. http://host:8000/v1)")
-        try:
-            settings = Settings(**options)
-        except TypeError as e:
-            raise ModelError(f"{where}: {e}") from None
-        for key in ("timeout_s", "backoff_s", "max_retries", "max_concurrency"):
-            value = getattr(settings, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ModelError(f"{where}: options.{key} must be a non-negative number")
-        if not isinstance(settings.max_retries, int) or not isinstance(
-            settings.max_concurrency, int
-        ):
-            raise ModelError(f"{where}: options.max_retries and max_concurrency are integers")
-        if settings.max_concurrency < 1 or settings.timeout_s <= 0:
-            raise ModelError(f"{where}: options.timeout_s and max_concurrency must be positive")
-        if settings.endpoint not in ("completions", "chat"):
-            raise ModelError(f"{where}: options.endpoint must be 'completions' or 'chat'")
-        if settings.n not in ("auto", True, False):
-            raise ModelError(f"{where}: options.n must be 'auto', true or false")
         api_key = None
         if settings.api_key_env:
             api_key = os.environ.get(settings.api_key_env)
@@ -155,15 +117,11 @@ class OpenAIBackend:
     def render(self, spec: SampleSpec) -> str:
         """The prompt for /completions: the chat template's generation prompt + prefix."""
         if self._template is None:
-            self._template = _compile(_template_source(self.settings.chat_template))
-        return str(self._template.render(messages=self._messages(spec),
-                                         add_generation_prompt=True)) + spec.prefix
+            self._template = compile_template(_template_source(self.settings.chat_template))
+        return render_prompt(self._template, spec, self.settings.system_prompt)
 
     def _messages(self, spec: SampleSpec) -> list[dict[str, str]]:
-        messages = [{"role": m.role, "content": m.content} for m in spec.messages]
-        if self.settings.system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": self.settings.system_prompt})
-        return messages
+        return messages_of(spec, self.settings.system_prompt)
 
     # ------------------------------------------------------------------ sampling
 
@@ -347,7 +305,8 @@ def _generations(
         group = []
         for c in choices:
             seconds = wall * c.tokens / total
-            text, cut = _apply_stop(spec, c.text)
+            # The stop rule applied afterwards (the server only knew the stop strings).
+            text, cut = apply_stop(spec, c.text)
             group.append(
                 Generation(
                     text=text,
@@ -360,15 +319,6 @@ def _generations(
             )
         out.append(group)
     return out
-
-
-def _apply_stop(spec: SampleSpec, text: str) -> tuple[str, bool]:
-    """The stop rule applied afterwards (the server only knew the stop strings)."""
-    full = spec.prefix + text
-    cut = spec.stop.cut(full)
-    if cut is None:
-        return text, False
-    return full[len(spec.prefix): max(cut, len(spec.prefix))], True
 
 
 _FENCE_LINE = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n")
@@ -477,21 +427,6 @@ def _template_source(spec: str) -> str:
         return Path(spec).expanduser().read_text(encoding="utf-8")
     except OSError as e:
         raise ModelError(f"chat_template {spec}: cannot read: {e.strerror or e}") from None
-
-
-def _compile(source: str) -> Any:
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
-    )
-
-    def raise_exception(message: str) -> None:
-        raise ModelError(f"chat template: {message}")
-
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(source)
 
 
 def gguf_chat_template(path: Path) -> str:

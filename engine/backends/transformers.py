@@ -3,7 +3,7 @@
 The member's `model` is a model directory, a Hugging Face id found in the local
 cache (the backend never downloads), a `.gguf` file, or `embedded:NAME`; GGUF
 files go through transformers' own GGUF loader, which dequantizes them. Options
-(the member's `options` mapping):
+(the member's `options` mapping, typed in `options.TransformersOptions`):
 
 - `device_map`: accelerate's placement; default `"auto"` when CUDA is available
   (several GPUs: accelerate splits the layers), else the CPU.
@@ -30,11 +30,10 @@ from typing import Any
 from ..errors import BackendError, Cancelled, ModelError
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
+from .chat import stop_at
+from .options import TransformersOptions
 
 log = logging.getLogger(__name__)
-
-_OPTIONS = ("device_map", "dtype", "tokenizer", "threads")
-
 
 class TransformersBackend:
     """Samples with `model.generate`; one batch per group of compatible specs."""
@@ -53,14 +52,10 @@ class TransformersBackend:
 
     @classmethod
     def from_member(cls, member: Member) -> TransformersBackend:
-        options = dict(member.options)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ModelError(
-                f"member {member.name}: unknown transformers option(s) {', '.join(unknown)} "
-                f"(known: {', '.join(_OPTIONS)})"
-            )
-        return cls.load(member.model, name=member.name, **options)
+        o = member.settings()
+        assert isinstance(o, TransformersOptions)
+        return cls.load(member.model, name=member.name, device_map=o.device_map, dtype=o.dtype,
+                        tokenizer=o.tokenizer, threads=o.threads)
 
     @classmethod
     def load(
@@ -247,9 +242,9 @@ class _RowWatcher:
         self.texts[row] += piece
         self.ends[row].append(len(self.texts[row]))
         if "\n" in piece or "`" in piece:
-            cut = spec.stop.cut(spec.prefix + self.texts[row])
-            if cut is not None:
-                self.cut_at[row] = max(cut - len(spec.prefix), 0)
+            end = stop_at(spec.prefix, spec.stop, self.texts[row])
+            if end is not None:
+                self.cut_at[row] = end
                 self.done[row], self.finish[row] = True, "stop"
                 return
         if len(self.tokens[row]) >= spec.max_tokens:

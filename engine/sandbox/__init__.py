@@ -15,18 +15,38 @@ is "auto" or forces one path: "bwrap", "unshare", "landlock", "rlimits".
 
 from __future__ import annotations
 
+import logging
+
+from ..errors import SandboxUnavailable
 from .paths import CHOICES, PATHS
 from .process import DEFAULT_LIMITS, PROGRAM_LIMITS, ProcessSandbox
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CHOICES", "DEFAULT_LIMITS", "PATHS", "PROGRAM_LIMITS", "ProcessSandbox",
            "create_sandbox"]
 
 
-def create_sandbox(layers: str | None = None, *, allow_unsafe: bool = False) -> ProcessSandbox:
+def create_sandbox(
+    layers: str | None = None, *, allow_unsafe: bool = False, required: bool = False
+) -> ProcessSandbox:
     """Start a sandbox on the best working path (or the forced one) and check it.
 
-    Never raises for a machine without isolation: the sandbox then has
-    `available == False` and a `reason`, and `run_matrix` raises SandboxUnavailable.
-    An unknown `layers` value raises CascodeError.
+    The one sandbox factory of the CLI, the server and the calibration. `layers`
+    is None or "auto" for the best path, or one forced path. Never raises for a
+    machine without isolation unless `required`: the sandbox then has
+    `available == False` and a `reason` (logged), and `run_matrix` raises
+    SandboxUnavailable. With `required`, that is a SandboxUnavailable naming the
+    reason and `cascode doctor`. An unknown `layers` value raises CascodeError.
     """
-    return ProcessSandbox(layers, allow_unsafe=allow_unsafe)
+    sandbox = ProcessSandbox(None if layers == "auto" else layers, allow_unsafe=allow_unsafe)
+    if not sandbox.available:
+        if required:
+            reason = sandbox.reason
+            sandbox.close()
+            raise SandboxUnavailable(
+                f"cannot execute the generated code: {reason} "
+                "(see `cascode doctor`; --unsafe-sandbox on a throwaway machine)"
+            )
+        log.warning("sandbox unavailable (%s): answers will be unverified", sandbox.reason)
+    return sandbox

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import _confine
+from ._confine import landlock_abi
 
 PATHS = ("bwrap", "unshare", "landlock", "rlimits")
 CHOICES = ("auto", *PATHS)
@@ -31,7 +31,7 @@ def prerequisite(path: str) -> str | None:
         return f"the sandbox needs Linux (this is {sys.platform})"
     if path == "bwrap" and not shutil.which("bwrap"):
         return "bubblewrap (bwrap) is not installed"
-    if path == "landlock" and _confine.landlock_abi() < 1:
+    if path == "landlock" and landlock_abi() < 1:
         return "the kernel has no Landlock (or it is disabled)"
     return None
 

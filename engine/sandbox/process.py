@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import CascodeError, SandboxUnavailable
 from ..types import ExecutionLimits, PassMatrix, Verdict
-from . import paths
+from .paths import CHOICES, PATHS, cores, prerequisite, worker_command, worker_env
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,11 @@ class _Worker:
         self.path = path
         self.started = time.monotonic()
         self.proc = _launch(lambda: subprocess.Popen(
-            paths.worker_command(path, scratch, seccomp=seccomp),
+            worker_command(path, scratch, seccomp=seccomp),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=paths.worker_env(scratch),
+            env=worker_env(scratch),
             cwd=scratch,
             close_fds=True,
             start_new_session=True,
@@ -230,10 +230,10 @@ class ProcessSandbox:
         if layers in (None, "", "auto"):
             layers = os.environ.get("CASCODE_SANDBOX_LAYERS") or "auto"
         requested = layers.strip()
-        if requested not in paths.CHOICES:
+        if requested not in CHOICES:
             raise CascodeError(
                 f"sandbox.layers: unknown value {requested!r} "
-                f"(expected one of: {', '.join(paths.CHOICES)})"
+                f"(expected one of: {', '.join(CHOICES)})"
             )
         self.requested = requested
         self.allow_unsafe = allow_unsafe
@@ -255,13 +255,13 @@ class ProcessSandbox:
     # -- choosing a path
 
     def _choose(self, self_check: bool) -> None:
-        candidates = paths.PATHS if self.requested == "auto" else (self.requested,)
+        candidates = PATHS if self.requested == "auto" else (self.requested,)
         for path in candidates:
             if path == "rlimits" and not self.allow_unsafe:
                 self.refused[path] = ("rlimits and seccomp alone do not isolate the file "
                                       "system; enable the unsafe setting to run anyway")
                 continue
-            why = paths.prerequisite(path)
+            why = prerequisite(path)
             if why is None:
                 why = self._try(path, self_check)
             if why is None:
@@ -350,7 +350,7 @@ class ProcessSandbox:
         else:
             return None
         # The worker enforces every deadline; this one only guards against a hung worker.
-        rounds = -(-pending.ahead // max(1, paths.cores()))
+        rounds = -(-pending.ahead // max(1, cores()))
         budget = rounds * (limits["wall_s"] + 2.0) + 10.0
         if not pending.event.wait(budget):
             log.warning("sandbox worker did not answer in %.0f s: restarting it", budget)

@@ -14,7 +14,8 @@ SKILLS = {"small": (0.45, 0.75, 0.005), "medium": (0.6, 0.8, 0.012), "large": (0
 
 def family_plan(names: list[str], tiers: str = "") -> str:
     """A plan file for the synthetic members (remote-style: no model file to hash)."""
-    family = "\n".join(f"  - {{name: {n}, backend: openai, model: synthetic-{n}}}" for n in names)
+    family = "\n".join(f"  - {{name: {n}, backend: openai, model: synthetic-{n}, "
+                       "options: {base_url: 'http://127.0.0.1:9/v1'}}" for n in names)
     tiers = tiers or f"  only:\n    theta: 0.5\n    stages: {{{names[0]}: {{k: 1, l: 2}}}}\n"
     return f"family:\n{family}\ntiers:\n{tiers}"
 

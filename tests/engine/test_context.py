@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cascode.engine import context as ctx
-from cascode.engine.context import body_edit, function_at, insert_body, last_function
+from cascode.engine.context import body_edit, function_at, insert_body, last_function, scanner
 
 GEOMETRY = '''\
 """Geometry helpers."""
@@ -391,8 +391,10 @@ def test_last_function_humaneval_prompt() -> None:
 # Putting the answer back
 
 
-def apply(source: str, fc: ctx.FunctionContext, solution: str) -> str:
-    (l0, c0), (l1, c1), text = body_edit(fc, solution)
+def apply(
+    source: str, fc: ctx.FunctionContext, solution: str, cursor: tuple[int, int] | None = None
+) -> str:
+    (l0, c0), (l1, c1), text = body_edit(fc, solution, cursor)
     lines = source.splitlines(keepends=True) + [""]
     start = sum(len(x) for x in lines[:l0]) + c0
     end = sum(len(x) for x in lines[:l1]) + c1
@@ -457,6 +459,33 @@ def test_insert_body_partial_body_and_empty_solution() -> None:
     assert apply(source, fc, again) == solution
 
 
+def test_body_edit_replaces_the_indentation_line_the_cursor_waits_on() -> None:
+    doc = 'def add(a, b):\n    """Return the sum of a and b."""\n'
+    solution = doc + "    return a + b\n"
+    source = doc + "    \n  \t\n\nX = 1\n"
+    for line, expected in [(2, "  \t\n\nX = 1\n"), (3, "\nX = 1\n")]:
+        fc = function_at(source, line, 4)
+        assert fc is not None and fc.indented_lines_after == 2
+        assert apply(source, fc, solution, (line, 4)) == solution + expected
+    fc = function_at(source, 1, 4)  # the cursor on the docstring: the lines below stay
+    assert fc is not None
+    assert apply(source, fc, solution, (1, 4)) == solution + "    \n  \t\n\nX = 1\n"
+    assert apply(source, fc, solution) == solution + "    \n  \t\n\nX = 1\n"
+
+
+def test_body_edit_at_the_end_of_a_file_without_a_line_end() -> None:
+    solution = 'def f(x):\n    """Twice x."""\n    return 2 * x\n'
+    source = 'def f(x):\n    """Twice x."""'
+    fc = function_at(source, 1, 4)
+    assert fc is not None and fc.eof_column == len('    """Twice x."""')
+    assert body_edit(fc, solution, (1, 4)) == ((1, 18), (1, 18), "\n    return 2 * x\n")
+    assert apply(source, fc, solution) == solution
+    source = "def f(x): ..."
+    fc = function_at(source, 0, 4)
+    assert fc is not None and fc.eof_column == len(source)
+    assert apply(source, fc, solution) == "def f(x):\n    return 2 * x\n"
+
+
 # ---------------------------------------------------------------------------
 # The scanner agrees with `ast` wherever the file parses
 
@@ -477,9 +506,9 @@ def test_spans_match_ast_on_the_standard_library(path: Path) -> None:
         (n.name, min([d.lineno for d in n.decorator_list] + [n.lineno]) - 1, n.end_lineno)
         for n in nodes
     }
-    src = ctx._Source(source)  # every function of the file from one scan
+    src = scanner.Source(source)  # every function of the file from one scan
     scanned = {
-        (ctx._DEF.match(ll.text).group(2), src.lls[src.first_decorator(i)].start, ll.block_end)
+        (scanner.DEF.match(ll.text).group(2), src.lls[src.first_decorator(i)].start, ll.block_end)
         for i, ll in enumerate(src.lls)
         if src.is_def(i)
     }

@@ -14,7 +14,7 @@ PLAN = """\
 family:
   - {name: small, backend: llama_cpp, model: /models/small.gguf, price_per_hour: 0.44}
   - {name: medium, backend: llama_cpp, model: /models/medium.gguf}
-  - {name: large, backend: openai, model: big-model, price_per_mtok: 2.5}
+  - {name: large, backend: openai, model: big-model, price_per_mtok: 2.5, options: {base_url: "http://gpu:8000/v1"}}
 default_tier: two
 tiers:
   one:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cascode.engine.context import function_at
+from cascode.engine.context import body_edit, function_at
 from cascode.server import edits
 
 FILE = '''import os
@@ -34,7 +34,7 @@ def _complete(source: str, line: int, character: int, body: str) -> tuple[str, e
     fc = function_at(source, line, character)
     assert fc is not None and fc.is_stub
     code = fc.prompt + body
-    new = edits.new_source(source, fc, code)
+    new = edits.apply(source, edits.Edit(*body_edit(fc, code)))
     edit = edits.covering(edits.lines_of(source), edits.minimal_edit(source, new),
                           (line, character))
     assert edits.apply(source, edit) == new
@@ -65,7 +65,7 @@ def test_the_edit_always_contains_the_cursor(cursor):
     source = 'import math\n\n\ndef f(x):\n    """Square x."""\n    \n'
     fc = function_at(source, *cursor)
     assert fc is not None
-    new = edits.new_source(source, fc, fc.prompt + "    return x * x\n")
+    new = edits.apply(source, edits.Edit(*body_edit(fc, fc.prompt + "    return x * x\n")))
     lines = edits.lines_of(source)
     edit = edits.covering(lines, edits.minimal_edit(source, new), cursor)
     assert edit.start <= cursor <= edit.end

@@ -1,8 +1,11 @@
-"""The engine side of the server: plan, family, sandbox, cascade and answer cache.
+"""The engine as a long-lived service: plan, family, sandbox, cascade, answer cache.
 
-Nothing here knows LSP. Every method that blocks (model loading, generation,
-sandbox start-up) is meant to run off the event loop: `run_blocking` puts it on
-the one engine thread, so that generation runs one request at a time (the
+What a front end (the language server, a benchmark) holds to answer requests
+over time. It knows no protocol. `answer(task, tier, ...)` is the one call that
+answers a task: from the answer cache, or by running the cascade and caching
+the result. Every method that blocks (model loading, generation, sandbox
+start-up) is meant to run off the caller's event loop: `run_blocking` puts it
+on the one engine thread, so that generation runs one request at a time (the
 models are CPU-bound) and model loading queues ahead of the first request.
 """
 
@@ -14,26 +17,33 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from cascode.engine.cascade import Cascade
-from cascode.engine.errors import CascodeError, SandboxUnavailable
-from cascode.engine.family import BackendFactory, Family
-from cascode.engine.plans import Plan, load_plan, plan_to_dict
-from cascode.engine.types import CancelTokenLike, Event, Result, Sandbox, Task
+from .cascade import Cascade
+from .errors import CascodeError, SandboxUnavailable
+from .family import BackendFactory, Family
+from .plans import Plan, load_plan, plan_to_dict
+from .types import CancelTokenLike, Event, Result, Sandbox, Task
 
 log = logging.getLogger(__name__)
 
-# (layers, allow_unsafe) -> a sandbox object (run_matrix, .available, .reason, .close())
-SandboxFactory = Callable[[str, bool], Any]
+# (layers, allow_unsafe) -> a Sandbox; the real one is `sandbox.create_sandbox`.
+SandboxFactory = Callable[[str, bool], Sandbox]
 
 
-def default_sandbox_factory(layers: str, allow_unsafe: bool) -> Any:
-    try:
-        from cascode.engine.sandbox import create_sandbox
-    except ImportError as e:
-        raise SandboxUnavailable(f"the sandbox is not installed ({e})") from None
-    return create_sandbox(layers=None if layers == "auto" else layers, allow_unsafe=allow_unsafe)
+def default_sandbox_factory(layers: str, allow_unsafe: bool) -> Sandbox:
+    from .sandbox import create_sandbox
+
+    return create_sandbox(layers, allow_unsafe=allow_unsafe)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer and whether it came from the answer cache."""
+
+    result: Result
+    cached: bool
 
 
 def load_plan_file(path: str) -> Plan:
@@ -89,7 +99,7 @@ class EngineHost:
         self.plan: Plan | None = None
         self.plan_key = ""
         self.family: Family | None = None
-        self.sandbox: Any | None = None
+        self.sandbox: Sandbox | None = None
         self.sandbox_note = ""
         self.cache = AnswerCache(128)
         self._loading: Future[None] | None = None
@@ -137,6 +147,10 @@ class EngineHost:
     def loading(self) -> bool:
         return self._loading is not None and not self._loading.done()
 
+    def waiting_for(self, tier: str) -> str | None:
+        """The member of `tier` that a request would wait for while models load, if any."""
+        return self.pending_member(tier) if self.loading else None
+
     def pending_member(self, tier: str) -> str | None:
         """The first member of `tier` whose model is not loaded yet, if any."""
         if self.family is None or self.plan is None:
@@ -155,43 +169,52 @@ class EngineHost:
         unknown layer), so the caller can keep the previous settings.
         """
         try:
-            sandbox = self._sandbox_factory(layers, allow_unsafe)
+            sandbox: Sandbox | None = self._sandbox_factory(layers, allow_unsafe)
         except SandboxUnavailable as e:
             sandbox, note = None, str(e)
         else:
-            note = "" if getattr(sandbox, "available", True) else str(
-                getattr(sandbox, "reason", "") or "no isolation layer works here"
-            )
+            assert sandbox is not None
+            note = "" if sandbox.available else (
+                sandbox.reason or "no isolation layer works here")
         old, self.sandbox, self.sandbox_note = self.sandbox, sandbox, note
-        if old is not None and hasattr(old, "close"):
+        if old is not None:
             self._executor.submit(old.close)
         return note
 
     def _usable_sandbox(self) -> Sandbox | None:
         sandbox = self.sandbox
-        if sandbox is None or not getattr(sandbox, "available", True):
-            return None
-        return sandbox
+        return sandbox if sandbox is not None and sandbox.available else None
 
     # -- requests ------------------------------------------------------------
 
     def cache_key(self, task: Task, tier: str) -> Hashable:
         return (task.prompt, task.context, self.plan_key, tier)
 
-    def complete(
+    def cached(self, task: Task, tier: str) -> Result | None:
+        """The cached answer for `task` on `tier`, if any (does not block)."""
+        return self.cache.get(self.cache_key(task, tier))
+
+    def answer(
         self,
         task: Task,
         tier: str,
         *,
         cancel: CancelTokenLike,
         on_event: Callable[[Event], None],
-    ) -> Result:
-        """Run the cascade for `task` (blocking: call through `run_blocking`)."""
+    ) -> Answered:
+        """Answer `task` on `tier`: from the cache, or by running the cascade (blocking:
+        call through `run_blocking`); a fresh answer is cached."""
+        key = self.cache_key(task, tier)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Answered(hit, True)
         if self.plan is None or self.family is None:
             raise CascodeError("no plan is loaded")
         cancel.raise_if_cancelled()
         cascade = Cascade(self.plan, self.family.get, self._usable_sandbox())
-        return cascade.run(task, tier or None, cancel=cancel, on_event=on_event)
+        result = cascade.run(task, tier or None, cancel=cancel, on_event=on_event)
+        self.cache.put(key, result)
+        return Answered(result, False)
 
     def close(self) -> None:
         family, sandbox = self.family, self.sandbox
@@ -201,7 +224,7 @@ class EngineHost:
         def close_all() -> None:
             if family is not None:
                 family.close()
-            if sandbox is not None and hasattr(sandbox, "close"):
+            if sandbox is not None:
                 sandbox.close()
 
         try:

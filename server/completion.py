@@ -1,0 +1,184 @@
+"""Answering a completion request: the stub under the cursor, the cascade on the engine
+thread (cancellable), and the edit that places the answer (`Answer`)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from typing import Any
+
+from lsprotocol import types
+
+from cascode.engine.cancel import CancelToken
+from cascode.engine.context import FunctionContext, body_edit, function_at
+from cascode.engine.errors import Cancelled, CascodeError
+from cascode.engine.types import Event
+
+from . import edits
+from .configuration import Configuration
+from .progress import Progress
+from .provenance import event_message, finished_message, provenance
+from .state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Answer:
+    """A completion ready to be converted into LSP items."""
+
+    uri: str
+    function: str
+    lines: list[str]
+    cursor: edits.Pos
+    edit: edits.Edit
+    provenance: dict[str, Any]
+    codec: Any  # the document's pygls PositionCodec
+    codec_lines: list[str]
+
+
+class Completer:
+    def __init__(self, state: ServerState, configuration: Configuration) -> None:
+        self.state = state
+        self.configuration = configuration
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._tokens: set[CancelToken] = set()
+
+    async def answer(
+        self, uri: str, position: types.Position, token: types.ProgressToken | None
+    ) -> Answer | None:
+        """The answer for the function at `position`, or None (not a stub, disabled, ...)."""
+        state = self.state
+        await self.configuration.settled()
+        if not state.settings.enable or state.host.plan is None:
+            return None
+        doc = state.ls.workspace.text_documents.get(uri)
+        if doc is None or not _is_python(uri, doc.language_id):
+            return None
+        source = doc.source
+        pos = doc.position_codec.position_from_client_units(doc.lines, position)
+        lines = edits.lines_of(source)
+        cursor = edits.clamp(lines, (pos.line, pos.character))
+        fc = _function_at(source, *cursor)
+        if fc is None:
+            return None
+        task = fc.task()
+        if not state.settings.file_context:
+            task = dataclasses.replace(task, context="")
+
+        previous = self._inflight.get(uri)
+        if previous is not None and not previous.done():
+            previous.cancel("superseded by a newer request on the same document")
+        me = asyncio.current_task()
+        assert me is not None
+        self._inflight[uri] = me
+        try:
+            result, cached = await self._run(task, token)
+        except Cancelled:
+            raise
+        except CascodeError as e:
+            state.show(f"cascode: {e}")
+            state.send_status("error", str(e))
+            return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failed request must not stop the server
+            log.exception("completion failed")
+            state.show(f"cascode: completion failed: {e}")
+            return None
+        finally:
+            if self._inflight.get(uri) is me:
+                del self._inflight[uri]
+
+        try:
+            start, end, text = body_edit(fc, result.code, cursor)
+            edit = edits.minimal_edit(source, edits.apply(source, edits.Edit(start, end, text)))
+        except Exception as e:  # noqa: BLE001 - an answer that cannot be placed is dropped
+            log.exception("placing the answer")
+            state.show(f"cascode: the answer could not be placed in the file: {e}")
+            return None
+        answer_id = uuid.uuid4().hex[:12]
+        prov = provenance(result, answer_id=answer_id, uri=uri, function=task.entry_point,
+                          cached=cached)
+        state.answers.remember(prov)
+        state.send_status("busy" if state.busy else "ready",
+                          f"tier {result.tier}: {finished_message(result, cached)}")
+        return Answer(uri, task.entry_point, lines, cursor, edit, prov,
+                      doc.position_codec, doc.lines)
+
+    async def _run(self, task: Any, token: types.ProgressToken | None) -> tuple[Any, bool]:
+        state, host = self.state, self.state.host
+        tier = state.tier
+        cached = host.cached(task, tier)
+        if cached is not None:
+            if token is not None:  # the client asked for progress on its own token: close it
+                (await Progress.start(state.ls, token, "cascode")).end(
+                    finished_message(cached, True))
+            return cached, True
+        progress = await Progress.start(state.ls, token, "cascode")
+        cancel = CancelToken()
+        self._tokens.add(cancel)
+        loop = asyncio.get_running_loop()
+
+        def on_event(event: Event) -> None:
+            message = event_message(event)
+            if message is not None:
+                loop.call_soon_threadsafe(progress.report, message)
+
+        state.busy += 1
+        state.send_status("busy")
+        try:
+            pending = host.waiting_for(tier)
+            if pending is not None:
+                progress.report(f"waiting for {pending} to load")
+            future = host.run_blocking(host.answer, task, tier, cancel=cancel, on_event=on_event)
+            try:
+                answered = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                cancel.cancel("cancelled")
+                progress.end("cancelled")
+                if state.busy == 1:
+                    state.send_status("ready", f"tier {tier}: cancelled")
+                raise
+            except CascodeError as e:
+                progress.end(str(e))
+                raise
+        finally:
+            self._tokens.discard(cancel)
+            state.busy -= 1
+            if state.busy == 0 and state.status == "busy":
+                state.status = "ready"
+        progress.end(finished_message(answered.result, answered.cached))
+        return answered.result, answered.cached
+
+    def document_closed(self, uri: str) -> None:
+        task = self._inflight.get(uri)
+        if task is not None and not task.done():
+            task.cancel("the document was closed")
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every request (the server is shutting down)."""
+        for cancel in self._tokens:
+            cancel.cancel(reason)
+        for task in self._inflight.values():
+            task.cancel()
+
+
+def _is_python(uri: str, language_id: str | None) -> bool:
+    if language_id:
+        return language_id == "python"
+    return uri.endswith((".py", ".pyi"))
+
+
+def _function_at(source: str, line: int, character: int) -> FunctionContext | None:
+    """The stub under the cursor, or None (not in a function, a real body, unparsable)."""
+    try:
+        fc = function_at(source, line, character)
+    except Exception:  # noqa: BLE001 - a file the scanner chokes on gets no completion
+        log.exception("finding the function at %d:%d", line, character)
+        return None
+    if fc is None or not fc.is_stub:
+        return None
+    return fc
