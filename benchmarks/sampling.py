@@ -115,6 +115,7 @@ def generation_from_dict(d: dict[str, Any]) -> Generation:
         decode_seconds=float(d["decode_seconds"]),
         token_ends=tuple(d.get("token_ends") or ()),
         finish_reason=d.get("finish_reason", "stop"),
+        prompt_tokens_evaluated=d.get("prompt_tokens_evaluated"),
     )
 
 

@@ -20,6 +20,7 @@ from .types import (
     Event,
     Executing,
     Finished,
+    Generation,
     Result,
     Sandbox,
     StageStarted,
@@ -180,7 +181,13 @@ def run_stage(
         sandbox_seconds=sandbox_seconds,
         verified=verified or not suite,
         meets_threshold=decision.meets_threshold,
+        prompt_tokens_evaluated=_evaluated(all_gens),
     )
+
+
+def _evaluated(gens: Sequence[Generation]) -> int | None:
+    known = [g.prompt_tokens_evaluated for g in gens if g.prompt_tokens_evaluated is not None]
+    return sum(known) if known else None
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,190 @@
+"""The llama.cpp backend's prefix cache and chunked prompt evaluation, on the real 0.5B.
+
+A request evaluates only the prompt tokens after the longest prefix it shares with
+the previous request's prompt; the answer is the same as without the cache; a
+changed token invalidates everything after it; memory stays bounded; and a
+cancel during a long prompt stops within one chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from cascode.engine.backends.llama_cpp import PROMPT_BATCH
+from cascode.engine.cancel import CancelToken
+from cascode.engine.errors import Cancelled
+from cascode.engine.prompts import solution_spec
+from cascode.engine.types import SampleSpec, Task
+
+pytestmark = pytest.mark.slow
+
+HELPERS = "".join(
+    f"def helper_{i}(x):\n    \"\"\"Return x scaled by {i}.\"\"\"\n    return x * {i}\n\n\n"
+    for i in range(12)
+)
+FIRST = Task('def double_all(xs):\n    """Return each element of xs doubled."""\n', "double_all",
+             context=HELPERS)
+SECOND = Task('def negate_all(xs):\n    """Return each element of xs negated."""\n', "negate_all",
+              context=HELPERS)
+
+
+def _greedy(task: Task, max_tokens: int = 48) -> SampleSpec:
+    return dataclasses.replace(solution_spec(task, 1, sampled=False), max_tokens=max_tokens)
+
+
+def _tokens(backend, spec: SampleSpec) -> list[int]:  # type: ignore[no-untyped-def]
+    return backend.tokenize(backend.render(spec))
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@pytest.fixture
+def backend(qwen05b):  # type: ignore[no-untyped-def]
+    qwen05b.prefix_cache = True
+    qwen05b._forget_prompt()
+    yield qwen05b
+    qwen05b.prefix_cache = True
+    qwen05b._forget_prompt()
+
+
+def test_a_second_request_evaluates_only_the_tokens_after_the_shared_prefix(backend) -> None:
+    a, b = _greedy(FIRST), _greedy(SECOND)
+    (first,), = backend.sample([a])
+    assert first.prompt_tokens_evaluated == len(_tokens(backend, a))  # nothing cached yet
+    (second,), = backend.sample([b])
+    ta, tb = _tokens(backend, a), _tokens(backend, b)
+    shared = _common(ta, tb)
+    assert shared > 200  # the system prompt and the file's helpers
+    assert second.prompt_tokens_evaluated == len(tb) - shared
+    assert second.prompt_tokens == len(tb)
+    # The same request again: only its last token is evaluated (its logits start decoding).
+    (again,), = backend.sample([b])
+    assert again.prompt_tokens_evaluated == 1
+    assert again.text == second.text
+
+
+def test_the_greedy_answer_is_the_same_with_the_cache_off(backend) -> None:
+    a, b = _greedy(FIRST), _greedy(SECOND)
+    backend.sample([a])
+    (with_cache,), = backend.sample([b])
+    assert with_cache.prompt_tokens_evaluated < with_cache.prompt_tokens
+    backend.prefix_cache = False
+    backend._forget_prompt()
+    backend.sample([a])
+    (without,), = backend.sample([b])
+    assert without.prompt_tokens_evaluated == without.prompt_tokens
+    assert without.text == with_cache.text
+
+
+def test_a_changed_token_in_the_middle_invalidates_everything_after_it(backend) -> None:
+    a = _greedy(FIRST)
+    edited = _greedy(dataclasses.replace(FIRST, context=HELPERS.replace("scaled by 6",
+                                                                        "multiplied by 6")))
+    backend.sample([a])
+    (g,), = backend.sample([edited])
+    ta, te = _tokens(backend, a), _tokens(backend, edited)
+    change = _common(ta, te)
+    assert 0 < change < len(te) - 100  # the edit sits in the middle of the prompt
+    assert g.prompt_tokens_evaluated == len(te) - change
+    backend.prefix_cache = False
+    backend._forget_prompt()
+    (fresh,), = backend.sample([edited])
+    assert fresh.text == g.text
+
+
+def test_a_stage_shares_the_cached_prefix_between_its_solution_and_test_prompts(backend) -> None:
+    from cascode.engine.prompts import stage_specs
+
+    backend.sample([_greedy(FIRST)])
+    sols, tests = backend.sample(stage_specs(SECOND, 3, 2, seed=1))
+    evaluated = sum(g.prompt_tokens_evaluated or 0 for g in sols + tests)
+    full = sols[0].prompt_tokens + tests[0].prompt_tokens
+    # Each distinct prompt counted once, and far less than both prompts in full.
+    assert 0 < evaluated < full // 2
+    assert [g.prompt_tokens_evaluated for g in sols[1:] + tests[1:]] == [0, 0, 0, 0]
+
+
+def _rss_mib() -> float:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_fifty_requests_over_different_files_keep_memory_bounded(backend) -> None:
+    lib = backend._lib
+    backend.sample([_greedy(FIRST, 1)])
+    start = _rss_mib()
+    for i in range(50):
+        context = "".join(f"VALUE_{i}_{j} = {i * j}\n" for j in range(1 + i % 4))
+        task = Task(f'def f_{i}(x):\n    """Return x plus {i}."""\n', f"f_{i}", context=context)
+        backend.sample([_greedy(task, 1)])
+        # One prompt cached, at most half the context; every stage sequence freed.
+        assert 0 < backend.cached_prompt_tokens <= backend.n_ctx // 2
+        for seq_id in range(backend.n_seq_max):
+            assert lib.llama_memory_seq_pos_max(backend._mem, seq_id) == -1
+        assert lib.llama_memory_seq_pos_max(backend._mem, backend.n_seq_max) == (
+            backend.cached_prompt_tokens - 1)
+    assert _rss_mib() - start < 64  # no growth with the number of requests
+
+
+class CountingToken(CancelToken):
+    """Cancelled from its n-th check on: counts how often the backend looks."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.checks = 0
+
+    @property
+    def cancelled(self) -> bool:
+        self.checks += 1
+        if self.checks >= self.after:
+            self.cancel("cancelled during the prompt")
+        return super().cancelled
+
+
+def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
+    long_context = HELPERS * 10
+    spec = _greedy(dataclasses.replace(FIRST, context=long_context), 8)
+    n = len(_tokens(backend, spec))
+    chunks = -(-n // PROMPT_BATCH)
+    assert chunks >= 5, n
+    token = CountingToken(after=3)
+    decode_calls = []
+    real = backend._lib
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            attr = getattr(real, name)
+            if name == "llama_decode":
+                def counted(*args):  # type: ignore[no-untyped-def]
+                    decode_calls.append(1)
+                    return attr(*args)
+                return counted
+            return attr
+
+    backend._lib = Counting()
+    try:
+        with pytest.raises(Cancelled, match="during the prompt"):
+            backend.sample([spec], cancel=token)
+    finally:
+        backend._lib = real
+    # Checked before the prompt and before each chunk: cancelled on the 3rd look,
+    # after at most 2 of its >= 5 chunks were evaluated.
+    assert len(decode_calls) <= 2 < chunks
+    # Nothing half-evaluated is kept: the next request evaluates its whole prompt.
+    assert backend.cached_prompt_tokens == 0
+    (g,), = backend.sample([_greedy(FIRST)])
+    assert g.prompt_tokens_evaluated == g.prompt_tokens
