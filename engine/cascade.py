@@ -64,6 +64,12 @@ class Cascade:
         emit = on_event or (lambda _e: None)
         stages: list[StageTrace] = []
         active = tier_plan.stages
+        if task.context_budget is not None:
+            # One prompt context for every member, counted with the first one's tokenizer.
+            from .context.budget import token_counter, with_prompt_context
+
+            task = with_prompt_context(
+                task, token_counter(self._backend(active[0].member.name)))
         for pos, stage in enumerate(active):
             cancel_mod.check(cancel)  # type: ignore[arg-type]
             emit(StageStarted(stage.member.name, stage.k, stage.l, pos, len(active)))

@@ -42,7 +42,8 @@ _TEST_REQUEST = (
 
 
 def _code(task: Task) -> str:
-    code = (task.context.rstrip() + "\n\n\n" if task.context.strip() else "") + task.prompt
+    context = task.context if task.prompt_context is None else task.prompt_context
+    code = (context.rstrip() + "\n\n\n" if context.strip() else "") + task.prompt
     return code if code.endswith("\n") else code + "\n"
 
 

@@ -31,6 +31,21 @@ class Task:
     entry_point: str
     context: str = ""
     task_id: str = ""
+    # What the prompt shows of the file instead of `context` (None: `context`).
+    # The sandbox executes `context` whatever the prompt shows.
+    prompt_context: str | None = None
+    # The file's pieces for the prompt, fitted to a token budget by the cascade
+    # with its first member's tokenizer (engine/context/budget.py).
+    context_budget: ContextBudget | None = None
+
+
+@dataclass(frozen=True)
+class ContextBudget:
+    """A file's pieces for the prompt and the budget they are fitted to."""
+
+    shared: tuple[str, ...]  # imports, then outlines of the top-level definitions
+    helpers: tuple[str, ...]  # full text of the helpers the function names
+    tokens: int
 
 
 # ---------------------------------------------------------------------------

@@ -64,9 +64,10 @@ class Completer:
         fc = _function_at(source, *cursor)
         if fc is None:
             return None
-        task = fc.task()
+        budget = state.settings.context_tokens
+        task = fc.task(budget if budget >= 0 else None)
         if not state.settings.file_context:
-            task = dataclasses.replace(task, context="")
+            task = dataclasses.replace(fc.task(), context="")
 
         previous = self._inflight.get(uri)
         if previous is not None and not previous.done():

@@ -27,6 +27,8 @@ from typing import Any
 import attrs
 import cattrs
 
+from cascode.engine.context.budget import DEFAULT_CONTEXT_TOKENS
+
 SECTION = "cascode"
 
 
@@ -62,6 +64,12 @@ class Settings:
     file_context: bool = True
     """Give the model the file's imports and earlier top-level definitions along with the
     function, and run them before the generated code in the sandbox."""
+
+    context_tokens: int = attrs.field(default=DEFAULT_CONTEXT_TOKENS, metadata={"minimum": -1})
+    """Prompt tokens for the file around the function: its imports and an outline of its
+    definitions (shared by every function of the file), then the helpers the function names.
+    The sandbox still runs the whole file context. 0: none; -1: the whole file context, no
+    budget."""
 
     cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
     """How many answers to keep in memory: asking again for the same stub in the same file

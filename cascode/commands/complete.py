@@ -25,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the full trace as JSON")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument(
+        "--context-tokens",
+        type=int,
+        default=1024,
+        help="prompt tokens for the file around the function (imports, an outline of its "
+        "definitions, the helpers it names); 0: none; -1: the whole file context "
+        "(default 1024; the sandbox always runs the whole file context)",
+    )
+    parser.add_argument(
         "--sandbox-layers",
         default=None,
         help="force a sandbox path: auto, bwrap, unshare, landlock, rlimits "
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from cascode.engine.family import Family
     from cascode.engine.plans import load_plan
 
-    task, where = _read_task(args.target)
+    task, where = _read_task(args.target, args.context_tokens)
     plan = load_plan(args.plan_file)
     tier = plan.tier(args.tier)  # checks the tier name before anything loads
     family = Family(plan.family)
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_task(target: str):  # type: ignore[no-untyped-def]
+def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untyped-def]
     from pathlib import Path
 
     from cascode.engine.context import function_at, last_function
@@ -98,7 +106,8 @@ def _read_task(target: str):  # type: ignore[no-untyped-def]
         fc = function_at(source, line - 1, 0)
         if fc is None:
             raise ContextError(f"{path}:{line}: no function at this line")
-    return fc.task(), target
+    # A prompt on stdin is used as given; a file's context is budgeted.
+    return fc.task(context_tokens if context_tokens >= 0 else None), target
 
 
 def _sandbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..types import Task
+from ..types import ContextBudget, Task
 from .file_context import file_context
 from .scanner import DEF, Line, Source, ensure_newline, width
 
@@ -47,9 +47,18 @@ class FunctionContext:
     indented_lines_after: int = 0
     # The length of the function's last line when it ends the file without a line end.
     eof_column: int | None = None
+    source: str = field(default="", repr=False)  # the whole file, for the prompt's context
 
-    def task(self) -> Task:
-        return Task(self.prompt, entry_point=self.name, context=self.context)
+    def task(self, context_tokens: int | None = None) -> Task:
+        """The task; with `context_tokens`, the prompt shows a budgeted view of the
+        file (engine/context/budget.py) while the sandbox still runs `context`."""
+        if context_tokens is None or not self.source:
+            return Task(self.prompt, entry_point=self.name, context=self.context)
+        from .budget import context_pieces
+
+        shared, helpers = context_pieces(self.context, self.name, self.prompt)
+        return Task(self.prompt, entry_point=self.name, context=self.context,
+                    context_budget=ContextBudget(shared, helpers, context_tokens))
 
 
 _CLASS = re.compile(r"class\s+(\w+)")
@@ -228,6 +237,7 @@ def _build(src: Source, i: int) -> FunctionContext:
         docstring_closer=closing or "",
         indented_lines_after=_indented_lines(src.lines, ll.block_end),
         eof_column=_eof_column(src.lines, ll.block_end),
+        source=src.source,
     )
 
 

@@ -162,6 +162,7 @@ class Source:
     """A file, scanned once."""
 
     def __init__(self, source: str) -> None:
+        self.source = source
         self.lines = split_lines(source)
         self.lls = tree(scan(self.lines))
         self._children: dict[int | None, list[int]] = {}

@@ -61,12 +61,13 @@ def test_every_field_is_documented_in_the_manifest_and_the_table():
     assert list(props) == [
         "cascode.enable", "cascode.planFile", "cascode.tier", "cascode.sandbox.layers",
         "cascode.sandbox.allowUnsafe", "cascode.preload", "cascode.fileContext",
-        "cascode.cacheSize"]
+        "cascode.contextTokens", "cascode.cacheSize"]
     assert props["cascode.tier"] == {
         "type": "string", "default": "", "order": 2,
         "markdownDescription": props["cascode.tier"]["markdownDescription"]}
     assert all(len(p["markdownDescription"]) > 30 for p in props.values())
     assert props["cascode.cacheSize"]["minimum"] == 0
+    assert props["cascode.contextTokens"]["minimum"] == -1
     table = markdown_table()
     for key, prop in props.items():
         assert f"| `{key}` | {prop['type']} | `{json.dumps(prop['default'])}` |" in table
@@ -103,8 +104,7 @@ def test_the_vscode_manifest_holds_the_generated_settings():
     from pathlib import Path
 
     manifest = Path(__file__).parents[2] / "editors" / "vscode" / "package.json"
-    if not manifest.exists():
-        return
+    assert manifest.is_file(), f"{manifest}: the extension's manifest is part of the repository"
     props = json.loads(manifest.read_text())["contributes"]["configuration"]["properties"]
     expected = vscode_configuration()["properties"]
     assert {k: v for k, v in props.items() if k in expected} == expected, (

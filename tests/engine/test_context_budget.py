@@ -1,0 +1,172 @@
+"""The prompt's view of a file: a budget, a shared part, the helpers a function names."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cascode.engine.context import function_at
+from cascode.engine.context.budget import context_pieces, fit_context, with_prompt_context
+from cascode.engine.prompts import solution_spec
+from cascode.engine.types import ContextBudget, Task
+
+MODULE = '''"""Inventory helpers."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+LIMIT = 10
+NAMES = ["a", "b"]
+BIG_TABLE = {''' + ", ".join(f"'k{i}': {i}" for i in range(60)) + '''}
+
+
+@dataclass
+class Item:
+    """One stock item."""
+
+    name: str
+    count: int = 0
+
+    def total(self, price: float) -> float:
+        """The item's value at `price`."""
+        return self.count * price
+
+    def restock(self, n: int) -> None:
+        self.count += n
+
+
+def parse_line(line: str) -> Item:
+    """An Item from 'name,count'."""
+    name, count = line.split(",")
+    return Item(name.strip(), int(count))
+
+
+def unrelated_helper(x):
+    """Something else entirely."""
+    total = 0
+    for i in range(x):
+        total += i * i
+    return total
+
+
+def load_items(path: Path) -> list[Item]:
+    """Every Item of a file, one per line, through parse_line."""
+
+
+def dump_items(items: list[Item]) -> str:
+    """The items as JSON."""
+'''
+
+
+def _chars(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _fc(source: str, name: str):  # type: ignore[no-untyped-def]
+    line = next(i for i, t in enumerate(source.splitlines()) if t.startswith(f"def {name}("))
+    fc = function_at(source, line + 1, 4)
+    assert fc is not None and fc.name == name
+    return fc
+
+
+def test_the_shared_part_is_imports_then_outlines_in_file_order() -> None:
+    fc = _fc(MODULE, "load_items")
+    shared, helpers = context_pieces(fc.context, "load_items", fc.prompt)
+    assert shared[0] == "import json\nfrom dataclasses import dataclass\nfrom pathlib import Path\n"
+    text = "".join(shared)
+    assert text.index("LIMIT = 10") < text.index("class Item") < text.index("def parse_line")
+    assert "BIG_TABLE = ...\n" in shared  # a long assignment is outlined
+    assert '    def total(self, price: float) -> float:\n        """The item\'s value' in text
+    assert "return self.count * price" not in text  # no bodies in the outline
+    assert 'def unrelated_helper(x):\n    """Something else entirely."""' in text
+    # The function names parse_line (docstring) and Item, Path (signature): the
+    # helpers are the file's own definitions it names, in the order first named.
+    assert [h.split("\n")[0 if not h.startswith("@") else 1] for h in helpers] == [
+        "class Item:", "def parse_line(line: str) -> Item:"]
+    assert "return Item(name.strip(), int(count))" in helpers[1]
+
+
+def test_two_functions_of_a_file_share_the_same_first_part() -> None:
+    a = _fc(MODULE, "load_items").task(400)
+    b = _fc(MODULE, "dump_items").task(400)  # below load_items: its context extends a's
+    pa, pb = fit_context(a.context_budget, _chars), fit_context(b.context_budget, _chars)
+    shared_a = fit_context(dataclasses.replace(a.context_budget, helpers=()), _chars)
+    assert len(shared_a) > 300
+    assert pa.startswith(shared_a) and pb.startswith(shared_a)
+    # Nothing below a function is shown to it: the sandbox could not run it.
+    assert "def dump_items" not in pa and "def load_items" in pb
+    # And so do their whole prompts, up to the function-specific part.
+    sa = solution_spec(dataclasses.replace(a, prompt_context=pa), 1, sampled=False)
+    sb = solution_spec(dataclasses.replace(b, prompt_context=pb), 1, sampled=False)
+    assert sa.messages[0].content.startswith("```python\n" + shared_a)
+    assert sb.messages[0].content.startswith("```python\n" + shared_a)
+
+
+def test_the_budget_is_kept_and_named_helpers_go_before_unrelated_ones() -> None:
+    fc = _fc(MODULE, "load_items")
+    task = fc.task(60)
+    out = fit_context(task.context_budget, _chars)
+    assert _chars(out) <= 60 + 12  # the "not shown" line is the only overshoot
+    assert "more definitions not shown" in out
+    roomy = fit_context(fc.task(2000).context_budget, _chars)
+    assert "not shown" not in roomy and "def parse_line(line: str) -> Item:\n" in roomy
+    # At a middling budget the named helper's body is in, the unrelated body is not.
+    mid = fit_context(fc.task(260).context_budget, _chars)
+    assert "return Item(name.strip(), int(count))" in mid
+    assert "total += i * i" not in mid
+    assert fit_context(fc.task(0).context_budget, _chars) == ""
+
+
+def test_the_same_file_gives_the_same_prompt() -> None:
+    runs = {fit_context(_fc(MODULE, "load_items").task(300).context_budget, _chars)
+            for _ in range(3)}
+    assert len(runs) == 1
+
+
+def test_what_is_cut_from_the_prompt_still_runs_in_the_sandbox() -> None:
+    fc = _fc(MODULE, "load_items")
+    task = with_prompt_context(fc.task(40), _chars)
+    assert task.prompt_context is not None and "def parse_line" not in task.prompt_context
+    assert "def parse_line" in task.context  # executed before every solution
+
+
+def test_a_task_without_a_budget_keeps_the_old_prompt() -> None:
+    task = Task('def f(x):\n    """Return x."""\n', "f", context="import os\n")
+    assert with_prompt_context(task, _chars) is task
+    spec = solution_spec(task, 1, sampled=False)
+    assert spec.messages[0].content.startswith("```python\nimport os\n\n\ndef f(x):")
+
+
+@pytest.mark.parametrize("kind", ["huge", "one-line", "broken", "binary"])
+def test_bad_files_give_a_bounded_prompt_quickly(kind: str) -> None:
+    stub = 'def target(x):\n    """Return x doubled."""\n'
+    if kind == "huge":
+        source = "".join(f"def f{i}(a):\n    return a + {i}\n\n\n" for i in range(12500)) + stub
+    elif kind == "one-line":
+        source = "X = [" + "1, " * 200_000 + "]\n\n\n" + stub
+    elif kind == "broken":
+        source = "def broken(:\n    pass\n\nclass (x\n\n" + stub
+    else:
+        source = "DATA = b'\\x00\\xff'\n\x00\x01garbage\x7f\n\n" + stub
+    fc = function_at(source, source.count("\n") - 1, 4)
+    assert fc is not None and fc.name == "target"
+    out = fit_context(fc.task(1024).context_budget, _chars)
+    assert _chars(out) <= 1024 + 12
+
+
+def test_a_real_module_of_this_project_fits(tmp_path: Path) -> None:
+    source = (Path(__file__).resolve().parents[2] / "engine" / "cascade.py").read_text()
+    fc = _fc(source, "run_stage")
+    out = fit_context(fc.task(1024).context_budget, _chars)
+    assert _chars(out) <= 1024
+    assert out.startswith("from __future__ import annotations\nimport ast\n")
+    assert "def _passes_threshold(trace: StageTrace) -> bool:\n    ...\n" in out  # outlined
+    assert _chars(fc.context) > _chars(out)  # its body is in the sandbox's context only
+    # A function low in a long module: its whole context is far bigger than the view.
+    big = (Path(__file__).resolve().parents[2] / "engine" / "backends" / "openai.py").read_text()
+    last = _fc(big, "gguf_chat_template")
+    view = fit_context(last.task(1024).context_budget, _chars)
+    assert _chars(view) <= 1024 + 12 < _chars(last.context)
