@@ -10,7 +10,7 @@ import pytest
 from cascode.engine.context import function_at
 from cascode.engine.context.budget import context_pieces, fit_context, with_prompt_context
 from cascode.engine.prompts import solution_spec
-from cascode.engine.types import ContextBudget, Task
+from cascode.engine.types import Task
 
 MODULE = '''"""Inventory helpers."""
 

@@ -12,9 +12,9 @@ import dataclasses
 import os
 
 import pytest
+from test_llama_cpp import CountingToken
 
 from cascode.engine.backends.llama_cpp import PROMPT_BATCH
-from cascode.engine.cancel import CancelToken
 from cascode.engine.errors import Cancelled
 from cascode.engine.prompts import solution_spec
 from cascode.engine.types import SampleSpec, Task
@@ -139,29 +139,13 @@ def test_fifty_requests_over_different_files_keep_memory_bounded(backend) -> Non
     assert _rss_mib() - start < 64  # no growth with the number of requests
 
 
-class CountingToken(CancelToken):
-    """Cancelled from its n-th check on: counts how often the backend looks."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__()
-        self.after = after
-        self.checks = 0
-
-    @property
-    def cancelled(self) -> bool:
-        self.checks += 1
-        if self.checks >= self.after:
-            self.cancel("cancelled during the prompt")
-        return super().cancelled
-
-
 def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
     long_context = HELPERS * 10
     spec = _greedy(dataclasses.replace(FIRST, context=long_context), 8)
     n = len(_tokens(backend, spec))
     chunks = -(-n // PROMPT_BATCH)
     assert chunks >= 5, n
-    token = CountingToken(after=3)
+    token = CountingToken(after=2)  # cancelled from its 3rd check on
     decode_calls = []
     real = backend._lib
 
@@ -177,7 +161,7 @@ def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
 
     backend._lib = Counting()
     try:
-        with pytest.raises(Cancelled, match="during the prompt"):
+        with pytest.raises(Cancelled):
             backend.sample([spec], cancel=token)
     finally:
         backend._lib = real
