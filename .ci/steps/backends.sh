@@ -11,4 +11,4 @@ python - <<'PY' 2>/dev/null || python -m pip install -q -e ".[openai]" "jinja2>=
 import fastapi, httpx, jinja2, pydantic_settings, sse_starlette, starlette_context, uvicorn
 PY
 python -c "import transformers, accelerate, gguf" 2>/dev/null \
-  || echo "backends: transformers/accelerate/gguf missing: the transformers tests will skip" >&2
+  || echo "backends: transformers/accelerate/gguf missing: the transformers tests will fail" >&2

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.conftest import need_module
 
 # A handler gets (request number from 0, path, parsed body) and returns
 # (status, body bytes, headers), or None to never answer.
@@ -97,7 +97,8 @@ def start_llama_server(model: Path, *, n_ctx: int = 4096, timeout_s: float = 240
     import time
     import urllib.request
 
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    need_module("llama_cpp.server.app", "llama-cpp-python's server dependencies "
+                "(.ci/steps/backends.sh)")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import need_module
+
 # The tests import their helpers (backend_loopback) from this folder.
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -75,7 +77,7 @@ def _make_tiny_qwen2(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("transformers")
+    need_module("transformers", "the transformers extra (install.sh)")
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -99,8 +101,8 @@ def llama_server_05b(qwen05b_path: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def qwen05b_transformers(qwen05b_path: Path):  # type: ignore[no-untyped-def]
     """The embedded 0.5B GGUF loaded through transformers' GGUF path (dequantized)."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
+    need_module("transformers", "the transformers extra (install.sh)")
+    need_module("gguf", "the transformers extra (install.sh)")
     from cascode.engine.backends.transformers import TransformersBackend
 
     backend = TransformersBackend.load(str(qwen05b_path), name="qwen-0.5b-tf", threads=2)

@@ -11,13 +11,19 @@ from backend_loopback import Loopback, completion
 
 from cascode.engine import prompts
 from cascode.engine.cancel import CancelToken
-from cascode.engine.errors import BackendError, Cancelled, ModelError
+from cascode.engine.errors import BackendError, Cancelled, ModelError, PlanError
 from cascode.engine.extract import AssertStop, CodeStop
 from cascode.engine.plans import Member
 from cascode.engine.prompts import solution_spec, solution_text
 from cascode.engine.types import Task
 
-pytest.importorskip("httpx")
+from ..conftest import need_module
+
+
+@pytest.fixture(autouse=True)
+def _httpx() -> None:
+    need_module("httpx", "the openai extra (.ci/steps/backends.sh)")
+
 
 TASK = Task(prompt='def sq(x):\n    """Square x."""\n', entry_point="sq")
 
@@ -174,13 +180,15 @@ def test_api_key_comes_from_the_named_environment_variable(monkeypatch) -> None:
 def test_bad_options_are_clear_errors() -> None:
     from cascode.engine.backends import create_backend
 
-    with pytest.raises(ModelError, match="options.base_url is required"):
+    # Options are typed (options.OpenAIOptions): a bad one is a PlanError naming the field,
+    # at plan load (tests/engine/test_backend_options.py) and here alike.
+    with pytest.raises(PlanError, match="member r: options.base_url: required"):
         create_backend(Member("r", "openai", "m"))
-    with pytest.raises(ModelError, match="unknown openai option"):
+    with pytest.raises(PlanError, match="options.base: unknown openai option"):
         backend("http://127.0.0.1:9/v1", base="x")
-    with pytest.raises(ModelError, match="endpoint must be"):
+    with pytest.raises(PlanError, match="options.endpoint: must be one of 'completions', 'chat'"):
         backend("http://127.0.0.1:9/v1", endpoint="responses")
-    with pytest.raises(ModelError, match="timeout_s must be"):
+    with pytest.raises(PlanError, match="options.timeout_s: invalid value for type"):
         backend("http://127.0.0.1:9/v1", timeout_s="soon")
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cascode.engine.cancel import CancelToken
-from cascode.engine.errors import Cancelled, ModelError
+from cascode.engine.errors import Cancelled, ModelError, PlanError
 from cascode.engine.extract import AssertStop, CodeStop
 from cascode.engine.plans import Member
 from cascode.engine.types import Message, SampleSpec
-
-pytest.importorskip("transformers")
 
 
 @dataclass(frozen=True)
@@ -47,46 +47,97 @@ def backend(tiny_qwen2: Path):
     b.close()
 
 
-def test_a_stage_is_one_batch_of_k_rows_per_spec(backend) -> None:
-    calls = []
+@contextmanager
+def scripted(backend, rows: list[list[str]]) -> Iterator[list[dict]]:
+    """Make the random-weight model emit a script: batch row r gets the token
+    rows[r][step] at each decode step (its last token once the script runs out).
+
+    The model still runs its forward passes and `generate` its loop; only the
+    choice of each token is forced, through a logits processor, so that what the
+    backend must make of known tokens (stop rules, lengths, texts) is exact.
+    Yields the keyword arguments of each `generate` call.
+    """
+    import torch
+    import transformers
+
+    ids = [[backend.tokenizer.convert_tokens_to_ids(t) for t in row] for row in rows]
+    unknown = {t for row, row_ids in zip(rows, ids, strict=True)
+               for t, i in zip(row, row_ids, strict=True)
+               if i in (None, backend.tokenizer.unk_token_id) or i in backend._eos_ids}
+    assert not unknown, f"not ordinary tokens of the tiny vocabulary: {unknown}"
+
+    class Force(transformers.LogitsProcessor):
+        def __init__(self) -> None:
+            self.start: int | None = None
+
+        def __call__(self, input_ids, scores):
+            assert input_ids.shape[0] == len(ids), "one script per batch row"
+            if self.start is None:
+                self.start = input_ids.shape[1]
+            step = input_ids.shape[1] - self.start
+            forced = torch.full_like(scores, float("-inf"))
+            for r, row in enumerate(ids):
+                forced[r, row[min(step, len(row) - 1)]] = 0.0
+            return forced
+
+    calls: list[dict] = []
     generate = backend.model.generate
 
-    def counting_generate(**kwargs):
-        calls.append((tuple(kwargs["input_ids"].shape), kwargs["num_return_sequences"]))
-        return generate(**kwargs)
+    def forced_generate(**kwargs):
+        calls.append(kwargs)
+        return generate(**kwargs, logits_processor=transformers.LogitsProcessorList([Force()]))
 
-    backend.model.generate = counting_generate
+    backend.model.generate = forced_generate
     try:
-        prefix = "```python\ndef f(x):\n"
-        solutions = spec(prefix, 3, CodeStop(body_start=len(prefix)), max_tokens=16)
-        tests = spec("```python\nassert f(", 3, AssertStop(2), max_tokens=10)
-        out = backend.sample([solutions, tests])
+        yield calls
     finally:
         del backend.model.generate
-    assert len(calls) == 1 and calls[0][0][0] == 2 and calls[0][1] == 3
-    assert [len(group) for group in out] == [3, 3]
+
+
+def test_a_stage_is_one_batch_of_k_rows_per_spec(backend) -> None:
+    prefix = "```python\ndef f(x):\n"
+    solutions = spec(prefix, 3, CodeStop(body_start=len(prefix)), max_tokens=16)
+    tests = spec("```python\nassert f(", 3, AssertStop(2), max_tokens=10)
+    script = [
+        # solutions: a body, then the closing fence; a body, then a top-level line
+        # (cut before it, inside the step's piece); no line end in 16 tokens
+        ["    return x * x\n", "```\n"],
+        ["    return x * x\n", "x = f(1)\n"],
+        ["x"],
+        # tests (one character a token, then whole lines): the second assert line ends
+        # the test; the fence ends it early; no line end in 10 tokens
+        [*"1) == 1\n", "assert f(2) == 4\n", "assert f(1) == 1\n"],
+        [*"1)\n", "```\n"],
+        ["1"],
+    ]
+    with scripted(backend, script) as calls:
+        out = backend.sample([solutions, tests])
+    (call,) = calls  # one generate call for both specs: 2 prompts, 3 sequences each
+    assert call["input_ids"].shape[0] == 2 and call["num_return_sequences"] == 3
+    assert call["max_new_tokens"] == 16
+    got = [[(g.text, g.generated_tokens, g.finish_reason) for g in group] for group in out]
+    assert got == [
+        [("    return x * x\n", 2, "stop"), ("    return x * x\n", 2, "stop"),
+         ("x" * 16, 16, "length")],
+        [("1) == 1\nassert f(2) == 4\n", 9, "stop"), ("1)\n", 4, "stop"),
+         ("1" * 10, 10, "length")],
+    ]
+    # Each token's end in the text, clipped to the cut.
+    assert [g.token_ends for g in out[0]] == [(17, 17), (17, 17), tuple(range(1, 17))]
+    assert out[1][0].token_ends == (1, 2, 3, 4, 5, 6, 7, 8, 25)
+    assert out[1][1].token_ends == (1, 2, 3, 3)
     for s, group in zip((solutions, tests), out, strict=True):
         prompt_tokens = len(backend.tokenizer(backend.render(s), add_special_tokens=False)
                             ["input_ids"])
         for g in group:
-            assert 1 <= g.generated_tokens <= s.max_tokens
             assert g.prompt_tokens == prompt_tokens
-            assert len(g.token_ends) == g.generated_tokens
-            assert list(g.token_ends) == sorted(g.token_ends)
-            assert g.token_ends[-1] == len(g.text)
-            assert g.prompt_seconds > 0 and g.decode_seconds >= 0
-            # The rule has been applied: the text ends where the rule cuts, or
-            # the rule has nothing to cut yet.
+            assert g.prompt_seconds > 0 and g.decode_seconds > 0
+            # The stop rule has been applied: nothing past its cut is left.
             assert s.stop.cut(s.prefix + g.text) in (None, len(s.prefix + g.text))
-            if g.finish_reason == "length":
-                assert g.generated_tokens == s.max_tokens
-    for g in out[1]:
-        assert (tests.prefix + g.text).count("\nassert") <= 2
-        assert "```" not in g.text
 
 
 def test_stop_rule_cuts_each_row_at_its_own_line(backend) -> None:
-    # Every newline piece triggers the rule; it cuts after the first complete line.
+    # The rule cuts after the first complete line; each row reaches it at its own step.
     @dataclass(frozen=True)
     class FirstLine:
         stop_strings: tuple[str, ...] = ()
@@ -95,22 +146,30 @@ def test_stop_rule_cuts_each_row_at_its_own_line(backend) -> None:
             nl = text.find("\n", len("P:"))
             return nl + 1 if nl != -1 else None
 
-    out = backend.sample([spec("P:", 4, FirstLine(), max_tokens=40)])[0]
-    for g in out:
-        if g.finish_reason == "stop" and "\n" in g.text:
-            assert g.text.endswith("\n") and g.text.count("\n") == 1
-        assert g.token_ends[-1] <= len(g.text)
+    script = [["x = f(1)\n", "# note\n"], ["a", "b", "\n", "c"], ["# note\n"],
+              [*"abcde", "x = f(1)\n", "\n"]]
+    with scripted(backend, script):
+        out = backend.sample([spec("P:", 4, FirstLine(), max_tokens=40)])[0]
+    assert [(g.text, g.generated_tokens, g.finish_reason) for g in out] == [
+        ("x = f(1)\n", 1, "stop"), ("ab\n", 3, "stop"), ("# note\n", 1, "stop"),
+        ("abcdex = f(1)\n", 6, "stop"),
+    ]
+    assert all(g.token_ends[-1] == len(g.text) for g in out)
 
 
 def test_rows_keep_their_own_max_tokens_and_n(backend) -> None:
     short = spec("a", 2, NeverStop(), max_tokens=3, seed=5)
     long = spec("b", 1, NeverStop(), max_tokens=9, seed=5)
-    out = backend.sample([short, long])
-    assert [len(g) for g in out] == [2, 1]
-    assert all(g.generated_tokens <= 3 for g in out[0])
-    assert out[1][0].generated_tokens <= 9
-    total_decode = sum(g.decode_seconds for group in out for g in group)
-    assert total_decode >= 0
+    with scripted(backend, [["x"], ["y"], ["z"]]) as calls:
+        out = backend.sample([short, long])
+    (call,) = calls  # different n: one prompt row per sequence, in one batch
+    assert call["input_ids"].shape[0] == 3 and call["num_return_sequences"] == 1
+    assert [[(g.text, g.generated_tokens, g.finish_reason) for g in group] for group in out] == [
+        [("xxx", 3, "length"), ("yyy", 3, "length")], [("z" * 9, 9, "length")]]
+    assert [g.token_ends for g in out[0]] == [(1, 2, 3), (1, 2, 3)]
+    # The decode time is shared out by tokens: every row decoded, the longer one most.
+    decode = [g.decode_seconds for group in out for g in group]
+    assert all(d > 0 for d in decode) and decode[2] == pytest.approx(3 * decode[0])
 
 
 def test_greedy_is_deterministic_and_rows_agree(backend) -> None:
@@ -148,7 +207,7 @@ class FlipsAfter:
 
 def test_cancel_stops_between_decode_steps(backend) -> None:
     token = FlipsAfter(3)
-    with pytest.raises(Cancelled):
+    with scripted(backend, [["x"], ["y"]]), pytest.raises(Cancelled):  # never ends by itself
         backend.sample([spec("a", 2, NeverStop(), max_tokens=200)], cancel=token)
     assert token.reads == 4  # one check before generate, then one per step
     set_token = CancelToken()
@@ -160,7 +219,7 @@ def test_cancel_stops_between_decode_steps(backend) -> None:
 def test_bad_members_are_clear_errors(tiny_qwen2: Path, tmp_path: Path) -> None:
     from cascode.engine.backends.transformers import TransformersBackend
 
-    with pytest.raises(ModelError, match="unknown transformers option"):
+    with pytest.raises(PlanError, match="member m: options.device: unknown transformers option"):
         TransformersBackend.from_member(
             Member("m", "transformers", str(tiny_qwen2), options={"device": "cpu"})
         )

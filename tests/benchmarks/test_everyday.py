@@ -11,6 +11,8 @@ import pytest
 from cascode.benchmarks.datasets import load_dataset
 from cascode.engine.types import Verdict
 
+from ..conftest import need_sandbox
+
 DATA = Path(__file__).parents[2] / "benchmarks" / "data" / "everyday.jsonl"
 
 
@@ -19,8 +21,7 @@ def sandbox():
     from cascode.engine.sandbox import create_sandbox
 
     box = create_sandbox()
-    if not box.available:
-        pytest.skip(f"no sandbox here: {box.reason}")
+    need_sandbox(box)
     yield box
     box.close()
 

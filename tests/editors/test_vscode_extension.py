@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-EXT = Path(__file__).resolve().parents[2] / "editors" / "vscode"
+from ..conftest import need
 
-pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+EXT = Path(__file__).resolve().parents[2] / "editors" / "vscode"
 
 
 def npm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -28,6 +28,7 @@ def npm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
+    need(shutil.which("npm"), "npm is not installed")
     if not (EXT / "node_modules" / ".package-lock.json").exists():
         npm("ci", "--no-audit", "--no-fund", timeout=600)
     return EXT / "node_modules"

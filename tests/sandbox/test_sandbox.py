@@ -7,7 +7,6 @@ cases are in test_hostile.py, inside a throwaway namespace.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,14 @@ from cascode.engine.errors import CascodeError, SandboxUnavailable
 from cascode.engine.sandbox import create_sandbox
 from cascode.engine.sandbox.process import ProcessSandbox, _self_check, _verdict_rows
 from cascode.engine.types import ExecutionLimits, Verdict
+
+from ..conftest import in_ci, need
+from ..host_facts import (
+    bwrap_installed,
+    expected_auto_path,
+    host_refusal,
+    landlock_abi,
+)
 
 P, F, T, C = Verdict.PASSED, Verdict.FAILED, Verdict.TIMEOUT, Verdict.CRASHED
 FAST = ExecutionLimits(assert_timeout_s=0.2, solution_cpu_s=1.0, solution_wall_s=4.0,
@@ -34,10 +41,19 @@ def sandbox() -> Iterator[ProcessSandbox]:
 
 
 def test_auto_picks_the_best_working_path(sandbox: ProcessSandbox) -> None:
-    expected = "bwrap" if shutil.which("bwrap") else sandbox.path
-    assert sandbox.path == expected
-    assert sandbox.layers[0] == expected
-    assert {"rlimits", "seccomp"} <= set(sandbox.layers)
+    # Decided by the host, probed without the sandbox's code: bwrap where it is
+    # installed and namespaces are permitted, else unshare, else Landlock.
+    if in_ci():  # elsewhere, a machine without bwrap must pick the next path
+        need(bwrap_installed(), "bubblewrap (bwrap) is not installed")
+    expected = expected_auto_path()
+    assert expected is not None, "the host permits no isolation path: no namespaces, no Landlock"
+    assert sandbox.path == expected, sandbox.refused
+    assert sandbox.layers == [expected, "rlimits", "seccomp"]
+    # Exactly the better paths were refused, bwrap for the reason the host gives.
+    better = ["bwrap", "unshare", "landlock"][: ["bwrap", "unshare", "landlock"].index(expected)]
+    assert list(sandbox.refused) == better, sandbox.refused
+    if not bwrap_installed():
+        assert sandbox.refused["bwrap"] == "bubblewrap (bwrap) is not installed"
 
 
 def test_matrix_of_solutions_and_asserts(sandbox: ProcessSandbox) -> None:
@@ -206,13 +222,28 @@ def test_forced_path_without_its_prerequisite(monkeypatch: pytest.MonkeyPatch,
     sb.close()
 
 
-def test_environment_variable_forces_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CASCODE_SANDBOX_LAYERS", "landlock")
+@pytest.mark.parametrize("path", ["bwrap", "unshare", "landlock"])
+def test_environment_variable_forces_a_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    refusal = host_refusal(path)  # the host's own verdict, not the sandbox's
+    if refusal is not None:
+        pytest.skip(f"{path}: {refusal}")
+    if path == "bwrap":
+        need(bwrap_installed(), "bubblewrap (bwrap) is not installed")
+    monkeypatch.setenv("CASCODE_SANDBOX_LAYERS", path)
     with create_sandbox("auto") as sb:
-        if not sb.available:
-            pytest.skip(f"Landlock unavailable here: {sb.reason}")
-        assert sb.layers[0] == "landlock"
-        assert "bwrap" not in sb.layers and "unshare" not in sb.layers
+        assert sb.available, sb.reason
+        assert sb.path == path and sb.requested == path
+        assert sb.layers == [path, "rlimits", "seccomp"]
+        m = sb.run_matrix(["def f():\n    return 1\n"], ["assert f() == 1", "assert f() == 2"])
+        assert m.verdicts == ((P, F),)
+
+
+def test_landlock_is_refused_exactly_where_the_kernel_lacks_it() -> None:
+    with create_sandbox("landlock") as sb:
+        if landlock_abi() >= 1:
+            assert sb.available, sb.reason
+        else:
+            assert not sb.available and "no Landlock" in sb.refused["landlock"]
 
 
 def test_missing_or_malformed_results_count_as_crashes() -> None:

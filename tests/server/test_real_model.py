@@ -12,6 +12,8 @@ from pytest_lsp import ClientServerConfig, client_capabilities
 
 from cascode.server import edits
 
+from ..conftest import need_model, need_module, need_sandbox
+
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 PLAN = Path(__file__).parent / "plans" / "real-small.yaml"
@@ -25,14 +27,13 @@ def is_even(n):
 
 @pytest.fixture(scope="module")
 def model_installed() -> None:
-    from cascode.engine.errors import ModelError
-    from cascode.engine.models import resolve_model_file
+    need_model("embedded:qwen2.5-coder-0.5b-instruct-q4_k_m")
+    need_module("llama_cpp", "llama-cpp-python (install.sh)")
+    # The answer must be tested: the server needs a sandbox (see tests/host_facts.py).
+    from cascode.engine.sandbox import create_sandbox
 
-    try:
-        resolve_model_file("embedded:qwen2.5-coder-0.5b-instruct-q4_k_m")
-    except ModelError as e:  # pragma: no cover - CI installs the models
-        pytest.skip(f"embedded model not installed: {e}")
-    pytest.importorskip("llama_cpp")
+    with create_sandbox() as sandbox:
+        need_sandbox(sandbox)
 
 
 async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, model_installed):
@@ -61,7 +62,17 @@ async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, mode
         last = await s.command("cascode.lastAnswer")
         assert last["member"] == "qwen-0.5b" and last["tier"] == "one"
         assert last["tokens"] > 0 and last["seconds"] > 0
-        assert last["verified"] == bool(last["asserts"])
+        # The sandbox ran the model's one test (up to 2 asserts) on its one solution,
+        # and theta = 1 accepts only a solution that passes every line of it.
+        (stage,) = last["stages"]
+        assert (stage["k"], stage["l"]) == (1, 2) and 1 <= stage["tests"] <= 2, last
+        assert last["note"] != "execution unavailable: the answer was not tested", last
+        assert last["verified"] == (len(last["asserts"]) == stage["tests"]), last
+        # The asserts it reports as passed do pass on the inserted code, run here.
+        for line in last["asserts"]:
+            exec(compile(line, "<assert>", "exec"), dict(namespace))
+        # The greedy 0.5B writes a correct test for is_even: the answer is verified.
+        assert last["verified"] and last["asserts"], last
     finally:
         await client.shutdown_session()
         await client.stop()
