@@ -213,7 +213,7 @@ def _failed_field(cls: type[Any], options: Mapping[str, Any]) -> str:
 
 def markdown_table(backend: str) -> str:
     """The options of `backend` as a Markdown table (docs/backends.md is made of these)."""
-    cls = OPTIONS[backend]
+    cls = attrs.resolve_types(OPTIONS[backend])  # the same names whatever ran before
     rows = ["| option | type | default | what it does |", "|---|---|---|---|"]
     for f in attrs.fields(cls):
         kind = _type_name(f.type)
@@ -232,7 +232,7 @@ def _type_name(kind: Any) -> str:
         return {"int": "integer", "str": "string", "float": "number", "bool": "boolean"}.get(
             kind.__name__, kind.__name__)
     parts = [p.strip() for p in str(kind).replace("typing.", "").split("|")]
-    names = {"int": "integer", "str": "string", "float": "number", "bool": "true/false",
+    names = {"int": "integer", "str": "string", "float": "number", "bool": "boolean",
              "dict[str, Any]": "mapping", "None": "null"}
     return " or ".join(names.get(p, p) for p in parts)
 

@@ -29,7 +29,7 @@ def _plan(member: str) -> str:
     [
         ("{name: m, backend: llama_cpp, model: x.gguf, options: {n_ctxx: 4096}}",
          "my.yaml: family[0] (m): options.n_ctxx: unknown llama_cpp option "
-         "(known: n_ctx, n_seq_max, n_threads)"),
+         "(known: n_ctx, n_seq_max, n_threads, prefix_cache)"),
         ("{name: m, backend: llama_cpp, model: x.gguf, options: {n_ctx: lots}}",
          "my.yaml: family[0] (m): options.n_ctx: invalid value for type, expected int"),
         ("{name: m, backend: llama_cpp, model: x.gguf, options: {n_seq_max: 0}}",
