@@ -21,7 +21,13 @@ from cascode.engine.plans import Member, Plan
 from cascode.engine.types import Backend
 
 from .datasets import Dataset
-from .execution import CalibrationSandbox, ExecutionCache, ProblemData, execute_member
+from .execution import (
+    CalibrationSandbox,
+    ExampleCache,
+    ExecutionCache,
+    ProblemData,
+    execute_member,
+)
 from .prices import MemberPrice, price_from_cache, stored_price
 from .sampling import SampleCache, resolve_fingerprint, sample_member
 from .search import ALL, TEST, VAL, Split, ThetaChoice, choose_theta, pareto, split
@@ -122,15 +128,17 @@ def load_family_data(
             finally:
                 backend.close()
         executions = ExecutionCache(settings.out, member.name)
+        on_examples = ExampleCache(settings.out, member.name)
         try:
-            member_data = execute_member(dataset, cache, executions, None, progress=False)
+            member_data = execute_member(dataset, cache, executions, None, progress=False,
+                                         example_cache=on_examples)
         except LookupError:
             if not generate:
                 raise
             if sandbox is None:
                 sandbox = sandbox_factory()
             member_data = execute_member(dataset, cache, executions, sandbox,
-                                         progress=settings.progress)
+                                         progress=settings.progress, example_cache=on_examples)
         data.append(member_data)
         if sandbox is not None:
             sandbox.close()
@@ -150,6 +158,7 @@ def pack_caches(out: Path, plan: Plan) -> None:
     for member in plan.family:
         RecordStore(out / "samples" / member.name).pack()
         RecordStore(out / "executions" / member.name).pack()
+        RecordStore(out / "examples" / member.name).pack()
 
 
 @dataclasses.dataclass
@@ -171,7 +180,10 @@ def search(family: FamilyData, settings: Settings) -> Search:
     sim = family.simulator(settings.samples)
     the_split = split(family.greedy_passed(), settings.split_seed)
     masks = the_split.masks()
-    grid = sim.grid(masks, per_boundary=settings.per_boundary)
+    # The papers' plans and the plans that check the user's examples first, in one
+    # search (METHOD.md 7.6-7.7).
+    grid = Grid.concat([sim.grid(masks, per_boundary=settings.per_boundary, examples=flag)
+                        for flag in (False, True)])
     choice = choose_theta(grid, settings.per_boundary)
     tiers = pick_tiers(choice.front, grid, settings.max_tiers)
     # Means over the draws from exact integer sums: one division per figure.
@@ -179,7 +191,8 @@ def search(family: FamilyData, settings: Settings) -> Search:
              * np.array([max(c, 1) for c in grid.sizes], dtype=float)[None, :] * SUBSET_DRAWS)
     subset_means = {}
     for row in choice.front:
-        total = sum(sim.run_plan(grid.plans[row], grid.thetas[row], draw).sums(masks)
+        total = sum(sim.run_plan(grid.plans[row], grid.thetas[row], draw,
+                                 grid.uses_examples(row)).sums(masks)
                     for draw in range(1, SUBSET_DRAWS + 1))
         subset_means[row] = np.asarray(total) / scale
     return Search(family, settings, sim, the_split, grid, choice, tiers, subset_means)

@@ -101,6 +101,14 @@ class TierFigures:
     token_cost_per_1k: float
     promised_pass: float | None
     promised_seconds: float | None
+    verified: int = 0  # answers labelled verified
+    verified_right: int = 0  # of those, answers that pass the hidden tests
+
+    @property
+    def precision(self) -> float | None:
+        """The precision of "verified": of the answers labelled verified, the share
+        that pass the hidden tests."""
+        return self.verified_right / self.verified if self.verified else None
 
     @property
     def difference(self) -> float | None:
@@ -130,15 +138,19 @@ def evaluate_tiers(
     out = []
     for name in tiers:
         options, thetas = tier_option(plan, name)
-        run = sim.run_plan(options, thetas)
-        passed = int(run.passed[mask].sum())
         tier = plan.tiers[name]
+        run = sim.run_plan(options, thetas, examples=tier.examples)
+        passed = int(run.passed[mask].sum())
+        assert run.verified is not None
+        labelled = int(run.verified[mask].sum())
+        right = int((run.verified & run.passed)[mask].sum())
         promised = (tier.measured or {}).get(split) or {}
         out.append(TierFigures(
             name, tier.description, n, passed, round(passed / n, 4), wilson(passed, n),
             round(1000 * _mean(run.micros[mask], MICROS), 1),
             round(1000 * _mean(run.picodollars[mask], PICOS), 6),
             promised.get("pass_at_1"), promised.get("seconds_per_1k"),
+            labelled, right,
         ))
     baselines = []
     for m, member in enumerate(family.members):
@@ -155,6 +167,13 @@ def _mean(values: np.ndarray, unit: int) -> float:
     return int(values.sum()) / (len(values) * unit) if len(values) else 0.0
 
 
+def _precision(f: TierFigures) -> str:
+    if not f.verified:
+        return "n/a"
+    lo, hi = wilson(f.verified_right, f.verified)
+    return f"{_pct(f.precision)} ({_pct(lo)} - {_pct(hi)})"
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -163,7 +182,8 @@ def table(figures: Sequence[TierFigures], baselines: Sequence[Baseline], toleran
     labels = [f"{b.member} greedy" for b in baselines]
     w = max([12, *(len(f.tier) for f in figures), *map(len, labels)])
     rows = [f"{'tier':<{w}} {'n':>4} {'pass@1':>7} {'95% interval':>15} {'promised':>9} "
-            f"{'diff':>7} {'s/1k':>9} {'promised':>9}  within {tolerance:g} pts"]
+            f"{'diff':>7} {'s/1k':>9} {'promised':>9} {'verified':>9} {'precision':>9}  "
+            f"within {tolerance:g} pts"]
     for f in figures:
         lo, hi = f.interval
         diff = "n/a" if f.difference is None else f"{100 * f.difference:+.1f}"
@@ -171,7 +191,8 @@ def table(figures: Sequence[TierFigures], baselines: Sequence[Baseline], toleran
         promised_s = "n/a" if f.promised_seconds is None else f"{f.promised_seconds:.0f}"
         rows.append(f"{f.tier:<{w}} {f.problems:>4} {_pct(f.pass_at_1):>7} "
                     f"{_pct(lo):>7}-{_pct(hi):<7} {_pct(f.promised_pass):>9} {diff:>7} "
-                    f"{f.seconds_per_1k:>9.0f} {promised_s:>9}  {within}")
+                    f"{f.seconds_per_1k:>9.0f} {promised_s:>9} {f.verified:>9} "
+                    f"{_pct(f.precision):>9}  {within}")
     for b, label in zip(baselines, labels, strict=True):
         lo, hi = b.interval
         rows.append(f"{label:<{w}} {figures[0].problems if figures else 0:>4} "
@@ -197,9 +218,13 @@ def report(
         f"+-{100 * (figures[0].interval[1] - figures[0].interval[0]) / 2:.0f} points wide: "
         "differences inside it are noise." if figures else "",
         "",
+        "The precision of \"verified\": of the answers labelled verified (they met their "
+        "stage's rule: every example line, and the generated tests where the stage wrote "
+        "them), the share that pass the hidden tests.",
+        "",
         "| tier | plan | pass@1 | 95% interval | promised | difference | s/1k | promised s/1k | "
-        f"within {tolerance:g} points |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"verified | precision of verified | within {tolerance:g} points |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         diff = "n/a" if f.difference is None else f"{100 * f.difference:+.1f} points"
@@ -207,7 +232,8 @@ def report(
         promised_s = "n/a" if f.promised_seconds is None else f"{f.promised_seconds:.0f}"
         lines.append(f"| {f.tier} | {f.description} | {_pct(f.pass_at_1)} | "
                      f"{_pct(f.interval[0])} - {_pct(f.interval[1])} | {_pct(f.promised_pass)} | "
-                     f"{diff} | {f.seconds_per_1k:.0f} | {promised_s} | {within} |")
+                     f"{diff} | {f.seconds_per_1k:.0f} | {promised_s} | {f.verified} of "
+                     f"{f.problems} | {_precision(f)} | {within} |")
     lines += ["", "Single-member greedy baselines on the same problems:", "",
               "| member | pass@1 | 95% interval | s/1k |", "|---|---|---|---|"]
     for b in baselines:

@@ -19,9 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cascode.engine.cascade import executable_context
+from cascode.engine.examples import task_examples
 from cascode.engine.extract import assert_lines, assert_text_end, is_valid_assert
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
-from cascode.engine.types import PassMatrix, Verdict
+from cascode.engine.types import Example, PassMatrix, Verdict
 
 from .datasets import Dataset, Problem
 from .sampling import SampleCache, Samples
@@ -116,7 +118,7 @@ class ExecutionCache:
         for solution in ex.unique_solutions:
             if ex.unique_lines:
                 matrix = sandbox.run_matrix([solution], list(ex.unique_lines),
-                                            context=problem.task.context)
+                                            context=executable_context(problem.task.context))
                 verdicts.append([int(v) for v in matrix.verdicts[0]])
                 row_seconds.append(round(matrix.seconds, 4))
                 unverified = unverified or matrix.unverified
@@ -142,6 +144,59 @@ class ExecutionCache:
         return record
 
 
+def example_key(problem: Problem, ex: Extracted, examples: Sequence[Example]) -> str:
+    return digest(
+        {
+            "format": EXECUTION_FORMAT,
+            "context": problem.task.context,
+            "solutions": [_sha(s) for s in ex.unique_solutions],
+            "examples": [e.source for e in examples],
+        }
+    )
+
+
+class ExampleCache:
+    """Every cached solution against the problem's example lines E (METHOD.md 7.7),
+    executed once, as the live stage runs them (the guarded file context)."""
+
+    def __init__(self, out_dir: Path, member_name: str) -> None:
+        self.store = RecordStore(out_dir / "examples" / member_name)
+        self.member_name = member_name
+
+    def get(self, problem: Problem, ex: Extracted,
+            examples: Sequence[Example]) -> dict[str, Any] | None:
+        if not examples:
+            return _no_examples(ex)
+        return self.store.get(example_key(problem, ex, examples))
+
+    def run(self, sandbox: CalibrationSandbox, problem: Problem, ex: Extracted,
+            examples: Sequence[Example]) -> dict[str, Any]:
+        record = self.get(problem, ex, examples)
+        if record is not None:
+            return record
+        lines = [e.source for e in examples]
+        verdicts, row_seconds = [], []
+        for solution in ex.unique_solutions:
+            matrix = sandbox.run_matrix([solution], lines,
+                                        context=executable_context(problem.task.context))
+            verdicts.append([int(v) for v in matrix.verdicts[0]])
+            row_seconds.append(round(matrix.seconds, 4))
+        record = {
+            "key": example_key(problem, ex, examples),
+            "task_id": problem.task_id,
+            "member": self.member_name,
+            "verdicts": verdicts,
+            "row_seconds": row_seconds,
+        }
+        self.store.append(record)
+        return record
+
+
+def _no_examples(ex: Extracted) -> dict[str, Any]:
+    n = len(ex.unique_solutions)
+    return {"verdicts": [[] for _ in range(n)], "row_seconds": [0.0] * n}
+
+
 @dataclasses.dataclass(frozen=True)
 class ProblemData:
     """Everything the simulator needs about one member on one problem."""
@@ -152,6 +207,9 @@ class ProblemData:
     passed: np.ndarray  # bool [unique solutions, unique lines]
     hidden: np.ndarray  # bool [unique solutions]
     row_seconds: np.ndarray  # float [unique solutions]: sandbox time over all lines
+    examples: tuple[Example, ...] = ()  # E (engine.examples.task_examples)
+    example_passed: np.ndarray | None = None  # bool [unique solutions, examples]
+    example_seconds: np.ndarray | None = None  # float [unique solutions]: time over E
 
     def test_tokens(self, t: int, ln: int) -> int:
         """Generated tokens of test t up to its l-th assert line (its cost at l)."""
@@ -168,8 +226,9 @@ def execute_member(
     sandbox: CalibrationSandbox | None,
     *,
     progress: bool = True,
+    example_cache: ExampleCache | None = None,
 ) -> list[ProblemData]:
-    """ProblemData for every problem, executing what the cache lacks (needs `sandbox`)."""
+    """ProblemData for every problem, executing what the caches lack (needs `sandbox`)."""
     from tqdm import tqdm
 
     out = []
@@ -185,19 +244,36 @@ def execute_member(
             if sandbox is None:
                 raise LookupError(f"{samples.member.name}: {problem.task_id} is not executed")
             record = executions.run(sandbox, problem, ex)
-        out.append(problem_data(problem, cached, ex, record))
+        examples = task_examples(problem.task)
+        on_examples = None
+        if example_cache is not None:
+            on_examples = example_cache.get(problem, ex, examples)
+            if on_examples is None:
+                if sandbox is None:
+                    raise LookupError(f"{samples.member.name}: {problem.task_id}'s examples "
+                                      "are not executed")
+                on_examples = example_cache.run(sandbox, problem, ex, examples)
+        out.append(problem_data(problem, cached, ex, record, examples, on_examples))
     bar.close()
     return out
 
 
 def problem_data(
-    problem: Problem, samples: Samples, ex: Extracted, record: dict[str, Any]
+    problem: Problem, samples: Samples, ex: Extracted, record: dict[str, Any],
+    examples: Sequence[Example] = (), on_examples: dict[str, Any] | None = None,
 ) -> ProblemData:
     n_lines = len(ex.unique_lines)
     passed = np.zeros((len(ex.unique_solutions), n_lines), dtype=bool)
     for i, row in enumerate(record["verdicts"]):
         if row:
             passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    example_passed = example_seconds = None
+    if on_examples is not None:
+        example_passed = np.zeros((len(ex.unique_solutions), len(examples)), dtype=bool)
+        for i, row in enumerate(on_examples["verdicts"]):
+            if row:
+                example_passed[i] = np.asarray(row) == int(Verdict.PASSED)
+        example_seconds = np.asarray(on_examples["row_seconds"], dtype=float)
     return ProblemData(
         problem,
         samples,
@@ -205,4 +281,7 @@ def problem_data(
         passed,
         np.asarray(record["hidden"]) == int(Verdict.PASSED),
         np.asarray(record["row_seconds"], dtype=float),
+        tuple(examples) if on_examples is not None else (),
+        example_passed,
+        example_seconds,
     )

@@ -32,13 +32,15 @@ def cache_date_and_hardware(family: FamilyData) -> tuple[str, str]:
     return date, hardware
 
 
-def describe_plan(plan: tuple[tuple[int, int], ...], members: list[str]) -> str:
+def describe_plan(plan: tuple[tuple[int, int], ...], members: list[str],
+                  examples: bool = False) -> str:
     parts = []
     for name, (k, ln) in zip(members, plan, strict=True):
         if k < 0:
             continue
         parts.append(f"{name} greedy" if k == 0 else f"{name} k={k} l={ln}")
-    return " -> ".join(parts)
+    text = " -> ".join(parts)
+    return f"{text}, examples first" if examples else text
 
 
 def theta_value(search: Search, row: int) -> float | list[float]:
@@ -57,9 +59,11 @@ def plan_document(search: Search) -> dict[str, Any]:
     tiers: dict[str, Any] = {}
     for name, row in zip(names, search.tiers, strict=True):
         plan = search.grid.plans[row]
+        uses = search.grid.uses_examples(row)
         tiers[name] = {
-            "description": describe_plan(plan, family.members),
+            "description": describe_plan(plan, family.members, uses),
             "theta": theta_value(search, row),
+            "examples": uses,
             "stages": {
                 member: {"k": k, "l": ln}
                 for member, (k, ln) in zip(family.members, plan, strict=True)

@@ -93,6 +93,10 @@ class CachedSandbox:
                         self.verdicts[(solution, line)] = bool(d.passed[i, j])
                     if lines:
                         self.seconds[solution] = float(d.row_seconds[i]) / len(lines)
+                    if d.example_passed is not None:
+                        for j, example in enumerate(d.examples):
+                            self.verdicts[(solution, example.source)] = bool(
+                                d.example_passed[i, j])
 
     def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *, context: str = "",
                    limits: object = None) -> PassMatrix:
@@ -105,14 +109,16 @@ class CachedSandbox:
 
 
 def tier_option(plan: Plan, tier: str) -> tuple[tuple[Option, ...], tuple[int, ...]]:
-    """A tier as the simulator's plan row: (k, l) per member, thetas in tenths."""
+    """A tier as the simulator's plan row: (k, l) per member, thetas in tenths
+    (whether it uses examples: `plan.tiers[tier].examples`)."""
     stages = plan.tier(tier).stages
     by_index = {s.index: s for s in stages}
     options = tuple(
         (by_index[i].k, by_index[i].l) if i in by_index else (-1, 0)
         for i in range(len(plan.family))
     )
-    thetas = tuple(int(s.theta * 10) for s in stages[:-1]) or (0,)
+    # One theta per boundary; a single stage's own (its rule uses it with examples).
+    thetas = tuple(int(s.theta * 10) for s in stages[:-1]) or (int(stages[-1].theta * 10),)
     for s in stages:
         if s.theta * 10 != int(s.theta * 10):
             raise ValueError(f"tier {tier}: theta {float(s.theta)} is not in tenths")
@@ -127,7 +133,7 @@ def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> li
     problems: list[str] = []
     for tier in tiers or list(plan.tiers):
         options, thetas = tier_option(plan, tier)
-        run = sim.run_plan(options, thetas)
+        run = sim.run_plan(options, thetas, examples=plan.tiers[tier].examples)
         for p in range(sim.n_problems):
             d0 = sim.data[0][p]
             result = cascade.run(d0.problem.task, tier)
@@ -145,6 +151,9 @@ def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> li
                                 f"{int(run.best[p])}")
             if result.code != d.ex.solutions[item]:
                 problems.append(f"{where}: accepted code differs")
+            if run.verified is not None and result.verified != bool(run.verified[p]):
+                problems.append(f"{where}: verified {result.verified} vs "
+                                f"{bool(run.verified[p])}")
             if result.generated_tokens != int(run.tokens[p]):
                 problems.append(f"{where}: {result.generated_tokens} generated tokens vs "
                                 f"{int(run.tokens[p])}")

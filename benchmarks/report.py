@@ -36,8 +36,8 @@ def headline(search: Search) -> dict[str, float | str | int | None]:
     cost, acc, tok = g.exact("seconds", TEST), g.exact("pass_at_1", TEST), g.exact("tokens", TEST)
     singles = np.flatnonzero(g.single_member())
     front = search.choice.front
-    s_rand = saving_vs_random(front, cost, acc, singles)
-    s_front = saving_vs_front(front, cost, acc, pareto(cost, acc, tok, singles))
+    s_rand = saving_vs_random(front, cost, acc, singles, g.groups())
+    s_front = saving_vs_front(front, cost, acc, singles, g.groups(), tok)
     greedy = search.family.greedy_passed()
     largest = search.family.members[-1]
     return {
@@ -129,6 +129,7 @@ def report_text(search: Search) -> str:
         m = search.subset_means[row]
         lines.append(_row(search, row) + f" {_pct(m[0, TEST])} | {1000 * m[1, TEST]:.0f} |")
     lines += _savings_section(search)
+    lines += examples_section(search)
     lines += _theta_section(search)
     lines += _singles_section(search)
     lines += ["", "## Plots", "", "![all plans](plots/plans.png)", "",
@@ -139,7 +140,8 @@ def report_text(search: Search) -> str:
 
 
 def _row(search: Search, row: int, name: str | None = None) -> str:
-    plan = describe_plan(search.grid.plans[row], search.family.members)
+    plan = describe_plan(search.grid.plans[row], search.family.members,
+                         search.grid.uses_examples(row))
     v = search.value
     cells = [plan, _theta(search, row), _pct(v(row, "pass_at_1", VAL)),
              f"{1000 * v(row, 'seconds', VAL):.0f}", _pct(v(row, "pass_at_1", TEST)),
@@ -158,10 +160,85 @@ def _savings_section(search: Search) -> list[str]:
              "(interpolated) | skipped |", "|---|---|---|---|---|"]
     for name, sp in SPLITS.items():
         cost, acc, tok = g.exact("seconds", sp), g.exact("pass_at_1", sp), g.exact("tokens", sp)
-        a = saving_vs_random(search.choice.front, cost, acc, singles)
-        b = saving_vs_front(search.choice.front, cost, acc, pareto(cost, acc, tok, singles))
+        a = saving_vs_random(search.choice.front, cost, acc, singles, g.groups())
+        b = saving_vs_front(search.choice.front, cost, acc, singles, g.groups(), tok)
         lines.append(f"| {name} | {_pct(a.mean)} | {a.skipped} | {_pct(b.mean)} | {b.skipped} |")
     return lines
+
+
+def has_examples(search: Search) -> np.ndarray:
+    """bool per problem: the problem's prompt carries example lines (METHOD.md 7.1)."""
+    return np.array([bool(d.examples) for d in search.family.data[0]], dtype=bool)
+
+
+def plan_run(search: Search, row: int) -> Any:
+    g = search.grid
+    return search.sim.run_plan(g.plans[row], g.thetas[row], 0, g.uses_examples(row))
+
+
+def _interval(passed: np.ndarray) -> str:
+    from .evaluate import wilson
+
+    n, k = len(passed), int(passed.sum())
+    if not n:
+        return "n/a"
+    lo, hi = wilson(k, n)
+    return f"{_pct(k / n)} ({_pct(lo)}-{_pct(hi)})"
+
+
+def examples_section(search: Search) -> list[str]:
+    """The fronts with and without examples on the test split, and the problems with
+    and without examples apart, with 95% Wilson intervals (METHOD.md 7.7)."""
+    g, sp = search.grid, search.split
+    with_e = has_examples(search)
+    test = sp.test
+    lines = ["", "## With and without the user's examples (METHOD.md 7)", "",
+             f"{int(with_e.sum())} of {len(with_e)} problems carry example lines "
+             f"({int((with_e & test).sum())} of {int(test.sum())} on the test split). Each "
+             "front is the validation front at the chosen theta among the plans with that "
+             "setting; pass@1 on the test split with its 95% Wilson interval, overall and on "
+             "the problems with and without examples; `verified` is the share of answers "
+             "labelled verified, `precision` the share of those that pass the hidden tests.",
+             "", "| examples | plan | theta | test pass@1 | with examples | without | "
+             "test s/1k | verified | precision | failed examples, labelled verified |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    cost, acc, tok = g.exact("seconds", VAL), g.exact("pass_at_1", VAL), g.exact("tokens", VAL)
+    chosen = g.thetas[search.choice.front[0]]
+    for flag in (False, True):
+        rows = [i for i in range(len(g)) if g.uses_examples(i) == flag and g.thetas[i] == chosen]
+        if not rows:
+            continue
+        for row in pareto(cost, acc, tok, rows):
+            run = plan_run(search, row)
+            verified = run.verified
+            label = int(verified[test].sum())
+            right = int((verified & run.passed)[test].sum())
+            bad = _failed_but_verified(search, row, run) if flag else "n/a"
+            lines.append(
+                f"| {'yes' if flag else 'no'} | "
+                f"{describe_plan(g.plans[row], search.family.members)} | {_theta(search, row)} | "
+                f"{_interval(run.passed[test])} | {_interval(run.passed[test & with_e])} | "
+                f"{_interval(run.passed[test & ~with_e])} | "
+                f"{1000 * g.metric('seconds', TEST)[row]:.0f} | "
+                f"{_pct(label / max(int(test.sum()), 1))} | "
+                f"{_pct(right / label) if label else 'n/a'} | {bad} |")
+    return lines
+
+
+def _failed_but_verified(search: Search, row: int, run: Any) -> int:
+    """Answers on test problems with examples that failed an example line but are
+    labelled verified (the target is none)."""
+    count = 0
+    for p in np.flatnonzero(search.split.test & has_examples(search)).tolist():
+        m = int(run.answered_by[p])
+        d = search.family.data[m][p]
+        k = search.grid.plans[row][m][0]
+        item = 0 if k <= 1 else 1 + int(run.best[p])
+        if d.example_passed is None:
+            continue
+        ok = bool(d.example_passed[d.ex.solution_index[item]].all())
+        count += int(bool(run.verified[p]) and not ok)
+    return count
 
 
 def _theta_section(search: Search) -> list[str]:

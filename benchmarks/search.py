@@ -128,10 +128,34 @@ class Saving:
 
 def saving_vs_random(
     front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
-    singles: Sequence[int] | np.ndarray,
+    singles: Sequence[int] | np.ndarray, groups: Sequence[bool] | None = None,
 ) -> Saving:
     """METHOD.md 4.6: against the mean cost of all single-member plans within
-    +- 1 point of accuracy (exact: the window and the means are fractions)."""
+    +- 1 point of accuracy (exact: the window and the means are fractions).
+    With `groups` (per grid row: the plan uses examples), each point is measured
+    against the single-member plans of its own group."""
+    if groups is not None:
+        return _grouped(front, singles, groups,
+                        lambda f, s: _random_points(f, cost, acc, s))
+    return _saving(_random_points(front, cost, acc, singles))
+
+
+def _grouped(front: Sequence[int], singles: Sequence[int] | np.ndarray, groups: Sequence[bool],
+             points: Any) -> Saving:
+    """Per-point savings computed within each group of rows, merged in front order."""
+    single_rows = [int(j) for j in np.asarray(singles).tolist()]
+    by_row: dict[int, Fraction | None] = {}
+    for flag in sorted({bool(groups[i]) for i in front}):
+        mine = [i for i in front if bool(groups[i]) == flag]
+        same = [j for j in single_rows if bool(groups[j]) == flag]
+        by_row.update(zip(mine, points(mine, same), strict=True))
+    return _saving([by_row[i] for i in front])
+
+
+def _random_points(
+    front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
+    singles: Sequence[int] | np.ndarray,
+) -> list[Fraction | None]:
     single_rows = [int(j) for j in np.asarray(singles).tolist()]
     per_point: list[Fraction | None] = []
     for i in front:
@@ -142,7 +166,7 @@ def saving_vs_random(
             continue
         c0 = sum((_exact(cost[j]) for j in window), Fraction(0)) / len(window)
         per_point.append((c0 - _exact(cost[i])) / c0 if c0 > 0 else None)
-    return _saving(per_point)
+    return per_point
 
 
 def interpolate(a: Fraction, xs: Sequence[Fraction], ys: Sequence[Fraction]) -> Fraction:
@@ -159,10 +183,25 @@ def interpolate(a: Fraction, xs: Sequence[Fraction], ys: Sequence[Fraction]) -> 
 
 def saving_vs_front(
     front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
-    single_front: Sequence[int],
+    single_front: Sequence[int], groups: Sequence[bool] | None = None,
+    tokens: Sequence[Number] | None = None,
 ) -> Saving:
     """The stricter figure: against the single-member Pareto front, its cost
-    interpolated linearly at equal accuracy; points outside its range skipped."""
+    interpolated linearly at equal accuracy; points outside its range skipped.
+    With `groups`, `single_front` is every single-member row and each point is
+    measured against the Pareto front of the single-member plans of its group
+    (`tokens` breaks ties as in `pareto`)."""
+    if groups is not None:
+        tok = tokens if tokens is not None else [0] * len(cost)
+        return _grouped(front, single_front, groups,
+                        lambda f, s: _front_points(f, cost, acc, pareto(cost, acc, tok, s)))
+    return _saving(_front_points(front, cost, acc, single_front))
+
+
+def _front_points(
+    front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
+    single_front: Sequence[int],
+) -> list[Fraction | None]:
     xs = [_exact(acc[i]) for i in single_front]
     ys = [_exact(cost[i]) for i in single_front]
     per_point: list[Fraction | None] = []
@@ -173,7 +212,7 @@ def saving_vs_front(
             continue
         c0 = interpolate(a, xs, ys)
         per_point.append((c0 - _exact(cost[i])) / c0 if c0 > 0 else None)
-    return _saving(per_point)
+    return per_point
 
 
 def _saving(per_point: list[Fraction | None]) -> Saving:
@@ -203,9 +242,10 @@ def choose_theta(grid: Grid, per_boundary: bool = False) -> ThetaChoice:
     cost, acc = grid.exact("seconds", VAL), grid.exact("pass_at_1", VAL)
     tokens = grid.exact("tokens", VAL)
     singles = np.flatnonzero(grid.single_member())
+    groups = grid.groups()
     if per_boundary:
         front = pareto(cost, acc, tokens, np.arange(len(grid)))
-        s = saving_vs_random(front, cost, acc, singles)
+        s = saving_vs_random(front, cost, acc, singles, groups)
         return ThetaChoice((), front, {(): s},
                            "one front over every plan and per-boundary theta")
     fronts: dict[tuple[int, ...], list[int]] = {}
@@ -213,7 +253,7 @@ def choose_theta(grid: Grid, per_boundary: bool = False) -> ThetaChoice:
     for theta in sorted(set(grid.thetas)):
         rows = np.array([i for i, t in enumerate(grid.thetas) if t == theta])
         fronts[theta] = pareto(cost, acc, tokens, rows)
-        savings[theta] = saving_vs_random(fronts[theta], cost, acc, singles)
+        savings[theta] = saving_vs_random(fronts[theta], cost, acc, singles, groups)
 
     def rank(theta: tuple[int, ...]) -> tuple[bool, Fraction, Fraction, int]:
         s = savings[theta].exact

@@ -25,7 +25,13 @@ from fractions import Fraction
 import numpy as np
 
 from cascode.engine.plans import K_VALUES, L_VALUES
-from cascode.engine.scoring import accepts, best_solution, solution_scores
+from cascode.engine.scoring import (
+    decide_stage,
+    pool_key,
+    pool_replaces,
+    skips_stage,
+    stage_rule,
+)
 
 from .execution import ProblemData
 from .prices import MemberPrice
@@ -67,6 +73,11 @@ class StageOutcome:
     tokens: np.ndarray  # int: generated tokens (solutions + tests up to the l-th assert)
     micros: np.ndarray  # int: time cost (prompt + decode + sandbox), microseconds
     picodollars: np.ndarray  # int: the papers' token cost, picodollars
+    # METHOD.md 7: example lines the best passed, and E's size (0: no examples or
+    # a plan that does not use them); whether the stage generated tests (k >= 1).
+    examples_passed: np.ndarray | None = None
+    n_examples: np.ndarray | None = None
+    generated: bool = True
 
     @property
     def seconds(self) -> np.ndarray:
@@ -78,11 +89,32 @@ class StageOutcome:
         """float dollars per problem (for display; plans sum `picodollars`)."""
         return self.picodollars / PICOS
 
+    def _examples(self) -> tuple[np.ndarray, np.ndarray]:
+        zero = np.zeros_like(self.best_score)
+        return (self.examples_passed if self.examples_passed is not None else zero,
+                self.n_examples if self.n_examples is not None else zero)
+
     def accepted(self, thetas: Sequence[int]) -> np.ndarray:
-        """bool [len(thetas), problems] from the engine's acceptance rule."""
-        return np.stack(
-            [accepts(self.best_score, self.k_eff, self.n_tests, theta_fraction(t)) for t in thetas]
-        )
+        """bool [len(thetas), problems]: the stage's rule met (the engine's
+        `stage_rule`): a non-last stage accepts exactly then."""
+        e_passed, n_e = self._examples()
+        return np.stack([
+            np.asarray(stage_rule(self.best_score, self.k_eff, self.n_tests, theta_fraction(t),
+                                  e_passed, n_e, self.generated), dtype=bool)
+            for t in thetas
+        ])
+
+    def pool_keys(self, met: np.ndarray) -> np.ndarray:
+        """The pool key of each problem's best candidate (engine's `pool_key`)."""
+        e_passed, _ = self._examples()
+        out: np.ndarray = pool_key(e_passed, met.astype(np.int64))
+        return out
+
+    def skipped(self, last: bool) -> np.ndarray:
+        """bool per problem: the engine skips this stage (`skips_stage`)."""
+        _, n_e = self._examples()
+        return np.asarray(skips_stage(self.k_eff if self.generated else 0, last, n_e),
+                          dtype=bool) & np.ones(len(self.best), dtype=bool)
 
 
 def stage_items(k: int, subset: Sequence[int] | None) -> list[int]:
@@ -147,8 +179,10 @@ def stage_micros(
 # passed, microseconds, tokens, picodollars.
 Walked = tuple[tuple[Option, ...], list[tuple[int, ...]], np.ndarray, np.ndarray, np.ndarray,
                np.ndarray]
-# The walk's state per row and problem: open, passed, microseconds, tokens, picodollars.
-State = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# The walk's state per row and problem: open, passed, microseconds, tokens, picodollars,
+# the pool's key and whether the pool's candidate passes the hidden tests.
+State = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+              np.ndarray]
 
 
 class Simulator:
@@ -172,7 +206,7 @@ class Simulator:
         self.prices = prices
         self.n_samples = n_samples
         self.n_problems = len(data[0])
-        self._stages: dict[tuple[int, int, int, int], StageOutcome] = {}
+        self._stages: dict[tuple[int, int, int, int, bool], StageOutcome] = {}
         self._subsets: dict[int, list[list[int]]] = {}
         self._rows: dict[tuple[int, int], list[int]] = {}
 
@@ -190,10 +224,11 @@ class Simulator:
             ]
         return self._subsets[draw]
 
-    def stage(self, m: int, k: int, ln: int, draw: int = 0) -> StageOutcome:
-        key = (m, k, ln, draw if k > 1 else 0)
+    def stage(self, m: int, k: int, ln: int, draw: int = 0,
+              examples: bool = False) -> StageOutcome:
+        key = (m, k, ln, draw if k > 1 else 0, examples)
         if key not in self._stages:
-            self._stages[key] = self._stage(m, k, ln, key[3])
+            self._stages[key] = self._stage(m, k, ln, key[3], examples)
         return self._stages[key]
 
     def _row_micros(self, m: int, p: int) -> list[int]:
@@ -204,11 +239,13 @@ class Simulator:
                                for x in self.data[m][p].row_seconds.tolist()]
         return self._rows[key]
 
-    def _stage(self, m: int, k: int, ln: int, draw: int) -> StageOutcome:
+    def _stage(self, m: int, k: int, ln: int, draw: int, examples: bool) -> StageOutcome:
         n = self.n_problems
         best = np.zeros(n, dtype=np.int64)
         best_score = np.zeros(n, dtype=np.int64)
         n_tests = np.zeros(n, dtype=np.int64)
+        e_best = np.zeros(n, dtype=np.int64)
+        n_e = np.zeros(n, dtype=np.int64)
         passed = np.zeros(n, dtype=bool)
         tokens = np.zeros(n, dtype=np.int64)
         prompt_tokens = np.zeros(n, dtype=np.int64)
@@ -218,18 +255,30 @@ class Simulator:
             items = stage_items(k, subsets[p] if subsets else None)
             rows = [data.ex.solution_index[s] for s in items]
             suite = stage_suite(data, items, ln) if k > 0 else []
+            on_suite: list[list[bool]] = []
             if suite:
-                matrix = data.passed[np.ix_(rows, suite)]
-                scores = solution_scores(matrix.tolist())
+                on_suite = data.passed[np.ix_(rows, suite)].tolist()
                 # The rows' time over every unique line, scaled to the suite's size;
                 # summed as integer microseconds (the cache holds them to 0.1 ms).
                 row_micros = sum(self._row_micros(m, p)[r] for r in rows)
                 sandbox[p] = Fraction(row_micros * len(suite), data.passed.shape[1])
-            else:
-                scores = [0] * len(rows)
-            b = best_solution(scores)
-            best[p], best_score[p], n_tests[p] = b, scores[b], len(suite)
-            passed[p] = data.hidden[rows[b]]
+            on_examples: list[list[bool]] = []
+            if examples and data.examples:
+                if data.example_passed is None or data.example_seconds is None:
+                    raise LookupError(f"{self.members[m]}: {data.problem.task_id}: "
+                                      "the examples are not executed")
+                on_examples = data.example_passed[rows].tolist()
+                sandbox[p] += sum(exact_units(float(data.example_seconds[r]), MICROS)
+                                  for r in rows)
+                n_e[p] = len(data.examples)
+            # The engine's own decision (scores, ranking, rule); theta does not change
+            # the best solution, so it is taken at theta = 1 here and the rule is
+            # re-applied per theta by `accepted`.
+            d = decide_stage(on_suite, len(rows), max(k, 1), Fraction(1), False,
+                             examples=on_examples, n_examples=int(n_e[p]), generated=k > 0)
+            best[p], best_score[p], n_tests[p] = d.best, d.best_score, d.n_tests
+            e_best[p] = d.examples_passed
+            passed[p] = data.hidden[rows[d.best]]
             sols = data.samples.all_solutions
             tokens[p] = sum(sols[s].generated_tokens for s in items)
             prompt_tokens[p] = sols[items[0]].prompt_tokens
@@ -250,15 +299,18 @@ class Simulator:
         )
         return StageOutcome(
             best, best_score, n_tests, max(k, 1), passed, tokens, micros, picodollars,
+            e_best, n_e, k > 0,
         )
 
     # -- plans -------------------------------------------------------------
 
     def run_plan(
-        self, plan: Sequence[Option], thetas: Sequence[int], draw: int = 0
+        self, plan: Sequence[Option], thetas: Sequence[int], draw: int = 0,
+        examples: bool = False,
     ) -> PlanRun:
-        """One plan on every problem: the stage that answers, its best solution,
-        pass and costs. `thetas` has one value, or one per member boundary."""
+        """One plan on every problem, as the live cascade runs it: the stage whose
+        candidate answers (the pool's, METHOD.md 7.5), its best solution, pass and
+        costs. `thetas` has one value, or one per member boundary."""
         active = [(m, k, ln) for m, (k, ln) in enumerate(plan) if k >= 0]
         if not active:
             raise ValueError("a plan needs an active member")
@@ -270,24 +322,43 @@ class Simulator:
         tokens = np.zeros(n, dtype=np.int64)
         picodollars = np.zeros(n, dtype=np.int64)
         open_ = np.ones(n, dtype=bool)
+        key = np.full(n, -1, dtype=np.int64)  # the pool's candidate: its key, member, best
+        pool_member = np.full(n, -1, dtype=np.int64)
+        pool_best = np.zeros(n, dtype=np.int64)
+        pool_passed = np.zeros(n, dtype=bool)
+        pool_met = np.zeros(n, dtype=bool)
+        verified = np.zeros(n, dtype=bool)
         for pos, (m, k, ln) in enumerate(active):
-            st = self.stage(m, k, ln, draw)
-            micros += np.where(open_, st.micros, 0)
-            tokens += np.where(open_, st.tokens, 0)
-            picodollars += np.where(open_, st.picodollars, 0)
-            if pos == len(active) - 1:
-                done = open_
-            else:
-                theta = thetas[min(pos, len(thetas) - 1)]
-                done = open_ & st.accepted([theta])[0]
-            answered_by[done] = m
-            best[done] = st.best[done]
-            passed[done] = st.passed[done]
+            last = pos == len(active) - 1
+            st = self.stage(m, k, ln, draw, examples)
+            run = open_ & ~st.skipped(last)
+            micros += np.where(run, st.micros, 0)
+            tokens += np.where(run, st.tokens, 0)
+            picodollars += np.where(run, st.picodollars, 0)
+            theta = thetas[min(pos, len(thetas) - 1)]
+            met = st.accepted([theta])[0]
+            new_key = st.pool_keys(met)
+            take = run & pool_replaces(new_key, key)
+            key = np.where(take, new_key, key)
+            pool_member = np.where(take, m, pool_member)
+            pool_best = np.where(take, st.best, pool_best)
+            pool_passed = np.where(take, st.passed, pool_passed)
+            pool_met = np.where(take, met, pool_met)
+            done = open_ if last else run & met
+            answered_by[done] = pool_member[done]
+            best[done] = pool_best[done]
+            passed[done] = pool_passed[done]
+            # The engine's label: the answer met its stage's rule; without examples the
+            # last member's also needs a best that passed a test (theta = 0 proves nothing).
+            _, n_e = st._examples()
+            label = np.where(n_e > 0, pool_met, met & (st.best_score > 0)) if last else met
+            verified[done] = label[done]
             open_ = open_ & ~done
-        return PlanRun(answered_by, best, passed, micros, tokens, picodollars)
+        return PlanRun(answered_by, best, passed, micros, tokens, picodollars, verified)
 
     def grid(
-        self, masks: np.ndarray, *, per_boundary: bool = False, draw: int = 0
+        self, masks: np.ndarray, *, per_boundary: bool = False, draw: int = 0,
+        examples: bool = False,
     ) -> Grid:
         """Every valid plan and theta, summed over the problems of each split
         (`masks[p, s]`: problem p is in split s, bool). The sums are integers
@@ -299,7 +370,7 @@ class Simulator:
         options = member_options(self.n_samples)
         rows: list[tuple[tuple[Option, ...], tuple[int, ...]]] = []
         sums: list[np.ndarray] = []
-        for walk in self._walk(options, per_boundary, draw):
+        for walk in self._walk(options, per_boundary, draw, examples):
             plan, thetas, passed, micros, tokens, picodollars = walk
             stacked = np.stack([passed.astype(np.int64), micros, tokens, picodollars])  # [4, T, P]
             summary = stacked @ weights  # [4, T, S], int64: exact
@@ -314,19 +385,26 @@ class Simulator:
             np.stack([sums[i] for i in order]) if sums
             else np.zeros((0, 4, n_splits), dtype=np.int64),
             tuple(int(c) for c in masks.sum(axis=0)),
+            (examples,) * len(order),
         )
 
-    def _walk(self, options: list[Option], per_boundary: bool, draw: int) -> Iterator[Walked]:
+    def _walk(self, options: list[Option], per_boundary: bool, draw: int,
+              examples: bool) -> Iterator[Walked]:
         """Depth-first over members; yields each valid plan once, with its
-        per-problem pass and costs for every theta (row) that reaches it."""
+        per-problem pass and costs for every theta (row) that reaches it.
+
+        The same rules as the live cascade, elementwise: a non-last k = 0 stage
+        runs only with examples (and is skipped where E is empty), a non-last
+        stage accepts when it meets its rule, and the answer is the pool's."""
         n_members = len(self.members)
         n = self.n_problems
         thetas0: list[tuple[int, ...]] = [(t,) for t in THETAS] if not per_boundary else [()]
         rows = len(thetas0)
-        start = (
+        start: State = (
             np.ones((rows, n), dtype=bool), np.zeros((rows, n), dtype=bool),
             np.zeros((rows, n), dtype=np.int64), np.zeros((rows, n), dtype=np.int64),
-            np.zeros((rows, n), dtype=np.int64),
+            np.zeros((rows, n), dtype=np.int64), np.full((rows, n), -1, dtype=np.int64),
+            np.zeros((rows, n), dtype=bool),
         )
 
         def walk(
@@ -334,36 +412,42 @@ class Simulator:
         ) -> Iterator[Walked]:
             if i == n_members:
                 return
-            open_, passed, micros, tokens, picodollars = state
+            open_, passed, micros, tokens, picodollars, key, pool_passed = state
             for k, ln in options:
                 if k < 0:
                     yield from walk(i + 1, prefix + (SKIP,), thetas, state)
                     continue
-                st = self.stage(i, k, ln, draw)
-                s2 = micros + open_ * st.micros
-                t2 = tokens + open_ * st.tokens
-                c2 = picodollars + open_ * st.picodollars
-                # As the last active member: answers every open problem.
+                st = self.stage(i, k, ln, draw, examples)
+                # As the last active member: answers every open problem from the pool.
                 plan = prefix + ((k, ln),) + (SKIP,) * (n_members - i - 1)
-                final = passed | (open_ & st.passed)
                 out = [th if th else (0,) for th in thetas] if per_boundary else thetas
-                yield plan, out, final, s2, t2, c2
-                if k == 0 or i == n_members - 1:
-                    continue
+                met = st.accepted([th[-1] for th in out])
+                take = pool_replaces(st.pool_keys(met), key)
+                final = passed | (open_ & np.where(take, st.passed, pool_passed))
+                yield (plan, out, final, micros + open_ * st.micros,
+                       tokens + open_ * st.tokens, picodollars + open_ * st.picodollars)
+                if i == n_members - 1 or (k == 0 and not examples):
+                    continue  # without examples a non-last k = 0 stage is always skipped
+                run = open_ & ~st.skipped(False)
+                s2 = micros + run * st.micros
+                t2 = tokens + run * st.tokens
+                c2 = picodollars + run * st.picodollars
+                branches: list[tuple[list[tuple[int, ...]], np.ndarray]]
                 if per_boundary:
-                    for t in THETAS:
-                        acc = st.accepted([t])
-                        done = open_ & acc
-                        yield from walk(
-                            i + 1, prefix + ((k, ln),), [th + (t,) for th in thetas],
-                            (open_ & ~done, passed | (done & st.passed), s2, t2, c2),
-                        )
+                    # At a k = 0 boundary theta has no effect: one row.
+                    values = (0,) if k == 0 else THETAS
+                    branches = [([th + (t,) for th in thetas], st.accepted([t]))
+                                for t in values]
                 else:
-                    acc = st.accepted([th[0] for th in thetas])
-                    done = open_ & acc
+                    branches = [(thetas, st.accepted([th[0] for th in thetas]))]
+                for next_thetas, met in branches:
+                    new_key = st.pool_keys(met)
+                    take = run & pool_replaces(new_key, key)
+                    done = run & met
                     yield from walk(
-                        i + 1, prefix + ((k, ln),), thetas,
-                        (open_ & ~done, passed | (done & st.passed), s2, t2, c2),
+                        i + 1, prefix + ((k, ln),), next_thetas,
+                        (open_ & ~done, passed | (done & st.passed), s2, t2, c2,
+                         np.where(take, new_key, key), np.where(take, st.passed, pool_passed)),
                     )
 
         yield from walk(0, (), thetas0, start)
@@ -384,6 +468,7 @@ class PlanRun:
     micros: np.ndarray  # int: time cost, microseconds
     tokens: np.ndarray
     picodollars: np.ndarray  # int: token cost, picodollars
+    verified: np.ndarray | None = None  # bool: the answer is labelled verified, as live
 
     @property
     def seconds(self) -> np.ndarray:
@@ -415,6 +500,25 @@ class Grid:
     thetas: tuple[tuple[int, ...], ...]
     sums: np.ndarray  # int64
     sizes: tuple[int, ...]  # problems per split
+    examples: tuple[bool, ...] = ()  # per row: the plan checks the examples (METHOD.md 7.6)
+
+    def uses_examples(self, row: int) -> bool:
+        return bool(self.examples[row]) if self.examples else False
+
+    def groups(self) -> tuple[bool, ...]:
+        """Per row: the plan uses examples (its savings baseline's group)."""
+        return self.examples or (False,) * len(self.plans)
+
+    @staticmethod
+    def concat(grids: Sequence[Grid]) -> Grid:
+        """Rows of several grids over the same splits, in order (without examples first)."""
+        return Grid(
+            tuple(p for g in grids for p in g.plans),
+            tuple(t for g in grids for t in g.thetas),
+            np.concatenate([g.sums for g in grids]),
+            grids[0].sizes,
+            tuple(bool(e) for g in grids for e in (g.examples or (False,) * len(g))),
+        )
 
     def __len__(self) -> int:
         return len(self.plans)
@@ -446,10 +550,12 @@ class Grid:
         return np.array([sum(k >= 0 for k, _ in p) == 1 for p in self.plans], dtype=bool)
 
 
-def all_plans(n_members: int, n_samples: int) -> Iterator[tuple[Option, ...]]:
-    """Every valid plan of METHOD.md 1 in grid order (for tests and counting)."""
+def all_plans(n_members: int, n_samples: int,
+              examples: bool = False) -> Iterator[tuple[Option, ...]]:
+    """Every valid plan of METHOD.md 1 in grid order (for tests and counting); a
+    non-last k = 0 stage only in plans that use examples (METHOD.md 7.4)."""
     options = member_options(n_samples)
     for plan in itertools.product(options, repeat=n_members):
         active = [o for o in plan if o[0] >= 0]
-        if active and all(k != 0 for k, _ in active[:-1]):
+        if active and (examples or all(k != 0 for k, _ in active[:-1])):
             yield plan

@@ -32,14 +32,20 @@ from .datasets import Dataset, from_humaneval_records
 CHARS_PER_TOKEN = 4
 
 
-def synthetic_records(n: int, name: str = "synthetic", start: int = 0) -> list[dict[str, str]]:
-    """n problems in HumanEval's format (functions f_<start> to f_<start + n - 1>)."""
+def synthetic_records(n: int, name: str = "synthetic", start: int = 0,
+                      examples: bool = False) -> list[dict[str, str]]:
+    """n problems in HumanEval's format (functions f_<start> to f_<start + n - 1>).
+    With `examples`, two problems in three carry a doctest example in their
+    docstring (METHOD.md 7.1)."""
     records = []
     for i in range(start, start + n):
         offset = i % 7
+        doc = f"Return x plus {offset}."
+        if examples and i % 3 != 2:
+            doc += f"\n\n    >>> f_{i}(1)\n    {1 + offset}\n    "
         records.append({
             "task_id": f"{name}/{i}",
-            "prompt": f'def f_{i}(x):\n    """Return x plus {offset}."""\n',
+            "prompt": f'def f_{i}(x):\n    """{doc}"""\n',
             "test": f"def check(candidate):\n    assert candidate(10) == {10 + offset}\n"
                     f"    assert candidate(-3) == {offset - 3}\n",
             "entry_point": f"f_{i}",
@@ -47,8 +53,8 @@ def synthetic_records(n: int, name: str = "synthetic", start: int = 0) -> list[d
     return records
 
 
-def synthetic_dataset(n: int, name: str = "synthetic") -> Dataset:
-    return from_humaneval_records(name, synthetic_records(n, name))
+def synthetic_dataset(n: int, name: str = "synthetic", examples: bool = False) -> Dataset:
+    return from_humaneval_records(name, synthetic_records(n, name, examples=examples))
 
 
 def _offset(task: Task) -> int:
@@ -125,10 +131,10 @@ class ScriptedBackend:
 def _task_of(spec: SampleSpec) -> Task:
     """Recover the task from the prompt (the scripted backend sees only specs)."""
     content = spec.messages[0].content
-    m = re.search(r"def (f_\d+)\(x\):\n    \"\"\"Return x plus (-?\d+)\.\"\"\"", content)
+    m = re.search(r'def (f_\d+)\(x\):\n    """(Return x plus -?\d+\..*?)"""', content, re.DOTALL)
     if not m:
         raise ValueError("not a synthetic prompt")
-    return Task(f'def {m.group(1)}(x):\n    """Return x plus {m.group(2)}."""\n', m.group(1))
+    return Task(f'def {m.group(1)}(x):\n    """{m.group(2)}"""\n', m.group(1))
 
 
 class ArithmeticSandbox:

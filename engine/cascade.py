@@ -9,15 +9,17 @@ from functools import lru_cache
 
 from . import cancel as cancel_mod
 from .errors import SandboxUnavailable
+from .examples import task_examples
 from .extract import pooled_suite
 from .plans import Plan, StagePlan
 from .prompts import solution_text, stage_specs, unit_test_text
-from .scoring import decide_stage
+from .scoring import decide_stage, pool_key, pool_replaces, skips_stage
 from .types import (
     Backend,
     CancelTokenLike,
     Escalating,
     Event,
+    Example,
     Executing,
     Finished,
     Generation,
@@ -64,15 +66,19 @@ class Cascade:
         emit = on_event or (lambda _e: None)
         stages: list[StageTrace] = []
         active = tier_plan.stages
+        examples = task_examples(task, use=tier_plan.tier.examples)
         if task.context_budget is not None:
             # One prompt context for every member, counted with the first one's tokenizer.
             from .context.budget import token_counter, with_prompt_context
 
             task = with_prompt_context(
                 task, token_counter(self._backend(active[0].member.name)))
-        for pos, stage in enumerate(active):
+        # The pool (METHOD.md 7.5): the stage whose candidate answers so far, and its key.
+        answer, answer_key = -1, -1
+        running = [s for s in active if not skips_stage(s.k, s.last, len(examples))]
+        for pos, stage in enumerate(running):
             cancel_mod.check(cancel)  # type: ignore[arg-type]
-            emit(StageStarted(stage.member.name, stage.k, stage.l, pos, len(active)))
+            emit(StageStarted(stage.member.name, stage.k, stage.l, pos, len(running)))
             trace = run_stage(
                 self._backend(stage.member.name),
                 self.sandbox,
@@ -81,6 +87,7 @@ class Cascade:
                 cancel=cancel,
                 on_event=emit,
                 seed=seed,
+                examples=examples,
             )
             stages.append(trace)
             if not trace.verified:
@@ -93,18 +100,44 @@ class Cascade:
                     tuple(stages),
                     verified=False,
                     note="execution unavailable: the answer was not tested",
+                    examples=examples,
+                    answer_stage=len(stages) - 1,
                 )
+            key = pool_key(trace.examples_passed, trace.meets_threshold)
+            if pool_replaces(key, answer_key):
+                answer, answer_key = len(stages) - 1, key
             if trace.accepted:
                 break
-            emit(Escalating(trace.member, active[pos + 1].member.name, trace.best_score,
+            emit(Escalating(trace.member, running[pos + 1].member.name, trace.best_score,
                             trace.threshold))
-        final = stages[-1]
-        verified = final.n_tests > 0 and (not final.last or _passes_threshold(final))
-        note = "" if verified else _unverified_note(final)
-        emit(Finished(final.member, sum(s.seconds for s in stages)))
+        if not examples:
+            answer = len(stages) - 1  # section 2 alone: the last stage run answers
+        chosen = stages[answer]
+        verified, note = _verdict(chosen, examples)
+        emit(Finished(chosen.member, sum(s.seconds for s in stages)))
         return Result(
-            final.solutions[final.best], final.member, tier_plan.name, tuple(stages), verified, note
+            chosen.solutions[chosen.best], chosen.member, tier_plan.name, tuple(stages),
+            verified, note, examples=examples, answer_stage=answer,
         )
+
+
+def _verdict(trace: StageTrace, examples: Sequence[Example]) -> tuple[bool, str]:
+    """Whether the answering candidate is verified, and why not when it is not."""
+    if examples:
+        if trace.meets_threshold:
+            return True, ""
+        n = len(examples)
+        failed = n - trace.examples_passed
+        if failed:
+            return False, f"{trace.member}'s answer failed {failed} of {n} example line(s)"
+        return False, (
+            f"passed all {n} example line(s), but {trace.member}'s generated tests scored "
+            f"{trace.best_score} below its threshold {trace.threshold:g}"
+            if trace.n_tests else
+            f"passed all {n} example line(s), but {trace.member} wrote no valid test line"
+        )
+    verified = trace.n_tests > 0 and (not trace.last or _passes_threshold(trace))
+    return verified, "" if verified else "no examples, and " + _unverified_note(trace)
 
 
 def _passes_threshold(trace: StageTrace) -> bool:
@@ -133,28 +166,32 @@ def run_stage(
     cancel: CancelTokenLike | None = None,
     on_event: EventSink | None = None,
     seed: int = 0,
+    examples: Sequence[Example] = (),
 ) -> StageTrace:
-    """One member's stage: generate, extract, execute, score, decide."""
+    """One member's stage: generate, extract, execute (E and T in one sandbox call),
+    rank, decide (METHOD.md 2 and 7.2-7.3)."""
     specs = stage_specs(task, stage.k, stage.l, seed=seed)
     generations = backend.sample(specs, cancel=cancel)
     solutions = [solution_text(task, g.text) for g in generations[0]]
     tests = [unit_test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
     suite = pooled_suite(tests, task.entry_point, stage.l) if stage.k > 0 else []
     all_gens = [g for group in generations for g in group]
+    lines = [e.source for e in examples] + suite
+    n_e = len(examples)
 
     passed: Sequence[Sequence[bool]] = []
     sandbox_seconds = 0.0
     verified = True
-    if suite:
+    if lines:
         cancel_mod.check(cancel)  # type: ignore[arg-type]
         if on_event:
-            on_event(Executing(stage.member.name, len(solutions), len(suite)))
+            on_event(Executing(stage.member.name, len(solutions), len(lines)))
         if sandbox is None:
             verified = False
         else:
             try:
                 matrix = sandbox.run_matrix(
-                    solutions, suite, context=executable_context(task.context)
+                    solutions, lines, context=executable_context(task.context)
                 )
             except SandboxUnavailable as e:
                 log.warning("sandbox unavailable: %s", e)
@@ -163,8 +200,11 @@ def run_stage(
                 passed = matrix.passed()
                 sandbox_seconds = matrix.seconds
                 verified = not matrix.unverified
-    decision = decide_stage(passed if verified else [], len(solutions), max(stage.k, 1),
-                            stage.theta, stage.last)
+    on_examples = [row[:n_e] for row in passed] if verified and passed else []
+    on_suite = [row[n_e:] for row in passed] if verified and suite and passed else []
+    decision = decide_stage(on_suite, len(solutions), max(stage.k, 1), stage.theta, stage.last,
+                            examples=on_examples, n_examples=n_e if on_examples else 0,
+                            generated=stage.k > 0)
     return StageTrace(
         member=stage.member.name,
         k=stage.k,
@@ -172,7 +212,7 @@ def run_stage(
         solutions=tuple(solutions),
         tests=tuple(tests),
         suite=tuple(suite),
-        pass_matrix=tuple(tuple(row) for row in passed) if verified else (),
+        pass_matrix=tuple(tuple(row) for row in on_suite),
         scores=tuple(decision.scores),
         best=decision.best,
         best_score=decision.best_score,
@@ -185,9 +225,11 @@ def run_stage(
         prompt_seconds=sum(g.prompt_seconds for g in all_gens),
         decode_seconds=sum(g.decode_seconds for g in all_gens),
         sandbox_seconds=sandbox_seconds,
-        verified=verified or not suite,
+        verified=verified or not lines,
         meets_threshold=decision.meets_threshold,
         prompt_tokens_evaluated=_evaluated(all_gens),
+        example_matrix=tuple(tuple(row) for row in on_examples),
+        n_examples=n_e,
     )
 
 

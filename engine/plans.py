@@ -56,6 +56,9 @@ class Tier:
     theta: float | tuple[float, ...]
     stages: Mapping[str, Stage]
     description: str = ""
+    # Check answers against the user's examples first (METHOD.md 7); false runs
+    # the papers' method alone.
+    examples: bool = True
     measured: Mapping[str, Any] | None = None  # written by `cascode calibrate`
 
 
@@ -131,6 +134,12 @@ def _structure_int(value: Any, _: Any) -> int:
     return value
 
 
+def _structure_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _structure_str(value: Any, _: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
@@ -139,6 +148,7 @@ def _structure_str(value: Any, _: Any) -> str:
 
 _converter.register_structure_hook(float | tuple[float, ...], _structure_theta)
 _converter.register_structure_hook(int, _structure_int)
+_converter.register_structure_hook(bool, _structure_bool)
 _converter.register_structure_hook(str, _structure_str)
 
 
@@ -229,12 +239,6 @@ def _resolve(plan: Plan, name: str, tier: Tier) -> tuple[StagePlan, ...]:
     ]
     if not active:
         raise PlanError(f"{where}: stages: no active member (every k is -1 or left out)")
-    for pos, (_, m, stage) in enumerate(active):
-        if stage.k == 0 and pos != len(active) - 1:
-            raise PlanError(
-                f"{where}: stages.{m.name}.k: k = 0 ends the cascade, "
-                f"but {active[pos + 1][1].name} comes after it with k = {active[pos + 1][2].k}"
-            )
     thetas = _thetas(where, tier.theta, len(active))
     return tuple(
         StagePlan(m, i, stage.k, stage.l, thetas[min(pos, len(thetas) - 1)], pos == len(active) - 1)

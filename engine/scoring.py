@@ -1,4 +1,4 @@
-"""CodeT-style scoring and the acceptance rule: METHOD.md section 2, steps 4 and 5.
+"""CodeT-style scoring, the stage rule and the pool: METHOD.md 2.4-2.5 and 7.2-7.5.
 
 Pure functions, shared by the live cascade and the offline simulator. The
 acceptance test is written so that it works elementwise on NumPy integer
@@ -65,11 +65,63 @@ def accepts(best_score: Any, k: Any, n_tests: Any, theta: Fraction) -> Any:
     return (best_score * theta.denominator >= theta.numerator * k * n_tests) & (n_tests > 0)
 
 
+def best_ranked(example_passed: Sequence[int], scores: Sequence[int]) -> int:
+    """Index of the best solution by (example lines passed, CodeT score), ties to the
+    solution generated first (METHOD.md 7.2). With no examples every count is 0 and
+    this is `best_solution`."""
+    if not scores:
+        raise ValueError("no solutions to choose from")
+    best = 0
+    for i in range(len(scores)):
+        if (example_passed[i], scores[i]) > (example_passed[best], scores[best]):
+            best = i
+    return best
+
+
+def stage_rule(
+    best_score: Any, k: Any, n_tests: Any, theta: Fraction, examples_passed: Any,
+    n_examples: Any, generated: bool,
+) -> Any:
+    """Whether a stage's best solution meets its stage's rule (METHOD.md 2.5, 7.3-7.4).
+
+    With examples (n_examples > 0): the best passes every example line and, when the
+    stage generated tests, the section-2 rule on T holds too. Without examples: the
+    section-2 rule alone (a stage that generated no tests then proves nothing).
+    Works on ints and, elementwise, on NumPy integer arrays; `k` is the threshold's
+    k (max(k, 1)).
+    """
+    all_examples = examples_passed == n_examples
+    if generated:
+        return all_examples & accepts(best_score, k, n_tests, theta)
+    return all_examples & (n_examples > 0)
+
+
+def pool_key(examples_passed: Any, met_rule: Any) -> Any:
+    """A candidate's rank in the pool (METHOD.md 7.5): example lines passed, then
+    whether it met its own stage's rule. A later stage's candidate replaces the
+    pool's answer when its key is at least as high (`pool_replaces`). Elementwise
+    on NumPy arrays."""
+    return examples_passed * 2 + met_rule
+
+
+def pool_replaces(new_key: Any, pool: Any) -> Any:
+    """Later stage first: a candidate replaces the pool's on an equal or higher key."""
+    return new_key >= pool
+
+
+def skips_stage(k: int, last: bool, n_examples: Any) -> Any:
+    """A non-last stage without generated tests proves nothing without examples: it
+    is skipped and costs nothing (METHOD.md 7.4). Elementwise on arrays."""
+    if k > 0 or last:
+        return n_examples < 0  # never (elementwise False)
+    return n_examples == 0
+
+
 class Decision:
     """The outcome of one stage: scores, the best solution, and whether it is accepted."""
 
     __slots__ = ("scores", "best", "best_score", "n_tests", "threshold", "meets_threshold",
-                 "accepted")
+                 "accepted", "example_passed", "n_examples")
 
     def __init__(
         self,
@@ -79,6 +131,8 @@ class Decision:
         threshold: float,
         accepted: bool,
         meets_threshold: bool,
+        example_passed: list[int] | None = None,
+        n_examples: int = 0,
     ) -> None:
         self.scores = scores
         self.best = best
@@ -88,18 +142,31 @@ class Decision:
         self.accepted = accepted
         # The exact rule's verdict, before "the last member accepts regardless".
         self.meets_threshold = meets_threshold
+        self.example_passed = example_passed or [0] * len(scores)
+        self.n_examples = n_examples
+
+    @property
+    def examples_passed(self) -> int:
+        """Example lines the best solution passed."""
+        return self.example_passed[self.best] if self.example_passed else 0
 
 
 def decide_stage(
-    passed: Sequence[Sequence[bool]], n_solutions: int, k: int, theta: Fraction, last: bool
+    passed: Sequence[Sequence[bool]], n_solutions: int, k: int, theta: Fraction, last: bool,
+    *, examples: Sequence[Sequence[bool]] = (), n_examples: int = 0, generated: bool = True,
 ) -> Decision:
-    """Score a stage's pass matrix and apply the acceptance rule (METHOD.md 2.4-2.5).
+    """Score a stage's pass matrices and apply its rule (METHOD.md 2.4-2.5, 7.2-7.4).
 
-    `passed` has one row per solution (it may be empty when there are no test
-    lines); the last active member is accepted regardless of its score.
+    `passed` has one row per solution over T (it may be empty when there are no
+    test lines); `examples` one row per solution over the example lines E (empty
+    when there are none: `n_examples` is 0). `k` is the threshold's k (max(k, 1));
+    `generated` whether the stage generated tests (k >= 1). The last active member
+    is accepted regardless of its rule.
     """
     n_tests = len(passed[0]) if passed else 0
     scores = solution_scores(passed) if n_tests else [0] * n_solutions
-    best = best_solution(scores)
-    ok = bool(accepts(scores[best], k, n_tests, theta))
-    return Decision(scores, best, n_tests, accept_threshold(theta, k, n_tests), ok or last, ok)
+    counts = [sum(1 for ok in row if ok) for row in examples] if n_examples else [0] * n_solutions
+    best = best_ranked(counts, scores)
+    ok = bool(stage_rule(scores[best], k, n_tests, theta, counts[best], n_examples, generated))
+    return Decision(scores, best, n_tests, accept_threshold(theta, k, n_tests), ok or last, ok,
+                    counts, n_examples)

@@ -37,6 +37,25 @@ class Task:
     # The file's pieces for the prompt, fitted to a token budget by the cascade
     # with its first member's tokenizer (engine/context/budget.py).
     context_budget: ContextBudget | None = None
+    # Example lines from the project's test files (METHOD.md 7.1); the docstring's
+    # own examples are extracted from `prompt` (engine/examples.py `task_examples`).
+    test_examples: tuple[Example, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    """One line of E (METHOD.md 7.1): an assert the user wrote, as the sandbox runs it.
+
+    `source` is what the sandbox executes after the context and the solution:
+    setup lines (a doctest's `>>> x = ...`, a test file's imports) and then one
+    assert (an expected exception: a check that the call raises it). `text` is
+    the assert as the user sees it; `origin` is "docstring" or the test file's
+    path relative to the project root.
+    """
+
+    source: str
+    text: str
+    origin: str = "docstring"
 
 
 @dataclass(frozen=True)
@@ -256,6 +275,17 @@ class StageTrace:
     # Prompt tokens the backend evaluated (the rest came from its prefix cache);
     # None where the backend cannot tell.
     prompt_tokens_evaluated: int | None = None
+    # Each solution's verdicts on the example lines E (METHOD.md 7.2); empty rows
+    # when E is empty.
+    example_matrix: tuple[tuple[bool, ...], ...] = ()
+    n_examples: int = 0
+
+    @property
+    def examples_passed(self) -> int:
+        """Example lines the best solution passed."""
+        if not self.example_matrix:
+            return 0
+        return sum(self.example_matrix[self.best])
 
     @property
     def n_tests(self) -> int:
@@ -283,12 +313,18 @@ class Result:
     member: str
     tier: str
     stages: tuple[StageTrace, ...]
-    verified: bool  # passed generated tests under an accepting threshold
+    verified: bool  # met its stage's rule: every example line, and generated tests where run
     note: str = ""  # why an answer is unverified, when it is
+    # The example lines E the answer was checked against (METHOD.md 7.1).
+    examples: tuple[Example, ...] = ()
+    # Index into `stages` of the stage whose candidate answered (the pool may pick
+    # an earlier stage's candidate, METHOD.md 7.5); -1: the last stage.
+    answer_stage: int = -1
 
     @property
     def accepted_stage(self) -> StageTrace:
-        return self.stages[-1]
+        """The stage whose best solution is the answer."""
+        return self.stages[self.answer_stage]
 
     @property
     def seconds(self) -> float:

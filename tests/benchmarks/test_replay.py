@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cascode.benchmarks import calibrate as cal
@@ -61,3 +62,72 @@ def test_cached_backend_cuts_tests_by_the_live_stop_rule(family):
     for cut, full in zip(tests, data.samples.tests[:3], strict=True):
         assert full.text.startswith(cut.text) and len(cut.text) < len(full.text)
         assert cut.text.count("\n") == 2 and cut.generated_tokens < full.generated_tokens
+
+
+# With the user's examples (METHOD.md 7): greedy stages that escalate on them, the
+# pool, a tier that leaves them out.
+EXAMPLE_TIERS = """\
+  g: {theta: 1.0, stages: {small: {k: 0, l: 0}, large: {k: 0, l: 0}}}
+  h: {theta: 0.5, stages: {small: {k: 0, l: 0}, medium: {k: 3, l: 2}, large: {k: 0, l: 0}}}
+  i: {theta: 0.8, stages: {small: {k: 3, l: 2}, large: {k: 5, l: 4}}}
+  j: {theta: 0.5, examples: false, stages: {small: {k: 3, l: 2}, large: {k: 0, l: 0}}}
+  k: {theta: 0.9, stages: {medium: {k: 5, l: 2}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def family_e(tmp_path_factory):
+    plan = parse_plan(family_plan(["small", "medium", "large"], EXAMPLE_TIERS))
+    settings = cal.Settings(out=tmp_path_factory.mktemp("replay-e"), progress=False)
+    return cal.load_family_data(plan, synthetic_dataset(30, examples=True), settings,
+                                backend_factory=Factory(), sandbox_factory=ArithmeticSandbox)
+
+
+def test_live_cascade_and_simulator_agree_with_examples(family_e):
+    sim = family_e.simulator(10)
+    with_examples = [bool(d.examples) for d in sim.data[0]]
+    assert sum(with_examples) == 20  # two problems in three
+    assert replay(family_e.plan, sim) == []
+    # Not vacuous: the pool answers from an earlier stage than the last one run.
+    from cascode.benchmarks.replay import CachedSandbox
+    from cascode.engine.cascade import Cascade
+
+    backends = {name: CachedBackend(name, sim.data[m]) for m, name in enumerate(sim.members)}
+    cascade = Cascade(family_e.plan, backends, CachedSandbox(sim.data))
+    earlier = [(tier, p) for tier in family_e.plan.tiers for p in range(sim.n_problems)
+               if (r := cascade.run(sim.data[0][p].problem.task, tier)).answer_stage
+               not in (-1, len(r.stages) - 1)]
+    assert earlier, "the pool never kept an earlier stage's candidate"
+    options, thetas = tier_option(family_e.plan, "g")
+    run = sim.run_plan(options, thetas, examples=True)
+    # Without examples the greedy small stage is skipped: large answers everything.
+    assert set(run.answered_by[~np.array(with_examples)].tolist()) == {2}
+
+
+def test_grid_with_examples_agrees_with_plan_runs(family_e):
+    from cascode.benchmarks.search import split
+    from cascode.benchmarks.simulate import all_plans
+
+    sim = family_e.simulator(10)
+    masks = split(family_e.greedy_passed()).masks()
+    grid = sim.grid(masks, examples=True)
+    plans = list(all_plans(3, 10, examples=True))
+    assert len(grid) == 11 * len(plans) and set(grid.plans) == set(plans)
+    assert len(plans) > len(list(all_plans(3, 10)))  # non-last greedy stages
+    rng = np.random.default_rng(1)
+    for row in rng.choice(len(grid), 80, replace=False):
+        run = sim.run_plan(grid.plans[row], grid.thetas[row], examples=True)
+        np.testing.assert_array_equal(run.sums(masks), grid.sums[row])
+    per = sim.grid(masks, per_boundary=True, examples=True)
+    for row in rng.choice(len(per), 80, replace=False):
+        run = sim.run_plan(per.plans[row], per.thetas[row], examples=True)
+        np.testing.assert_array_equal(run.sums(masks), per.sums[row])
+
+
+def test_calibrated_tiers_with_examples_replay_identically(family_e, tmp_path):
+    from cascode.benchmarks.planfile import write_plan_file
+
+    result = cal.search(family_e, cal.Settings(out=tmp_path, progress=False, max_tiers=5))
+    assert set(result.grid.groups()) == {False, True}
+    plan = parse_plan(write_plan_file(result))
+    assert replay(plan, result.sim) == []

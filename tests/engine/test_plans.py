@@ -108,8 +108,6 @@ def test_k_zero_last_member_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("stages", "field"),
     [
-        # k = 0 followed by an active member
-        ("{small: {k: 0, l: 0}, medium: {k: 1, l: 2}}", "stages.small.k"),
         # l inconsistent with k
         ("{small: {k: 3, l: 0}, medium: {k: 1, l: 2}}", "stages.small.l"),
         ("{small: {k: 1, l: 2}, medium: {k: 0, l: 2}}", "stages.medium.l"),
@@ -228,3 +226,20 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_plan_names_its_source() -> None:
     with pytest.raises(PlanError, match=r"^settings\.yaml: "):
         parse_plan("family: []\ntiers: {}\n", "settings.yaml")
+
+
+def test_a_greedy_stage_may_come_before_another(tmp_path: Path) -> None:
+    """METHOD.md 7.4: a non-last k = 0 stage accepts or escalates on the examples."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(with_tier_two("{small: {k: 0, l: 0}, medium: {k: 1, l: 2}}"))
+    stages = load_plan(path).tier("two").stages
+    assert [(s.member.name, s.k, s.last) for s in stages] == [("small", 0, False),
+                                                              ("medium", 1, True)]
+
+
+def test_examples_field_is_a_strict_bool(tmp_path: Path) -> None:
+    text = with_tier_two("{small: {k: 3, l: 2}}").replace(
+        "  two:\n", "  two:\n    examples: 'no'\n", 1)
+    assert "examples: 'no'" in text
+    message = load_error(tmp_path, text)
+    assert "tiers['two'].examples" in message and "bool" in message
