@@ -189,7 +189,7 @@ class EngineHost:
 
     def cache_key(self, task: Task, tier: str) -> Hashable:
         return (task.prompt, task.context, task.prompt_context, task.context_budget,
-                self.plan_key, tier)
+                task.test_examples, self.plan_key, tier)
 
     def cached(self, task: Task, tier: str) -> Result | None:
         """The cached answer for `task` on `tier`, if any (does not block)."""

@@ -1,5 +1,6 @@
-"""Answering a completion request: the stub under the cursor, the cascade on the engine
-thread (cancellable), and the edit that places the answer (`Answer`)."""
+"""Answering a completion request: the stub under the cursor, the asserts of the project's
+test files that call it, the cascade on the engine thread (cancellable), and the edit that
+places the answer (`Answer`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from lsprotocol import types
 from cascode.engine.cancel import CancelToken
 from cascode.engine.context import FunctionContext, body_edit, function_at
 from cascode.engine.errors import Cancelled, CascodeError
-from cascode.engine.types import Event
+from cascode.engine.types import Event, Task
 
 from . import edits
 from .configuration import Configuration
+from .examples import workspace_folders
 from .progress import Progress
 from .provenance import event_message, finished_message, provenance
 from .state import ServerState
@@ -68,6 +70,8 @@ class Completer:
         task = fc.task(budget if budget >= 0 else None)
         if not state.settings.file_context:
             task = dataclasses.replace(fc.task(), context="")
+        if state.settings.test_examples:
+            task = await self._with_test_examples(uri, task)
 
         previous = self._inflight.get(uri)
         if previous is not None and not previous.done():
@@ -108,6 +112,18 @@ class Completer:
                           f"tier {result.tier}: {finished_message(result, cached)}")
         return Answer(uri, task.entry_point, lines, cursor, edit, prov,
                       doc.position_codec, doc.lines)
+
+    async def _with_test_examples(self, uri: str, task: Task) -> Task:
+        """`task` with the asserts of its project's test files that call the function."""
+        state = self.state
+        tests = state.test_examples
+        tests.configure(workspace_folders(state.ls.workspace), state.settings.test_scan_files)
+        try:
+            examples = await asyncio.to_thread(tests.examples, uri, task)
+        except Exception:  # noqa: BLE001 - the request goes on with the docstring's examples
+            log.exception("reading the test files")
+            return task
+        return dataclasses.replace(task, test_examples=examples)
 
     async def _run(self, task: Any, token: types.ProgressToken | None) -> tuple[Any, bool]:
         state, host = self.state, self.state.host

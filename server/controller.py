@@ -4,6 +4,7 @@ share one `ServerState` (state.py: server, engine host, settings, status, answer
 - `Configuration` (configuration.py): fetching and applying the client's settings;
 - `Preloader` (preload.py): loading the active tier's models ahead of requests;
 - `Completer` (completion.py): answering a request, and the `Answer` it returns;
+- `TestExamples` (examples.py): the projects' test files, told what the editor does;
 - `Progress` (progress.py): work-done progress for a request or a load.
 
 Everything runs on the event loop; every blocking step goes to the engine thread
@@ -13,6 +14,7 @@ Everything runs on the event loop; every blocking step goes to the engine thread
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lsprotocol import types
@@ -26,6 +28,8 @@ from .preload import Preloader
 from .state import ServerState
 
 __all__ = ["Answer", "Controller"]
+
+log = logging.getLogger(__name__)
 
 
 class Controller:
@@ -74,9 +78,43 @@ class Controller:
     def accepted(self, answer_id: Any) -> None:
         self.state.answers.accepted(answer_id)
 
+    def document_changed(self, uri: str) -> None:
+        """A document was opened or changed (an open test file overrides the disk)."""
+        doc = self.state.ls.workspace.text_documents.get(uri)
+        if doc is not None:
+            self.state.test_examples.changed(uri, doc.source, doc.version)
+
     def document_closed(self, uri: str) -> None:
         self.completer.document_closed(uri)
+        self.state.test_examples.closed(uri)
+
+    def files_changed(self, uris: list[str]) -> None:
+        """Files were saved, or created, changed or deleted on disk."""
+        for uri in uris:
+            self.state.test_examples.invalidated(uri)
+
+    def watch_python_files(self) -> None:
+        """Ask the client for `workspace/didChangeWatchedFiles` on Python files, when it
+        can register that dynamically (test files changed outside the editor)."""
+        ls = self.state.ls
+        workspace = ls.client_capabilities.workspace
+        watched = workspace.did_change_watched_files if workspace is not None else None
+        if watched is None or not watched.dynamic_registration:
+            return
+        options = types.DidChangeWatchedFilesRegistrationOptions(
+            watchers=[types.FileSystemWatcher(glob_pattern="**/*.py")])
+        future = ls.client_register_capability(types.RegistrationParams(registrations=[
+            types.Registration(id="cascode-test-files",
+                               method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                               register_options=options)]))
+        future.add_done_callback(_log_registration)
 
     def close(self) -> None:
         self.completer.cancel_all("the server is shutting down")
         self.state.host.close()
+
+
+def _log_registration(future: Any) -> None:
+    # Without the registration, saves in the editor still refresh the test files.
+    if not future.cancelled() and future.exception() is not None:
+        log.info("the client did not register file watching: %s", future.exception())

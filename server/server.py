@@ -80,6 +80,7 @@ def create_language_server(
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CascodeLanguageServer, params: types.InitializedParams) -> None:
+        ls.controller.watch_python_files()
         await ls.controller.refresh_settings(initial=True)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -151,6 +152,24 @@ def create_language_server(
     def accepted(ls: CascodeLanguageServer, *args: Any) -> None:
         arg = args[0] if args and isinstance(args[0], dict) else {}
         ls.controller.accepted(arg.get("id"))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CascodeLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.controller.document_changed(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CascodeLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.controller.document_changed(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls: CascodeLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.controller.files_changed([params.text_document.uri])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(
+        ls: CascodeLanguageServer, params: types.DidChangeWatchedFilesParams
+    ) -> None:
+        ls.controller.files_changed([change.uri for change in params.changes])
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CascodeLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -71,6 +71,16 @@ class Settings:
     The sandbox still runs the whole file context. 0: none; -1: the whole file context, no
     budget."""
 
+    test_examples: bool = True
+    """Use the `assert` lines of the project's test files that call the function (pytest
+    layout: `tests/`, `test_*.py`, `*_test.py`) as examples, with the docstring's own: an answer
+    is checked against them in the sandbox. Test files are only read, never imported or run;
+    unsaved changes of open test files count."""
+
+    test_scan_files: int = attrs.field(default=200, metadata={"minimum": 0})
+    """How many test files of a project `testExamples` reads at most (a file over 1 MB is
+    skipped). The list of test files is kept until a file is saved, created or deleted."""
+
     cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
     """How many answers to keep in memory: asking again for the same stub in the same file
     answers at once. 0 disables the cache."""

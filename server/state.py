@@ -1,5 +1,6 @@
 """What the parts of the controller share: the server, the engine host, the settings
-in force, and the status the client is shown (`cascode/status`), last answer included."""
+in force, the status the client is shown (`cascode/status`), last answer included,
+and the projects' test files (`TestExamples`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pygls.lsp.server import LanguageServer
 
 from cascode.engine.host import EngineHost
 
+from .examples import TestExamples
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class ServerState:
         self.message = "starting"
         self.busy = 0  # requests running in the engine
         self.answers = AnswerLog()
+        self.test_examples = TestExamples()  # the projects' test files, as example lines
 
     @property
     def tier(self) -> str:

@@ -10,6 +10,12 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cascode.engine.types import Task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,8 +112,22 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         fc = function_at(source, line - 1, 0)
         if fc is None:
             raise ContextError(f"{path}:{line}: no function at this line")
-    # A prompt on stdin is used as given; a file's context is budgeted.
-    return fc.task(context_tokens if context_tokens >= 0 else None), target
+    # A prompt on stdin is used as given; a file's context is budgeted, and its project's
+    # test files give example lines.
+    task = fc.task(context_tokens if context_tokens >= 0 else None)
+    return _with_test_examples(task, Path(path)), target
+
+
+def _with_test_examples(task: Task, path: Path) -> Task:
+    """`task` with the asserts of the project's test files that call the function."""
+    from cascode.engine.examples import ProjectExamples, find_project_root, top_level_names
+
+    root = find_project_root(path)
+    if root is None:
+        return task
+    examples = ProjectExamples([root]).examples(
+        task.entry_point, top_level_names(task.context), path)
+    return dataclasses.replace(task, test_examples=examples)
 
 
 def _sandbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -1,11 +1,13 @@
 """Starts `cascode serve`'s server over stdio with a scripted backend (tests, benchmark).
 
 CASCODE_TEST_SCRIPT names the JSON script (see fake_backend.py). The sandbox is
-the real one when it is installed and CASCODE_TEST_SANDBOX is not "fake".
+the real one when it is installed and CASCODE_TEST_SANDBOX is not "fake". With
+CASCODE_TEST_TASKS, each task the engine answers is appended to that file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -40,7 +42,24 @@ def main() -> None:
     script = json.loads(Path(os.environ["CASCODE_TEST_SCRIPT"]).read_text())
     server = create_language_server(backend_factory=scripted_factory(script),
                                     sandbox_factory=_sandbox_factory())
+    if os.environ.get("CASCODE_TEST_TASKS"):
+        _record_tasks(server.controller.state.host, Path(os.environ["CASCODE_TEST_TASKS"]))
     server.start_io()
+
+
+def _record_tasks(host, path: Path) -> None:
+    """Append each task the engine is asked to answer to `path` (JSON lines), so that a
+    test sees what the server built: entry point and test-file examples."""
+    answer = host.answer
+
+    def recording(task, tier, **kwargs):
+        record = {"entry_point": task.entry_point,
+                  "test_examples": [dataclasses.asdict(e) for e in task.test_examples]}
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        return answer(task, tier, **kwargs)
+
+    host.answer = recording
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def test_every_field_is_documented_in_the_manifest_and_the_table():
     assert list(props) == [
         "cascode.enable", "cascode.planFile", "cascode.tier", "cascode.sandbox.layers",
         "cascode.sandbox.allowUnsafe", "cascode.preload", "cascode.fileContext",
-        "cascode.contextTokens", "cascode.cacheSize"]
+        "cascode.contextTokens", "cascode.testExamples", "cascode.testScanFiles",
+        "cascode.cacheSize"]
     assert props["cascode.tier"] == {
         "type": "string", "default": "", "order": 2,
         "markdownDescription": props["cascode.tier"]["markdownDescription"]}
