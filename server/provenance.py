@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascode.engine.proof import proof
 from cascode.engine.types import Escalating, Event, Executing, Finished, Result, StageStarted
+
+
+def examples(result: Result) -> list[dict[str, Any]]:
+    """The example lines the answer was checked against, each with the answer's verdict.
+
+    `passed` is the answering stage's best solution's verdict on that line (False
+    when the stage did not run the examples).
+    """
+    stage = result.accepted_stage
+    row = stage.example_matrix[stage.best] if stage.example_matrix else ()
+    return [
+        {"text": e.text, "origin": e.origin, "passed": bool(row[i]) if i < len(row) else False}
+        for i, e in enumerate(result.examples)
+    ]
 
 
 def provenance(
@@ -25,6 +40,8 @@ def provenance(
         "threshold": round(stage.threshold, 3),
         "verified": result.verified,
         "note": result.note,
+        "proof": proof(result),
+        "examples": examples(result),
         "asserts": list(stage.passed_tests),
         "tokens": result.generated_tokens,
         "promptTokens": result.prompt_tokens,
@@ -51,16 +68,27 @@ def provenance(
 
 
 def markdown(prov: dict[str, Any]) -> str:
-    """The completion item's documentation."""
-    lines = [f"**cascode** · tier `{prov['tier']}` · answered by `{prov['member']}`"]
-    if prov["verified"]:
-        lines.append(
-            f"\nScore {prov['score']} against threshold {prov['threshold']:g}: "
-            f"passed {len(prov['asserts'])} generated assert(s)."
-        )
-    else:
-        lines.append(f"\n**Unverified**: {prov['note'] or 'the answer was not tested'}.")
+    """The completion item's documentation: what proved the answer first."""
+    lines = [f"**{_proof_line(prov)}**"]
+    lines.append(f"\ncascode · tier `{prov['tier']}` · answered by `{prov['member']}`")
+    if prov["verified"] and prov["asserts"]:
+        lines.append(f"\nScore {prov['score']} against threshold {prov['threshold']:g}.")
+    examples = prov.get("examples") or []
+    if examples:
+        lines.append(f"\nYour example{'' if len(examples) == 1 else 's'}:")
+        # Which lines failed is told when some passed; when none did, the proof
+        # line says why (failed them all, or never ran them).
+        mark_failed = any(e["passed"] for e in examples)
+        rows = []
+        for e in examples:
+            notes = [] if e["passed"] or not mark_failed else ["failed"]
+            if e["origin"] != "docstring":
+                notes.append(e["origin"])
+            rows.append(e["text"] + (f"  # {'; '.join(notes)}" if notes else ""))
+        lines.append("\n```python\n" + "\n".join(rows) + "\n```")
     if prov["asserts"]:
+        n = len(prov["asserts"])
+        lines.append(f"\nGenerated assert{'' if n == 1 else 's'} passed:")
         lines.append("\n```python\n" + "\n".join(prov["asserts"]) + "\n```")
     cost = f"{prov['tokens']} tokens, {prov['seconds']:.2f} s"
     if len(prov["stages"]) > 1:
@@ -70,6 +98,13 @@ def markdown(prov: dict[str, Any]) -> str:
         cost += ", from cache"
     lines.append(f"\n{cost}")
     return "\n".join(lines)
+
+
+def _proof_line(prov: dict[str, Any]) -> str:
+    text = prov.get("proof")
+    if text:
+        return str(text[0].upper() + text[1:])
+    return "Verified" if prov["verified"] else "Unverified"
 
 
 def event_message(event: Event) -> str | None:

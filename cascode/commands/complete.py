@@ -152,22 +152,23 @@ def _progress(event) -> None:  # type: ignore[no-untyped-def]
 
 
 def _summary(result) -> str:  # type: ignore[no-untyped-def]
+    from cascode.engine.proof import proof
+
     final = result.accepted_stage
-    if result.verified:
-        proof = (
-            f"passed {len(final.passed_tests)}/{final.n_tests} generated asserts, "
-            f"score {final.best_score} >= {final.threshold:g}"
-        )
-    else:
-        proof = f"unverified: {result.note}"
+    shown = proof(result)
+    if result.verified and final.n_tests:
+        shown += f", score {final.best_score} >= {final.threshold:g}"
     return (
-        f"cascode: {result.member} answered (tier {result.tier}; {proof}) in "
+        f"cascode: {result.member} answered (tier {result.tier}; {shown}) in "
         f"{result.seconds:.1f} s, {result.generated_tokens} tokens generated over "
         f"{len(result.stages)} stage(s)"
     )
 
 
 def _trace(result, where: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    from cascode.engine.proof import proof
+    from cascode.server.provenance import examples
+
     stages = []
     for s in result.stages:
         d = dataclasses.asdict(s)
@@ -182,6 +183,8 @@ def _trace(result, where: str) -> dict:  # type: ignore[no-untyped-def, type-arg
         "tier": result.tier,
         "verified": result.verified,
         "note": result.note,
+        "proof": proof(result),
+        "examples": examples(result),
         "seconds": result.seconds,
         "generated_tokens": result.generated_tokens,
         "prompt_tokens": result.prompt_tokens,

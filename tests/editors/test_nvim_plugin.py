@@ -10,6 +10,7 @@ plugin behaviour); the slow one runs the real `cascode serve` on the embedded 0.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,13 +146,60 @@ def test_ghost_text_accepted_with_tab_completes_the_stub(scripted_nvim: Nvim, tm
         10,
     )
 
+    answer = nvim.lua("return require('cascode').last_answer()")
     shown = nvim.lua("return require('cascode').show_last_answer()")
     assert shown[0] == "**small** answered `add` on tier **fast** (verified)"
+    # The proof line comes next: what the answer rests on (no examples: the asserts).
+    assert re.fullmatch(r"\d+ of \d+ generated asserts", answer["proof"]), answer["proof"]
+    assert shown[2] == "- " + answer["proof"]
+    assert answer["examples"] == []
     assert "assert add(1, 2) == 3" in shown
 
     nvim.api.command("normal! Go")
     nvim.api.command("CascodeInsertAsserts")
     assert "def test_add():\n    assert add(1, 2) == 3" in nvim.buffer()
+    # Again: the buffer already has every assert, so nothing is inserted.
+    before = nvim.buffer()
+    nvim.api.command("CascodeInsertAsserts")
+    assert nvim.buffer() == before
+
+
+def test_insert_asserts_takes_the_examples_and_skips_what_the_buffer_has(tmp_path: Path):
+    """The plugin's pure functions, in a Neovim without a server."""
+    nvim = Nvim(tmp_path, {"cmd": ["true"]})
+    try:
+        answer = {
+            "function": "add",
+            "proof": "passed your 2 examples and 2 of 2 generated asserts",
+            "verified": True,
+            "examples": [
+                {"text": "assert add(1, 2) == 3", "origin": "docstring", "passed": True},
+                {"text": "add(None, 1) raises TypeError", "origin": "docstring", "passed": True},
+                {"text": "assert add(0, 0) == 0", "origin": "tests/test_calc.py",
+                 "passed": True},
+            ],
+            "asserts": ["assert add(2, 2) == 4", "assert add(1,2)==3", "assert add(5, 5) == 10"],
+        }
+        document = ["def add(a, b):", "    return a + b", "", "def test_add():",
+                    "    assert  add(2,2) == 4", ""]
+        prov = "local p = require('cascode.provenance')\n"
+        lines = nvim.lua(prov + "return p.answer_asserts(...)", answer, document)
+        assert lines == ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(5, 5) == 10"]
+        test = nvim.lua(prov + "local a, d = ...\n"
+                        "return p.asserts_as_test(p.answer_asserts(a, d), '', a['function'], d)",
+                        answer, document)
+        assert test == ["def test_add_2():", "    assert add(1, 2) == 3",
+                        "    assert add(0, 0) == 0", "    assert add(5, 5) == 10"]
+        assert nvim.lua(prov + "return p.answer_asserts(...)", answer, document + lines) == []
+        shown = nvim.lua(prov + "return p.format(...)", answer)
+        assert shown[2] == "- passed your 2 examples and 2 of 2 generated asserts"
+        assert "assert add(0, 0) == 0  # tests/test_calc.py" in shown
+        # An older server (no proof): verified or not, in the same place.
+        del answer["proof"]
+        assert nvim.lua(prov + "return p.format(...)", answer)[2] == (
+            "- passed 3 generated asserts")
+    finally:
+        nvim.close()
 
 
 def test_tier_command_completes_tiers_and_switches_the_next_answer(

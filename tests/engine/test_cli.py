@@ -78,6 +78,7 @@ def test_complete_file_line_json_shows_every_stage(tmp_path, qwen05b_path):
     assert first["threshold"] == 1.0 * 3 * first["n_tests"]
     assert trace["member"] == stages[-1]["member"]
     assert "def count_vowels" in trace["code"]
+    assert trace["proof"] and isinstance(trace["examples"], list)
 
 
 def test_plans_lists_the_packaged_default():
@@ -149,6 +150,43 @@ def test_no_function_at_line_is_one_line(tmp_path):
 def test_unknown_tier_is_one_line():
     proc = cascode("complete", "--plan-file", str(SMALL_PLAN), "--tier", "nope", stdin=STUB)
     assert_one_line_error(proc, "no tier named 'nope'")
+
+
+def _answered(*, verified: bool, note: str = "", examples=(), matrix=()):  # type: ignore[no-untyped-def]
+    from cascode.engine.types import Result, StageTrace
+
+    suite = ("assert f() == 1", "assert f() == 2")
+    stage = StageTrace(
+        member="qwen-0.5b", k=1, l=2, solutions=("def f(): return 1\n",), tests=(),
+        suite=suite, pass_matrix=((True, False),), scores=(1,), best=0, best_score=1,
+        threshold=1.0, theta=0.5, accepted=True, last=True, prompt_tokens=10,
+        generated_tokens=20, prompt_seconds=0.1, decode_seconds=0.2, sandbox_seconds=0.1,
+        example_matrix=matrix, n_examples=len(examples))
+    return Result("def f(): return 1\n", "qwen-0.5b", "small", (stage,), verified=verified,
+                  note=note, examples=tuple(examples))
+
+
+def test_summary_and_json_say_what_proved_the_answer():
+    from cascode.commands.complete import _summary, _trace
+    from cascode.engine.types import Example
+
+    ex = (Example("assert f() == 1\n", "assert f() == 1"),
+          Example("assert f() > 0\n", "assert f() > 0", "tests/test_f.py"))
+    result = _answered(verified=True, examples=ex, matrix=((True, True),))
+    assert _summary(result).startswith(
+        "cascode: qwen-0.5b answered (tier small; passed your 1 example and 1 from "
+        "tests/test_f.py and 1 of 2 generated asserts, score 1 >= 1) in 0.4 s")
+    trace = json.loads(json.dumps(_trace(result, "<stdin>")))
+    assert trace["proof"] == (
+        "passed your 1 example and 1 from tests/test_f.py and 1 of 2 generated asserts")
+    assert trace["examples"] == [
+        {"text": "assert f() == 1", "origin": "docstring", "passed": True},
+        {"text": "assert f() > 0", "origin": "tests/test_f.py", "passed": True},
+    ]
+    bare = _answered(verified=False, note="no examples, and qwen-0.5b answered greedily")
+    assert "(tier small; unverified: no examples, and qwen-0.5b answered greedily) in" in (
+        _summary(bare))
+    assert _trace(bare, "x.py")["examples"] == []
 
 
 def test_complete_never_imports_the_server_stack():

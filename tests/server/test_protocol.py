@@ -89,6 +89,9 @@ async def test_inline_completion_and_completion_on_a_stub(tmp_path, client_name)
         assert last["member"] == "small" and last["tier"] == "balanced"
         assert last["verified"] is True
         assert last["asserts"] == ["assert add(1, 2) == 3", "assert add(2, 2) == 4"] * 3
+        # No examples in the stub: the generated asserts proved it, first in the docs.
+        assert last["examples"] == [] and last["proof"].endswith(" generated asserts")
+        assert doc.startswith(f"**{last['proof']}**")
         assert last["score"] >= last["threshold"]
         assert last["stages"][0]["k"] == 3
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from cascode.engine.types import Escalating, Executing, Finished, Result, StageStarted, StageTrace
+from dataclasses import replace
+
+from cascode.engine.types import (
+    Escalating,
+    Example,
+    Executing,
+    Finished,
+    Result,
+    StageStarted,
+    StageTrace,
+)
 from cascode.server.provenance import event_message, markdown, provenance
 
 
@@ -30,7 +40,9 @@ def test_a_verified_escalated_answer():
     assert (prov["score"], prov["threshold"]) == (1, 0.9)
     assert prov["tokens"] == 40 and prov["seconds"] == 3.5
     assert [s["member"] for s in prov["stages"]] == ["small", "large"]
+    assert prov["proof"] == "1 of 1 generated asserts" and prov["examples"] == []
     text = markdown(prov)
+    assert text.splitlines()[0] == "**1 of 1 generated asserts**"
     assert "`large`" in text and "assert f() == 1" in text and "small → large" in text
     assert "Unverified" not in text
 
@@ -42,8 +54,63 @@ def test_an_unverified_answer_says_why():
                     note="execution unavailable: the answer was not tested")
     prov = provenance(result, answer_id="a2", uri="file:///x.py", function="f", cached=True)
     assert prov["verified"] is False and prov["asserts"] == []
+    assert prov["proof"] == "unverified: execution unavailable: the answer was not tested"
     text = markdown(prov)
-    assert "**Unverified**: execution unavailable" in text and "from cache" in text
+    assert text.startswith("**Unverified: execution unavailable") and "from cache" in text
+
+
+EXAMPLES = (
+    Example("assert f() == 1\n", "assert f() == 1"),
+    Example("assert f() > 0\n", "assert f() > 0"),
+    Example("from m import f\nassert f() != 2\n", "assert f() != 2", "tests/test_m.py"),
+)
+
+
+def test_the_examples_prove_an_answer_and_are_listed():
+    stage = replace(
+        _stage("small", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+               accepted=True, last=False),
+        example_matrix=((True, True, True),), n_examples=3)
+    result = Result("def f(): return 1\n", "small", "fast", (stage,), verified=True,
+                    examples=EXAMPLES, answer_stage=0)
+    prov = provenance(result, answer_id="a3", uri="file:///x.py", function="f")
+    assert prov["proof"] == (
+        "passed your 2 examples and 1 from tests/test_m.py and 1 of 1 generated asserts")
+    assert prov["examples"] == [
+        {"text": "assert f() == 1", "origin": "docstring", "passed": True},
+        {"text": "assert f() > 0", "origin": "docstring", "passed": True},
+        {"text": "assert f() != 2", "origin": "tests/test_m.py", "passed": True},
+    ]
+    text = markdown(prov)
+    assert text.splitlines()[0] == (
+        "**Passed your 2 examples and 1 from tests/test_m.py and 1 of 1 generated asserts**")
+    assert "Your examples:" in text and "Generated assert passed:" in text
+    assert "assert f() != 2  # tests/test_m.py" in text and "failed" not in text
+
+
+def test_the_answering_stage_gives_the_examples_verdicts():
+    # The pool picked the first stage's candidate: its verdicts are the ones shown.
+    first = replace(
+        _stage("small", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+               accepted=False, last=False),
+        example_matrix=((True, False, True),), n_examples=3)
+    last = replace(
+        _stage("large", k=0, l=0, suite=(), passed=(), accepted=True, last=True),
+        example_matrix=((False, False, False),), n_examples=3)
+    result = Result("def f(): return 1\n", "small", "balanced", (first, last), verified=False,
+                    note="small's answer failed 1 of 3 example line(s)",
+                    examples=EXAMPLES, answer_stage=0)
+    prov = provenance(result, answer_id="a4", uri="file:///x.py", function="f")
+    assert [e["passed"] for e in prov["examples"]] == [True, False, True]
+    assert prov["proof"] == "unverified: small's answer failed 1 of 3 example line(s)"
+    text = markdown(prov)
+    assert "assert f() > 0  # failed" in text
+    assert "assert f() != 2  # tests/test_m.py" in text
+    # A stage that never ran the examples: none passed, none is marked.
+    unrun = replace(result, stages=(replace(first, example_matrix=()),))
+    prov = provenance(unrun, answer_id="a5", uri="file:///x.py", function="f")
+    assert [e["passed"] for e in prov["examples"]] == [False, False, False]
+    assert "# failed" not in markdown(prov)
 
 
 def test_progress_messages():

@@ -8,7 +8,15 @@ import {
   TransportKind,
 } from "vscode-languageclient/node";
 
-import { assertsAsTest, formatProvenance, Provenance, StatusParams, Tier, tierItems } from "./provenance";
+import {
+  answerAsserts,
+  assertsAsTest,
+  formatProvenance,
+  Provenance,
+  StatusParams,
+  Tier,
+  tierItems,
+} from "./provenance";
 import { TierStatus } from "./status";
 
 const SECTION = "cascode";
@@ -145,9 +153,16 @@ async function insertAsserts(): Promise<void> {
   const answer = (await lastAnswer(editor.document.uri)) ?? (await lastAnswer());
   const line = editor.selection.active.line;
   const indent = /^\s*/.exec(editor.document.lineAt(line).text)?.[0] ?? "";
-  const test = assertsAsTest(answer?.asserts ?? [], indent, answer?.function);
+  const document = editor.document.getText();
+  const asserts = answerAsserts(answer, document);
+  const test = assertsAsTest(asserts, indent, answer?.function, document);
   if (!test) {
-    void vscode.window.showInformationMessage("cascode: the last answer has no asserts.");
+    const had = (answer?.asserts?.length ?? 0) + (answer?.examples?.length ?? 0) > 0;
+    void vscode.window.showInformationMessage(
+      had
+        ? "cascode: the document already has the last answer's asserts."
+        : "cascode: the last answer has no asserts.",
+    );
     return;
   }
   // The test goes above the cursor's line, at that line's indentation.

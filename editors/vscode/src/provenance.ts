@@ -10,6 +10,14 @@ export interface Stage {
   [key: string]: unknown;
 }
 
+/** One example line the answer was checked against (the user's own assert). */
+export interface ExampleLine {
+  text: string;
+  /** "docstring", or the test file's path relative to the project root. */
+  origin?: string;
+  passed?: boolean;
+}
+
 /** The provenance of an answer (`cascode.lastAnswer`, `cascode/status`'s lastAnswer). */
 export interface Provenance {
   id?: string;
@@ -21,6 +29,9 @@ export interface Provenance {
   threshold?: number | null;
   verified?: boolean;
   note?: string | null;
+  /** What proved the answer, in one line: "passed your 3 examples", "unverified: ...". */
+  proof?: string | null;
+  examples?: ExampleLine[];
   asserts?: string[];
   tokens?: number | null;
   seconds?: number | null;
@@ -78,6 +89,7 @@ export function formatProvenance(p: Provenance | null | undefined): string {
   const cached = p.cached ? ", from cache" : "";
   lines.push(`**${p.member ?? "?"}** answered${what} on tier **${p.tier ?? "?"}** (${verdict}${cached})`);
   lines.push("");
+  lines.push(`- ${proofLine(p)}`);
   lines.push(`- score ${num(p.score, 2)} against threshold ${num(p.threshold, 2)}`);
   lines.push(`- ${p.tokens ?? "n/a"} tokens, ${num(p.seconds, 1)} s`);
   if (p.note) {
@@ -89,6 +101,26 @@ export function formatProvenance(p: Provenance | null | undefined): string {
       .map((s) => `${s.member ?? "?"} (${num(s.score ?? null, 2)}/${num(s.threshold ?? null, 2)})`)
       .join(" → ");
     lines.push(`- stages: ${path}`);
+  }
+  const examples = p.examples ?? [];
+  if (examples.length > 0) {
+    // Which lines failed is told when some passed; otherwise the proof line says why.
+    const markFailed = examples.some((e) => e.passed);
+    lines.push("");
+    lines.push(`Your example${examples.length === 1 ? "" : "s"}:`);
+    lines.push("");
+    lines.push("```python");
+    for (const e of examples) {
+      const notes = [];
+      if (markFailed && !e.passed) {
+        notes.push("failed");
+      }
+      if (e.origin && e.origin !== "docstring") {
+        notes.push(e.origin);
+      }
+      lines.push(e.text + (notes.length > 0 ? `  # ${notes.join("; ")}` : ""));
+    }
+    lines.push("```");
   }
   const asserts = p.asserts ?? [];
   if (asserts.length > 0) {
@@ -102,22 +134,84 @@ export function formatProvenance(p: Provenance | null | undefined): string {
   return lines.join("\n");
 }
 
+/** The proof line: what the answer rests on (older servers: verified or not). */
+export function proofLine(p: Provenance): string {
+  if (p.proof) {
+    return p.proof;
+  }
+  if (p.verified) {
+    return `passed ${(p.asserts ?? []).length} generated asserts`;
+  }
+  return `unverified${p.note ? ": " + p.note : ""}`;
+}
+
 const CALLED = /^\s*assert\s+(?:not\s+)?(?:\(\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*\(/;
+
+/** A line (or a multi-line statement) with all whitespace taken out, for comparing. */
+function squeeze(text: string): string {
+  return text.replace(/\s+/g, "");
+}
+
+/**
+ * The asserts `document` does not have yet: an assert is there when a line of the
+ * document, whitespace aside, is that assert (a multi-line one: when its text,
+ * whitespace aside, is in the document). Repeats are dropped too.
+ */
+export function missingAsserts(asserts: readonly string[], document = ""): string[] {
+  const lines = new Set(document.split(/\r?\n/).map(squeeze));
+  const whole = squeeze(document);
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const a of asserts) {
+    const text = a.trim();
+    const key = squeeze(text);
+    if (!key || seen.has(key)) {
+      continue;
+    }
+    seen.add(key);
+    const present = text.includes("\n") ? whole.includes(key) : lines.has(key);
+    if (!present) {
+      out.push(text);
+    }
+  }
+  return out;
+}
+
+/**
+ * The lines an answer's test is made of: the user's example lines that are asserts
+ * (an expected exception, "call raises Error", is not one), then the generated
+ * asserts it passed, leaving out those `document` already has.
+ */
+export function answerAsserts(p: Provenance | null | undefined, document = ""): string[] {
+  if (!p) {
+    return [];
+  }
+  const examples = (p.examples ?? [])
+    .map((e) => (e.text ?? "").trim())
+    .filter((t) => /^assert\b/.test(t));
+  return missingAsserts([...examples, ...(p.asserts ?? [])], document);
+}
 
 /**
  * The asserts of an answer as a pytest test function named after the function
  * (given, or the one the first assert calls), its body indented by `indent` plus
- * four spaces. Returns "" when there are no asserts.
+ * four spaces; named `test_<fn>_2` (and so on) when `document` already defines
+ * `test_<fn>`. Returns "" when there are no asserts.
  */
-export function assertsAsTest(asserts: readonly string[], indent = "", fn?: string): string {
+export function assertsAsTest(asserts: readonly string[], indent = "", fn?: string, document = ""): string {
   const body = asserts.map((a) => a.trim()).filter((a) => a.length > 0);
   if (body.length === 0) {
     return "";
   }
   const match = CALLED.exec(body[0]);
-  const name = fn || (match ? match[1] : "answer");
+  const base = `test_${fn || (match ? match[1] : "answer")}`;
+  let name = base;
+  for (let n = 2; new RegExp(`\\bdef\\s+${name}\\s*\\(`).test(document); n++) {
+    name = `${base}_${n}`;
+  }
   const inner = indent + "    ";
-  return [`def test_${name}():`, ...body.map((a) => inner + a)].join("\n") + "\n";
+  const lines = body.flatMap((a) => a.split(/\r?\n/).map((line) => inner + line));
+  return [`def ${name}():`, ...lines].join("\n") + "\n";
 }
 
 export interface TierItem {

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { assertsAsTest, formatProvenance, statusText, tierItems } from "../src/provenance";
+import {
+  answerAsserts,
+  assertsAsTest,
+  formatProvenance,
+  missingAsserts,
+  statusText,
+  tierItems,
+} from "../src/provenance";
 
 test("status text names the state's icon and the tier", () => {
   assert.equal(statusText("ready", "balanced"), "$(beaker) cascode: balanced");
@@ -20,7 +27,7 @@ test("provenance names member, tier, score, threshold and the asserts", () => {
     seconds: 2.25,
     stages: [{ member: "qwen2.5-coder-0.5b", score: 0.6667, threshold: 0.5 }],
   });
-  assert.match(md, /\*\*qwen2\.5-coder-0\.5b\*\* answered on tier \*\*fast\*\* \(verified\)/);
+  assert.match(md, /\*\*qwen2\.5-coder-0\.5b\*\* answered on tier \*\*fast\*\* \(verified\)\n\n- passed 2 generated asserts\n/);
   assert.match(md, /score 0\.67 against threshold 0\.50/);
   assert.match(md, /120 tokens, 2\.3 s/);
   assert.match(md, /Passed 2 generated asserts/);
@@ -46,6 +53,68 @@ test("an unverified answer says so and a cascade shows its stages", () => {
     formatProvenance({ member: "m", tier: "t", function: "add", verified: true, cached: true }),
     /\*\*m\*\* answered `add` on tier \*\*t\*\* \(verified, from cache\)/,
   );
+});
+
+test("the proof line leads and the example lines are listed", () => {
+  const md = formatProvenance({
+    member: "m",
+    tier: "t",
+    function: "add",
+    verified: false,
+    note: "m's answer failed 1 of 2 example line(s)",
+    proof: "unverified: m's answer failed 1 of 2 example line(s)",
+    examples: [
+      { text: "assert add(1, 2) == 3", origin: "docstring", passed: true },
+      { text: "assert add(2, 2) == 5", origin: "tests/test_calc.py", passed: false },
+    ],
+    asserts: [],
+  });
+  assert.match(md, /\(\*\*unverified\*\*\)\n\n- unverified: m's answer failed 1 of 2 example line\(s\)\n/);
+  assert.match(
+    md,
+    /Your examples:\n\n```python\nassert add\(1, 2\) == 3\nassert add\(2, 2\) == 5 {2}# failed; tests\/test_calc\.py\n```/,
+  );
+  assert.doesNotMatch(md, /generated assert/);
+  assert.match(
+    formatProvenance({ member: "m", tier: "t", verified: true, proof: "passed your 3 examples" }),
+    /\n- passed your 3 examples\n/,
+  );
+});
+
+test("insert asserts: the example lines, then the generated asserts, less those the document has", () => {
+  const answer = {
+    function: "add",
+    examples: [
+      { text: "assert add(1, 2) == 3", origin: "docstring", passed: true },
+      { text: "add(None, 1) raises TypeError", origin: "docstring", passed: true },
+      { text: "assert add(0, 0) == 0", origin: "tests/test_calc.py", passed: true },
+    ],
+    asserts: ["assert add(2, 2) == 4", "assert add(1,2)==3", "assert add(0, 0) == 0", "assert add(5, 5) == 10"],
+  };
+  const document = [
+    "def add(a, b):",
+    '    """Sum.\n    >>> add(1, 2)\n    3\n    """',
+    "    return a + b",
+    "",
+    "def test_add():",
+    "    assert  add(2,2) == 4",
+    "",
+  ].join("\n");
+  const lines = answerAsserts(answer, document);
+  assert.deepEqual(lines, ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(5, 5) == 10"]);
+  // test_add exists: the new test gets the next free name.
+  assert.equal(
+    assertsAsTest(lines, "", answer.function, document),
+    "def test_add_2():\n    assert add(1, 2) == 3\n    assert add(0, 0) == 0\n    assert add(5, 5) == 10\n",
+  );
+  assert.deepEqual(answerAsserts(answer, document + "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(5, 5) == 10\n"), []);
+  assert.deepEqual(answerAsserts(null), []);
+  // Older servers send no examples: the generated asserts alone.
+  assert.deepEqual(answerAsserts({ asserts: ["assert f(1) == 1"] }), ["assert f(1) == 1"]);
+  // A multi-line assert is found whitespace aside, and kept indented as a whole.
+  const multi = "assert add(\n    1, 2\n) == 3";
+  assert.deepEqual(missingAsserts([multi], "x = 1\nassert add(1, 2) == 3\n"), []);
+  assert.equal(assertsAsTest([multi], "", "add"), "def test_add():\n    assert add(\n        1, 2\n    ) == 3\n");
 });
 
 test("asserts become a test named after the function they call", () => {

@@ -200,14 +200,23 @@ function M.show_last_answer()
   return lines
 end
 
---- Inserts the last answer's asserts as a test function above the cursor's line.
+--- Inserts the last answer's example lines and asserts (those the buffer lacks) as a
+--- test function above the cursor's line.
 function M.insert_asserts()
   local answer = M.last_answer() or {}
   local row = vim.api.nvim_win_get_cursor(0)[1]
   local indent = vim.api.nvim_get_current_line():match("^%s*")
-  local lines = provenance.asserts_as_test(answer.asserts, indent, answer["function"])
+  local document = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  local asserts = provenance.answer_asserts(answer, document)
+  local lines = provenance.asserts_as_test(asserts, indent, answer["function"], document)
   if #lines == 0 then
-    vim.notify("cascode: the last answer has no asserts", vim.log.levels.INFO)
+    local had = (type(answer.asserts) == "table" and #answer.asserts > 0)
+      or (type(answer.examples) == "table" and #answer.examples > 0)
+    vim.notify(
+      had and "cascode: the document already has the last answer's asserts"
+        or "cascode: the last answer has no asserts",
+      vim.log.levels.INFO
+    )
     return
   end
   table.insert(lines, "")

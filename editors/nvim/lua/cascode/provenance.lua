@@ -36,6 +36,7 @@ function M.format(p)
     )
   )
   table.insert(lines, "")
+  table.insert(lines, "- " .. M.proof(p))
   table.insert(
     lines,
     string.format("- score %s against threshold %s", num(p.score, 2), num(p.threshold, 2))
@@ -56,6 +57,33 @@ function M.format(p)
     end
     table.insert(lines, "- stages: " .. table.concat(path, " -> "))
   end
+  local examples = type(p.examples) == "table" and p.examples or {}
+  if #examples > 0 then
+    -- Which lines failed is told when some passed; otherwise the proof line says why.
+    local mark_failed = false
+    for _, e in ipairs(examples) do
+      mark_failed = mark_failed or e.passed == true
+    end
+    table.insert(lines, "")
+    table.insert(lines, #examples == 1 and "Your example:" or "Your examples:")
+    table.insert(lines, "")
+    table.insert(lines, "```python")
+    for _, e in ipairs(examples) do
+      local notes = {}
+      if mark_failed and e.passed ~= true then
+        table.insert(notes, "failed")
+      end
+      if type(e.origin) == "string" and e.origin ~= "docstring" then
+        table.insert(notes, e.origin)
+      end
+      local text = tostring(e.text or "")
+      if #notes > 0 then
+        text = text .. "  # " .. table.concat(notes, "; ")
+      end
+      vim.list_extend(lines, vim.split(text, "\n", { plain = true }))
+    end
+    table.insert(lines, "```")
+  end
   local asserts = type(p.asserts) == "table" and p.asserts or {}
   if #asserts > 0 then
     table.insert(lines, "")
@@ -71,12 +99,90 @@ function M.format(p)
   return lines
 end
 
+--- What proved the answer, in one line (older servers: verified or not).
+---@param p table
+---@return string
+function M.proof(p)
+  if type(p.proof) == "string" and p.proof ~= "" then
+    return p.proof
+  end
+  if p.verified then
+    local n = type(p.asserts) == "table" and #p.asserts or 0
+    return string.format("passed %d generated asserts", n)
+  end
+  if type(p.note) == "string" and p.note ~= "" then
+    return "unverified: " .. p.note
+  end
+  return "unverified"
+end
+
+local function squeeze(text)
+  return (text:gsub("%s+", ""))
+end
+
+--- The asserts `document` (a list of lines) does not have yet: an assert is there when a
+--- line, whitespace aside, is that assert (a multi-line one: when its text, whitespace
+--- aside, is in the document). Repeats are dropped too.
+---@param asserts string[]
+---@param document string[]|nil
+---@return string[]
+function M.missing_asserts(asserts, document)
+  local lines, whole = {}, {}
+  for _, line in ipairs(document or {}) do
+    local key = squeeze(line)
+    lines[key] = true
+    table.insert(whole, key)
+  end
+  local all = table.concat(whole)
+  local seen, out = {}, {}
+  for _, a in ipairs(asserts or {}) do
+    local text = vim.trim(tostring(a))
+    local key = squeeze(text)
+    if key ~= "" and not seen[key] then
+      seen[key] = true
+      local present
+      if text:find("\n", 1, true) then
+        present = all:find(key, 1, true) ~= nil
+      else
+        present = lines[key] == true
+      end
+      if not present then
+        table.insert(out, text)
+      end
+    end
+  end
+  return out
+end
+
+--- The lines an answer's test is made of: the user's example lines that are asserts
+--- (an expected exception, "call raises Error", is not one), then the generated asserts
+--- it passed, leaving out those `document` (a list of lines) already has.
+---@param p table|nil the answer's provenance
+---@param document string[]|nil
+---@return string[]
+function M.answer_asserts(p, document)
+  if type(p) ~= "table" then
+    return {}
+  end
+  local all = {}
+  for _, e in ipairs(type(p.examples) == "table" and p.examples or {}) do
+    local text = vim.trim(tostring(e.text or ""))
+    if text:match("^assert[%s%(]") then
+      table.insert(all, text)
+    end
+  end
+  vim.list_extend(all, type(p.asserts) == "table" and p.asserts or {})
+  return M.missing_asserts(all, document)
+end
+
 --- The asserts as a pytest test function (lines), indented by `indent`; {} when none.
+--- Named `test_<fn>_2` (and so on) when `document` (a list of lines) defines `test_<fn>`.
 ---@param asserts string[]
 ---@param indent string
 ---@param fn string|nil the answered function's name
+---@param document string[]|nil
 ---@return string[]
-function M.asserts_as_test(asserts, indent, fn)
+function M.asserts_as_test(asserts, indent, fn, document)
   local body = {}
   for _, a in ipairs(asserts or {}) do
     local line = vim.trim(a)
@@ -93,9 +199,25 @@ function M.asserts_as_test(asserts, indent, fn)
       or body[1]:match("^assert%s+%(?%s*([%a_][%w_]*)%s*%(")
       or "answer"
   end
-  local lines = { indent .. "def test_" .. name .. "():" }
+  local defined = {}
+  for _, line in ipairs(document or {}) do
+    local existing = line:match("^%s*def%s+([%w_]+)%s*%(")
+    if existing then
+      defined[existing] = true
+    end
+  end
+  local base = "test_" .. name
+  local test = base
+  local n = 2
+  while defined[test] do
+    test = base .. "_" .. n
+    n = n + 1
+  end
+  local lines = { indent .. "def " .. test .. "():" }
   for _, a in ipairs(body) do
-    table.insert(lines, indent .. "    " .. a)
+    for _, line in ipairs(vim.split(a, "\n", { plain = true })) do
+      table.insert(lines, indent .. "    " .. line)
+    end
   end
   return lines
 end
