@@ -14,6 +14,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="humaneval",
                         help="`humaneval`, a HumanEval-format JSONL, or an MBPP-format JSON/JSONL")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a dataset file with a record that cannot be read "
+                        "(default: skip it with a warning naming it)")
     parser.add_argument("--limit", type=int, help="only the first N problems (after --tasks)")
     parser.add_argument("--tasks", help="task ids or index ranges, e.g. `0-39` or "
                         "`HumanEval/0,HumanEval/5`: run a long calibration in chunks")
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from . import calibrate as cal
     from .datasets import load_dataset, select
 
-    dataset = select(load_dataset(args.dataset), limit=args.limit, tasks=args.tasks)
+    dataset = select(load_dataset(args.dataset, strict=args.strict), limit=args.limit,
+                     tasks=args.tasks)
     out = args.out or Path("calibration") / dataset.name
     if args.samples < 1:
         raise CascodeError(f"--samples {args.samples}: must be at least 1")

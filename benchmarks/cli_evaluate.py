@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="humaneval",
                         help="`humaneval`, `everyday`, a HumanEval-format JSONL or an "
                         "MBPP-format JSON/JSONL")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a dataset file with a record that cannot be read "
+                        "(default: skip it with a warning naming it)")
     parser.add_argument("--tiers", help="comma-separated tier names (default: every tier)")
     parser.add_argument("--split", choices=("validation", "test", "all"),
                         help="the calibration's split (only on its own dataset; default: test "
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     tiers = _tiers(plan, args.tiers)
-    full = load_dataset(args.dataset)
+    full = load_dataset(args.dataset, strict=args.strict)
     dataset = select(full, limit=args.limit, tasks=args.tasks)
     calibration = plan.calibration or {}
     own = calibration.get("dataset_sha256") == full.fingerprint

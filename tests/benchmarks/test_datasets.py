@@ -95,3 +95,75 @@ def test_select_by_ranges_ids_and_limit():
         select(ds, tasks="160-170")
     with pytest.raises(DatasetError, match="neither a task id"):
         select(ds, tasks="HumanEval/999")
+
+
+# Sanitized MBPP's task 126: the function under test shadows a builtin.
+MBPP_126 = {
+    "task_id": 126,
+    "prompt": "Write a python function to find the sum of common divisors of two given numbers.",
+    "code": "def sum(a,b): \n    sum = 0\n    for i in range (1,min(a,b)): \n"
+            "        if (a % i == 0 and b % i == 0): \n            sum += i \n    return sum",
+    "test_imports": [],
+    "test_list": ["assert sum(10,15) == 6", "assert sum(100,150) == 93", "assert sum(4,6) == 3"],
+}
+
+
+def test_mbpp_function_shadowing_a_builtin_is_named_by_its_code(tmp_path: Path):
+    path = tmp_path / "sanitized.json"
+    path.write_text(json.dumps([MBPP_RECORD, MBPP_126]))
+    _, p = load_dataset(str(path), strict=True).problems
+    assert (p.task_id, p.task.entry_point) == ("mbpp/126", "sum")
+    assert p.task.prompt.startswith("def sum(a,b):")
+    # The hidden test calls the solution's `sum`, not the builtin.
+    ns: dict = {}
+    exec(p.program("def sum(a, b):\n    return 6 if a == 10 else (93 if a == 100 else 3)\n"), ns)
+
+
+def test_mbpp_code_names_the_def_a_test_calls_not_a_helper(tmp_path: Path):
+    record = {**MBPP_126, "task_id": 7,
+              "code": "def helper(x):\n    return x\n\ndef max(xs):\n    return helper(xs[0])\n",
+              "test_list": ["assert max([3, 1]) == 3"]}
+    path = tmp_path / "mbpp.json"
+    path.write_text(json.dumps([record]))
+    (p,) = load_dataset(str(path)).problems
+    assert p.task.entry_point == "max" and p.task.prompt.startswith("def max(xs):")
+
+
+def test_an_unreadable_record_is_skipped_with_a_warning_and_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    broken = {**MBPP_RECORD, "task_id": 12, "test_list": ["assert len('abc') == 3"]}
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (MBPP_RECORD, broken, MBPP_126)) + "\n")
+    with caplog.at_level("WARNING", logger="cascode.benchmarks.datasets"):
+        ds = load_dataset(str(path))
+    assert [p.task_id for p in ds.problems] == ["mbpp/11", "mbpp/126"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2, warned
+    assert "task_id 12" in warned[0] and f"{path}:2: cannot tell the function" in warned[0]
+    assert warned[1].startswith(f"{path}: skipped 1 of 3 records")
+    # --strict: the same file is refused, naming the record.
+    with pytest.raises(DatasetError, match=r"mbpp\.jsonl:2: cannot tell the function"):
+        load_dataset(str(path), strict=True)
+
+
+def test_strict_flag_of_the_clis(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from cascode import cli
+
+    path = tmp_path / "mbpp.jsonl"
+    broken = {**MBPP_RECORD, "task_id": 12, "test_list": []}
+    path.write_text(json.dumps(MBPP_RECORD) + "\n" + json.dumps(broken) + "\n")
+    plan = Path(__file__).parents[1] / "data" / "plan-small.yaml"
+    for command in (["calibrate"], ["evaluate", str(plan)]):
+        capsys.readouterr()
+        assert cli.main([*command, "--dataset", str(path), "--strict", "--offline"]) == 1
+        err = capsys.readouterr().err
+        assert "mbpp.jsonl:2: test_list must be" in err, err
+
+
+def test_a_file_with_no_readable_record_is_an_error(tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    bad = {**MBPP_RECORD, "test_list": []}
+    path.write_text(json.dumps(bad) + "\n" + json.dumps({**bad, "task_id": 12}) + "\n")
+    with pytest.raises(DatasetError, match=r"bad\.jsonl: no readable record \(all 2 skipped"):
+        load_dataset(str(path))
