@@ -30,7 +30,17 @@ from .execution import (
 )
 from .prices import MemberPrice, price_from_cache, stored_price
 from .sampling import SampleCache, resolve_fingerprint, sample_member
-from .search import ALL, TEST, VAL, Split, ThetaChoice, choose_theta, pareto, split
+from .search import (
+    ALL,
+    TEST,
+    VAL,
+    Split,
+    ThetaChoice,
+    choose_theta,
+    pareto,
+    saving_vs_front,
+    split,
+)
 from .simulate import UNITS, Grid, Simulator
 
 log = logging.getLogger(__name__)
@@ -49,7 +59,9 @@ class Settings:
     split_seed: int = 0  # first seed tried by the split
     price_per_hour: float = 0.44
     per_boundary: bool = False
-    max_tiers: int = 3
+    # The last member may run twice: greedily, then sampling (METHOD.md 7.4).
+    repeat_last: bool = True
+    max_tiers: int = 4
     concurrency: int = 1
     progress: bool = True
 
@@ -67,8 +79,8 @@ class FamilyData:
     def members(self) -> list[str]:
         return [m.name for m in self.plan.family]
 
-    def simulator(self, n_samples: int) -> Simulator:
-        return Simulator(self.members, self.data, self.prices, n_samples)
+    def simulator(self, n_samples: int, repeat_last: bool = False) -> Simulator:
+        return Simulator(self.members, self.data, self.prices, n_samples, repeat_last)
 
     def greedy_passed(self) -> list[np.ndarray]:
         return [
@@ -171,13 +183,14 @@ class Search:
     choice: ThetaChoice
     tiers: list[int]  # grid rows of the tiers, cheapest first
     subset_means: dict[int, np.ndarray]  # grid row -> [4 metrics, 3 splits] over random subsets
+    default: int | None = None  # the grid row of the default tier
 
     def value(self, row: int, metric: str, split_: int) -> float:
         return float(self.grid.metric(metric, split_)[row])
 
 
 def search(family: FamilyData, settings: Settings) -> Search:
-    sim = family.simulator(settings.samples)
+    sim = family.simulator(settings.samples, settings.repeat_last)
     the_split = split(family.greedy_passed(), settings.split_seed)
     masks = the_split.masks()
     # The papers' plans and the plans that check the user's examples first, in one
@@ -185,7 +198,7 @@ def search(family: FamilyData, settings: Settings) -> Search:
     grid = Grid.concat([sim.grid(masks, per_boundary=settings.per_boundary, examples=flag)
                         for flag in (False, True)])
     choice = choose_theta(grid, settings.per_boundary)
-    tiers = pick_tiers(choice.front, grid, settings.max_tiers)
+    tiers, default = pick_tiers(tier_front(choice, grid), grid, settings.max_tiers)
     # Means over the draws from exact integer sums: one division per figure.
     scale = (np.array(UNITS, dtype=float)[:, None]
              * np.array([max(c, 1) for c in grid.sizes], dtype=float)[None, :] * SUBSET_DRAWS)
@@ -195,24 +208,81 @@ def search(family: FamilyData, settings: Settings) -> Search:
                                  grid.uses_examples(row)).sums(masks)
                     for draw in range(1, SUBSET_DRAWS + 1))
         subset_means[row] = np.asarray(total) / scale
-    return Search(family, settings, sim, the_split, grid, choice, tiers, subset_means)
+    return Search(family, settings, sim, the_split, grid, choice, tiers, subset_means, default)
 
 
-def pick_tiers(front: list[int], grid: Grid, max_tiers: int) -> list[int]:
-    """Up to max_tiers front points: the cheapest, the most accurate, and between
-    them the points nearest to evenly spaced validation accuracies (exact)."""
+def tier_front(choice: ThetaChoice, grid: Grid) -> list[int]:
+    """The front the tiers come from: the validation front, at the chosen theta, of
+    the plans that check the user's examples (METHOD.md 7: an answer says what
+    proved it, and a plan with examples labels what a plan without them leaves
+    unverified, for the sandbox time of the examples); the chosen front when the
+    grid has no such plan."""
+    rows = [i for i in range(len(grid)) if grid.uses_examples(i)
+            and grid.thetas[i] == grid.thetas[choice.front[0]]]
+    if not rows:
+        return list(choice.front)
+    cost, acc = grid.exact("seconds", VAL), grid.exact("pass_at_1", VAL)
+    return pareto(cost, acc, grid.exact("tokens", VAL), rows)
+
+
+FAST_COST_RATIO = Fraction(11, 10)  # "about what the largest member's greedy answer costs"
+
+
+def pick_tiers(front: list[int], grid: Grid, max_tiers: int) -> tuple[list[int], int]:
+    """Up to max_tiers front points, cheapest first, and the default among them.
+
+    The cheapest and the most accurate; with three or more, the point that saves
+    most against the single-member front of its group at equal validation
+    accuracy (where the cascade is the best deal: the default tier); with four or
+    more, the most accurate point that costs at most 1.1 times the largest
+    member's greedy answer (what a user of the big model alone pays); then the
+    points nearest to evenly spaced validation accuracies. Exact comparisons."""
     if len(front) <= max_tiers:
-        return list(front)
-    acc = grid.exact("pass_at_1", VAL)
+        chosen = list(front)
+    else:
+        chosen = [front[0], front[-1]]
+    acc, cost = grid.exact("pass_at_1", VAL), grid.exact("seconds", VAL)
+    default = None
+    saving = saving_vs_front(front, cost, acc, np.flatnonzero(grid.single_member()),
+                             grid.groups(), grid.exact("tokens", VAL))
+    inner = [(v, -j) for j, v in enumerate(saving.per_point)
+             if v is not None and v > 0 and 0 < j < len(front) - 1]
+    if inner and max_tiers >= 3:
+        default = front[-max(inner)[1]]
+        if default not in chosen:
+            chosen.append(default)
+    if max_tiers >= 4 and len(chosen) < max_tiers:
+        budget = _largest_greedy_cost(grid, front)
+        affordable = [i for i in front if i not in chosen and budget is not None
+                      and cost[i] <= FAST_COST_RATIO * budget]
+        if affordable:
+            chosen.append(max(affordable, key=lambda i: (acc[i], -front.index(i))))
     lo, hi = acc[front[0]], acc[front[-1]]
-    chosen = [front[0]]
     for j in range(1, max_tiers - 1):
+        if len(chosen) >= max_tiers:
+            break
         target = lo + (hi - lo) * Fraction(j, max_tiers - 1)
-        candidates = [i for i in front if i not in chosen and i != front[-1]]
+        candidates = [i for i in front if i not in chosen]
         if candidates:
             chosen.append(min(candidates, key=lambda i: (abs(acc[i] - target), i)))
-    chosen.append(front[-1])
-    return sorted(chosen, key=front.index)
+    chosen = sorted(chosen, key=front.index)
+    if default is None:
+        default = chosen[len(chosen) // 2]
+    return chosen, default
+
+
+def _largest_greedy_cost(grid: Grid, front: list[int]) -> Fraction | None:
+    """Validation cost of the largest member's greedy answer alone (the papers' plan),
+    at the front's theta."""
+    slots = grid.slots or tuple(range(len(grid.plans[0])))
+    largest = max(slots)
+    first = slots.index(largest)
+    want = tuple((0, 0) if i == first else (-1, 0) for i in range(len(slots)))
+    theta = grid.thetas[front[0]]
+    for i in range(len(grid)):
+        if grid.plans[i] == want and not grid.uses_examples(i) and grid.thetas[i] == theta:
+            return grid.exact("seconds", VAL)[i]
+    return None
 
 
 TIER_NAMES = {

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: each member's price_per_hour, 0.44 = the papers' RTX 3090)")
     parser.add_argument("--per-boundary-theta", action="store_true",
                         help="search one theta per member boundary (beyond the papers)")
-    parser.add_argument("--max-tiers", type=int, default=3,
-                        help="tiers written to the plan file, from the chosen front (default 3)")
+    parser.add_argument("--max-tiers", type=int, default=4,
+                        help="tiers written to the plan file, from the chosen front (default 4)")
     parser.add_argument("--split-seed", type=int, default=0, help="first seed of the split")
     parser.add_argument("--concurrency", type=int, default=0,
                         help="problems in flight (default: 4 for remote members, else 1)")
@@ -151,7 +151,8 @@ def _print_summary(result, head, out: Path) -> None:  # type: ignore[no-untyped-
         print(f"{name:<10} {100 * v(row, 'pass_at_1', VAL):>9.1f}% "
               f"{1000 * v(row, 'seconds', VAL):>10.0f} {100 * v(row, 'pass_at_1', TEST):>10.1f}% "
               f"{1000 * v(row, 'seconds', TEST):>10.0f}  "
-              f"{describe_plan(result.grid.plans[row], result.family.members)}")
+              + describe_plan(result.grid.plans[row], result.sim.slot_names,
+                              result.grid.uses_examples(row)))
     saving = head["saving_vs_random"]
     print(f"theta {head['theta']}; test-split saving vs random single-member self-testing: "
           + ("n/a" if saving is None else f"{100 * saving:.1f}%")

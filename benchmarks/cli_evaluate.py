@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("validation", "test", "all"),
                         help="the calibration's split (only on its own dataset; default: test "
                         "there, all elsewhere)")
+    parser.add_argument("--strip-examples", action="store_true",
+                        help="take the docstring examples out of every prompt (the dataset "
+                        "becomes NAME-no-examples: what a user who wrote none gets)")
+    parser.add_argument("--samples", type=int,
+                        help="sampled solutions and tests per member and problem (default: "
+                        "the plan's calibration; a tier needs at least its largest k)")
     parser.add_argument("--limit", type=int, help="only the first N problems")
     parser.add_argument("--tasks", help="task ids or index ranges, e.g. `0-39`")
     parser.add_argument("--cache", type=Path,
@@ -48,19 +54,24 @@ def run(args: argparse.Namespace) -> int:
     from . import calibrate as cal
     from . import evaluate as ev
     from .cli_calibrate import _sandbox_factory
-    from .datasets import load_dataset, select
+    from .datasets import load_dataset, select, without_examples
     from .sampling import resolve_fingerprint
 
     plan = load_plan(args.plan)
     tiers = _tiers(plan, args.tiers)
     full = load_dataset(args.dataset, strict=args.strict)
+    if args.strip_examples:
+        full = without_examples(full)
     dataset = select(full, limit=args.limit, tasks=args.tasks)
     calibration = plan.calibration or {}
     own = calibration.get("dataset_sha256") == full.fingerprint
     split = args.split or ("test" if own else "all")
     mask = ev.split_mask(plan, full, dataset, split)
     cache = args.cache or _default_cache(calibration, dataset.name)
-    samples = int(calibration.get("samples", 10))
+    samples = args.samples or int(calibration.get("samples", 10))
+    needed = max(s.k for name in tiers for s in plan.tier(name).stages)
+    if samples < needed:
+        raise CascodeError(f"--samples {samples}: tier stages sample up to k = {needed}")
     recorded = ev.recorded_fingerprints(plan)
     fingerprints = [resolve_fingerprint(m, cache, recorded) for m in plan.family]
     ev.check_family_matches_cache(plan, cache, fingerprints)

@@ -318,3 +318,60 @@ def _check_unique(path: Path, problems: Sequence[Problem]) -> None:
         if p.task_id in seen:
             raise DatasetError(f"{path}: duplicate task_id {p.task_id!r}")
         seen.add(p.task_id)
+
+
+def without_examples(dataset: Dataset) -> Dataset:
+    """The dataset with the examples taken out of every prompt's docstring (doctest
+    blocks, and any other line the engine would read as an example), named
+    `<name>-no-examples`: the path where a user wrote none (METHOD.md 7)."""
+    import dataclasses
+
+    problems = tuple(
+        dataclasses.replace(p, task=dataclasses.replace(
+            p.task, prompt=strip_examples(p.task.prompt, p.task.entry_point)))
+        for p in dataset.problems
+    )
+    return Dataset(f"{dataset.name}-no-examples", problems, f"{dataset.source} (examples removed)")
+
+
+_EXAMPLE_HEADING = re.compile(r"^\s*(Examples?|For example|Example usage)\s*:?\s*$", re.IGNORECASE)
+
+
+def strip_examples(prompt: str, entry_point: str) -> str:
+    """`prompt` without its docstring examples: each `>>>` block with its output (to
+    the next blank line), lines the engine reads as examples, and headings left
+    empty by that."""
+    from cascode.engine.examples import docstring_examples
+
+    lines = prompt.splitlines(keepends=True)
+    out: list[str] = []
+    in_block = False
+    for line in lines:
+        text = line.strip()
+        if text.startswith(">>>"):
+            in_block = True
+            continue
+        if in_block:
+            if not text or text.startswith('"""') or text.endswith('"""'):
+                in_block = False
+            else:
+                continue
+        out.append(line)
+    shown = {e.text for e in docstring_examples("".join(out), entry_point)}
+    if shown:  # `call -> value` lines and the like
+        out = [line for line in out if not any(_same_call(line, t) for t in shown)]
+    kept: list[str] = []
+    for i, line in enumerate(out):
+        if _EXAMPLE_HEADING.match(line):
+            rest = [x.strip() for x in out[i + 1:i + 3]]
+            if not any(r and not set(r) <= {"-"} and not r.startswith('"""') for r in rest):
+                continue
+        if set(line.strip()) == {"-"} and kept and not kept[-1].strip():
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+def _same_call(line: str, example: str) -> bool:
+    call = example.removeprefix("assert ").split(" == ")[0].strip()
+    return bool(call) and call in line

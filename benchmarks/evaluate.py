@@ -131,13 +131,13 @@ def evaluate_tiers(
     plan: Plan, family: FamilyData, n_samples: int, mask: np.ndarray, tiers: Sequence[str],
     split: str,
 ) -> tuple[list[TierFigures], list[Baseline]]:
-    sim = family.simulator(n_samples)
+    sim = family.simulator(n_samples, repeat_last=True)
     n = int(mask.sum())
     if n == 0:
         raise CascodeError(f"--split {split}: no problems of the dataset are in this split")
     out = []
     for name in tiers:
-        options, thetas = tier_option(plan, name)
+        options, thetas = tier_option(plan, name, sim.slots)
         tier = plan.tiers[name]
         run = sim.run_plan(options, thetas, examples=tier.examples)
         passed = int(run.passed[mask].sum())

@@ -8,6 +8,7 @@ from the same caches gives the same bytes.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -32,10 +33,11 @@ def cache_date_and_hardware(family: FamilyData) -> tuple[str, str]:
     return date, hardware
 
 
-def describe_plan(plan: tuple[tuple[int, int], ...], members: list[str],
+def describe_plan(plan: tuple[tuple[int, int], ...], members: Sequence[str],
                   examples: bool = False) -> str:
+    """`members`: the name of each plan slot (a simulator's `slot_names`)."""
     parts = []
-    for name, (k, ln) in zip(members, plan, strict=True):
+    for name, (k, ln) in zip(members, plan, strict=False):
         if k < 0:
             continue
         parts.append(f"{name} greedy" if k == 0 else f"{name} k={k} l={ln}")
@@ -60,18 +62,23 @@ def plan_document(search: Search) -> dict[str, Any]:
     for name, row in zip(names, search.tiers, strict=True):
         plan = search.grid.plans[row]
         uses = search.grid.uses_examples(row)
+        slot_names = search.sim.slot_names
+        active = [(member, k, ln) for member, (k, ln) in zip(slot_names, plan, strict=True)
+                  if k >= 0]
+        repeats = len({m for m, _, _ in active}) < len(active)
         tiers[name] = {
-            "description": describe_plan(plan, family.members, uses),
+            "description": describe_plan(plan, slot_names, uses),
             "theta": theta_value(search, row),
             "examples": uses,
-            "stages": {
-                member: {"k": k, "l": ln}
-                for member, (k, ln) in zip(family.members, plan, strict=True)
-                if k >= 0
-            },
+            # A member that runs twice needs the list form; otherwise member -> stage.
+            "stages": [{"member": m, "k": k, "l": ln} for m, k, ln in active] if repeats
+            else {m: {"k": k, "l": ln} for m, k, ln in active},
             "measured": measured(search, row),
         }
-    default = "balanced" if "balanced" in tiers else names[len(names) // 2]
+    if search.default is not None and search.default in search.tiers:
+        default = names[search.tiers.index(search.default)]
+    else:
+        default = "balanced" if "balanced" in tiers else names[len(names) // 2]
     chosen = search.choice.theta
     return {
         "family": [_member(m) for m in family.plan.family],
@@ -86,7 +93,8 @@ def plan_document(search: Search) -> dict[str, Any]:
             "split": search.split.describe(),
             "theta": [t / 10 for t in chosen] if search.settings.per_boundary else chosen[0] / 10,
             "theta_reason": search.choice.reason,
-            "cost": "seconds per 1k problems: prompt + decode at batch 2k + sandbox",
+            "cost": "seconds per 1k problems: prompt + decode at batch 2k + sandbox; a member's "
+                    "second stage reuses its greedy stage's cached prompt",
             "prices": {
                 name: price.source for name, price in zip(family.members, family.prices,
                                                            strict=True)

@@ -108,21 +108,26 @@ class CachedSandbox:
         return PassMatrix(rows, seconds)
 
 
-def tier_option(plan: Plan, tier: str) -> tuple[tuple[Option, ...], tuple[int, ...]]:
-    """A tier as the simulator's plan row: (k, l) per member, thetas in tenths
-    (whether it uses examples: `plan.tiers[tier].examples`)."""
+def tier_option(plan: Plan, tier: str, slots: Sequence[int] | None = None
+                ) -> tuple[tuple[Option, ...], tuple[int, ...]]:
+    """A tier as the simulator's plan row: (k, l) per slot, thetas in tenths
+    (whether it uses examples: `plan.tiers[tier].examples`). `slots` are the
+    simulator's (a slot per member, and the last member's second stage)."""
     stages = plan.tier(tier).stages
-    by_index = {s.index: s for s in stages}
-    options = tuple(
-        (by_index[i].k, by_index[i].l) if i in by_index else (-1, 0)
-        for i in range(len(plan.family))
-    )
+    slots = list(slots) if slots is not None else list(range(len(plan.family)))
+    options: list[Option] = [(-1, 0)] * len(slots)
+    for s in stages:
+        free = [i for i, m in enumerate(slots) if m == s.index and options[i] == (-1, 0)]
+        if not free:
+            raise ValueError(f"tier {tier}: {s.member.name} runs more often than the "
+                             "simulator has slots for it")
+        options[free[0]] = (s.k, s.l)
     # One theta per boundary; a single stage's own (its rule uses it with examples).
     thetas = tuple(int(s.theta * 10) for s in stages[:-1]) or (int(stages[-1].theta * 10),)
     for s in stages:
         if s.theta * 10 != int(s.theta * 10):
             raise ValueError(f"tier {tier}: theta {float(s.theta)} is not in tenths")
-    return options, thetas
+    return tuple(options), thetas
 
 
 def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> list[str]:
@@ -132,14 +137,15 @@ def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> li
     cascade = Cascade(plan, backends, CachedSandbox(sim.data))
     problems: list[str] = []
     for tier in tiers or list(plan.tiers):
-        options, thetas = tier_option(plan, tier)
+        options, thetas = tier_option(plan, tier, sim.slots)
         run = sim.run_plan(options, thetas, examples=plan.tiers[tier].examples)
         for p in range(sim.n_problems):
             d0 = sim.data[0][p]
             result = cascade.run(d0.problem.task, tier)
-            m = int(run.answered_by[p])
+            slot = int(run.answered_by[p])
+            m = sim.slots[slot]
             d = sim.data[m][p]
-            k = options[m][0]
+            k = options[slot][0]
             item = 0 if k <= 1 else 1 + int(run.best[p])
             where = f"tier {tier}, {d0.problem.task_id}"
             if result.member != members[m]:

@@ -190,6 +190,11 @@ class Simulator:
 
     `data[m][p]` is member m's ProblemData for problem p (same problem order
     for every member); `prices[m]` its measured prices.
+
+    A plan has one (k, l) per slot: a slot per member, in the family's order,
+    and with `repeat_last` one more for the last member, whose second stage
+    samples after its greedy one (METHOD.md 7.4: the greedy answer is checked
+    on the examples first). `slots[i]` is slot i's member.
     """
 
     def __init__(
@@ -198,15 +203,19 @@ class Simulator:
         data: Sequence[Sequence[ProblemData]],
         prices: Sequence[MemberPrice],
         n_samples: int,
+        repeat_last: bool = False,
     ) -> None:
         if len({len(d) for d in data}) != 1:
             raise ValueError("every member needs data for the same problems")
         self.members = tuple(members)
+        n = len(self.members)
+        self.slots = tuple(range(n)) + ((n - 1,) if repeat_last else ())
+        self.slot_names = tuple(self.members[m] for m in self.slots)
         self.data = data
         self.prices = prices
         self.n_samples = n_samples
         self.n_problems = len(data[0])
-        self._stages: dict[tuple[int, int, int, int, bool], StageOutcome] = {}
+        self._stages: dict[tuple[int, int, int, int, bool, bool], StageOutcome] = {}
         self._subsets: dict[int, list[list[int]]] = {}
         self._rows: dict[tuple[int, int], list[int]] = {}
 
@@ -225,11 +234,19 @@ class Simulator:
         return self._subsets[draw]
 
     def stage(self, m: int, k: int, ln: int, draw: int = 0,
-              examples: bool = False) -> StageOutcome:
-        key = (m, k, ln, draw if k > 1 else 0, examples)
+              examples: bool = False, warm: bool = False) -> StageOutcome:
+        """Member m's stage (k, l). `warm`: the member's previous stage (greedy, run
+        where there are examples) evaluated the same solution prompt, which its
+        prefix cache still holds (the live backend evaluates none of it again):
+        there that prompt costs nothing."""
+        key = (m, k, ln, draw if k > 1 else 0, examples, warm)
         if key not in self._stages:
-            self._stages[key] = self._stage(m, k, ln, key[3], examples)
+            self._stages[key] = self._stage(m, k, ln, key[3], examples, warm)
         return self._stages[key]
+
+    def _warm(self, slot: int) -> bool:
+        """Slot `slot` is a member's second stage (its first one ran the greedy prompt)."""
+        return slot > 0 and self.slots[slot] == self.slots[slot - 1]
 
     def _row_micros(self, m: int, p: int) -> list[int]:
         """Sandbox time of each unique solution over all its lines, integer microseconds."""
@@ -239,7 +256,8 @@ class Simulator:
                                for x in self.data[m][p].row_seconds.tolist()]
         return self._rows[key]
 
-    def _stage(self, m: int, k: int, ln: int, draw: int, examples: bool) -> StageOutcome:
+    def _stage(self, m: int, k: int, ln: int, draw: int, examples: bool,
+               warm: bool) -> StageOutcome:
         n = self.n_problems
         best = np.zeros(n, dtype=np.int64)
         best_score = np.zeros(n, dtype=np.int64)
@@ -281,7 +299,8 @@ class Simulator:
             passed[p] = data.hidden[rows[d.best]]
             sols = data.samples.all_solutions
             tokens[p] = sum(sols[s].generated_tokens for s in items)
-            prompt_tokens[p] = sols[items[0]].prompt_tokens
+            # Warm only where the greedy stage before it ran: it is skipped without examples.
+            prompt_tokens[p] = 0 if warm and n_e[p] > 0 else sols[items[0]].prompt_tokens
             if k > 0:
                 tokens[p] += sum(data.test_tokens(t, ln) for t in items)
                 prompt_tokens[p] += data.samples.all_tests[items[0]].prompt_tokens
@@ -314,8 +333,10 @@ class Simulator:
         active = [(m, k, ln) for m, (k, ln) in enumerate(plan) if k >= 0]
         if not active:
             raise ValueError("a plan needs an active member")
+        if len(plan) > len(self.slots):
+            raise ValueError(f"a plan of {len(plan)} slots; this simulator has {len(self.slots)}")
         n = self.n_problems
-        answered_by = np.full(n, -1, dtype=np.int64)
+        answered_by = np.full(n, -1, dtype=np.int64)  # the answering stage's slot
         best = np.zeros(n, dtype=np.int64)
         passed = np.zeros(n, dtype=bool)
         micros = np.zeros(n, dtype=np.int64)
@@ -330,7 +351,7 @@ class Simulator:
         verified = np.zeros(n, dtype=bool)
         for pos, (m, k, ln) in enumerate(active):
             last = pos == len(active) - 1
-            st = self.stage(m, k, ln, draw, examples)
+            st = self.stage(self.slots[m], k, ln, draw, examples, self._warm(m))
             run = open_ & ~st.skipped(last)
             micros += np.where(run, st.micros, 0)
             tokens += np.where(run, st.tokens, 0)
@@ -386,6 +407,7 @@ class Simulator:
             else np.zeros((0, 4, n_splits), dtype=np.int64),
             tuple(int(c) for c in masks.sum(axis=0)),
             (examples,) * len(order),
+            self.slots,
         )
 
     def _walk(self, options: list[Option], per_boundary: bool, draw: int,
@@ -396,7 +418,7 @@ class Simulator:
         The same rules as the live cascade, elementwise: a non-last k = 0 stage
         runs only with examples (and is skipped where E is empty), a non-last
         stage accepts when it meets its rule, and the answer is the pool's."""
-        n_members = len(self.members)
+        n_members = len(self.slots)
         n = self.n_problems
         thetas0: list[tuple[int, ...]] = [(t,) for t in THETAS] if not per_boundary else [()]
         rows = len(thetas0)
@@ -413,11 +435,14 @@ class Simulator:
             if i == n_members:
                 return
             open_, passed, micros, tokens, picodollars, key, pool_passed = state
+            repeat = i > 0 and self.slots[i] == self.slots[i - 1]
             for k, ln in options:
                 if k < 0:
                     yield from walk(i + 1, prefix + (SKIP,), thetas, state)
                     continue
-                st = self.stage(i, k, ln, draw, examples)
+                if repeat and (k == 0 or prefix[i - 1] != (0, 0)):
+                    continue  # a member's second stage samples, after its greedy one
+                st = self.stage(self.slots[i], k, ln, draw, examples, repeat)
                 # As the last active member: answers every open problem from the pool.
                 plan = prefix + ((k, ln),) + (SKIP,) * (n_members - i - 1)
                 out = [th if th else (0,) for th in thetas] if per_boundary else thetas
@@ -501,6 +526,7 @@ class Grid:
     sums: np.ndarray  # int64
     sizes: tuple[int, ...]  # problems per split
     examples: tuple[bool, ...] = ()  # per row: the plan checks the examples (METHOD.md 7.6)
+    slots: tuple[int, ...] = ()  # each plan slot's member (Simulator.slots)
 
     def uses_examples(self, row: int) -> bool:
         return bool(self.examples[row]) if self.examples else False
@@ -518,6 +544,7 @@ class Grid:
             np.concatenate([g.sums for g in grids]),
             grids[0].sizes,
             tuple(bool(e) for g in grids for e in (g.examples or (False,) * len(g))),
+            grids[0].slots,
         )
 
     def __len__(self) -> int:
@@ -546,16 +573,22 @@ class Grid:
         return out
 
     def single_member(self) -> np.ndarray:
-        """bool per row: plans with exactly one active member."""
-        return np.array([sum(k >= 0 for k, _ in p) == 1 for p in self.plans], dtype=bool)
+        """bool per row: plans whose active stages are all one member's."""
+        slots = self.slots or tuple(range(len(self.plans[0]) if self.plans else 0))
+        return np.array([len({slots[i] for i, (k, _) in enumerate(p) if k >= 0}) == 1
+                         for p in self.plans], dtype=bool)
 
 
-def all_plans(n_members: int, n_samples: int,
-              examples: bool = False) -> Iterator[tuple[Option, ...]]:
+def all_plans(n_members: int, n_samples: int, examples: bool = False,
+              repeat_last: bool = False) -> Iterator[tuple[Option, ...]]:
     """Every valid plan of METHOD.md 1 in grid order (for tests and counting); a
-    non-last k = 0 stage only in plans that use examples (METHOD.md 7.4)."""
+    non-last k = 0 stage only in plans that use examples (METHOD.md 7.4); with
+    `repeat_last`, a last slot for the last member's sampled second stage."""
     options = member_options(n_samples)
-    for plan in itertools.product(options, repeat=n_members):
+    for plan in itertools.product(options, repeat=n_members + int(repeat_last)):
         active = [o for o in plan if o[0] >= 0]
-        if active and (examples or all(k != 0 for k, _ in active[:-1])):
-            yield plan
+        if not active or not (examples or all(k != 0 for k, _ in active[:-1])):
+            continue
+        if repeat_last and plan[-1][0] >= 0 and (plan[-1][0] == 0 or plan[-2] != (0, 0)):
+            continue
+        yield plan

@@ -124,7 +124,8 @@ class EngineHost:
 
     def members_of(self, tier: str) -> list[str]:
         assert self.plan is not None
-        return [s.member.name for s in self.plan.tier(tier or None).stages]
+        # A member may run two stages (greedy, then sampling): named once.
+        return list(dict.fromkeys(s.member.name for s in self.plan.tier(tier or None).stages))
 
     def preload(
         self, names: list[str], on_progress: Callable[[str, int, int], None]

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import cattrs
+import cattrs.v
 import yaml
 
 from .backends.options import BackendOptions, OptionsError, structure_options
@@ -52,9 +53,20 @@ class Stage:
 
 
 @attrs.frozen
+class ListedStage:
+    """A stage of a tier written as a list (`- {member: m, k: 3, l: 2}`): the form
+    in which a member may run twice, greedily and then sampling (METHOD.md 7.4)."""
+
+    member: str
+    k: int
+    l: int = 0
+
+
+@attrs.frozen
 class Tier:
     theta: float | tuple[float, ...]
-    stages: Mapping[str, Stage]
+    # member -> stage, or a list of stages in the family's order (a member may repeat)
+    stages: Mapping[str, Stage] | tuple[ListedStage, ...]
     description: str = ""
     # Check answers against the user's examples first (METHOD.md 7); false runs
     # the papers' method alone.
@@ -146,7 +158,25 @@ def _structure_str(value: Any, _: Any) -> str:
     return value
 
 
+def _structure_stages(value: Any, _: Any) -> Mapping[str, Stage] | tuple[ListedStage, ...]:
+    if isinstance(value, list | tuple):
+        return _converter.structure(value, tuple[ListedStage, ...])
+    if isinstance(value, Mapping):
+        return _converter.structure(value, dict[str, Stage])
+    raise _StagesError(
+        f"expected a mapping of member to stage, or a list of stages, got {value!r}")
+
+
+def tier_stages(tier: Tier) -> list[tuple[str, Stage]]:
+    """A tier's stages as (member, stage) in the order written."""
+    if isinstance(tier.stages, Mapping):
+        return list(tier.stages.items())
+    return [(s.member, Stage(s.k, s.l)) for s in tier.stages]
+
+
 _converter.register_structure_hook(float | tuple[float, ...], _structure_theta)
+_converter.register_structure_hook(Mapping[str, Stage] | tuple[ListedStage, ...],
+                                   _structure_stages)
 _converter.register_structure_hook(int, _structure_int)
 _converter.register_structure_hook(bool, _structure_bool)
 _converter.register_structure_hook(str, _structure_str)
@@ -187,8 +217,18 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
     return _check(parsed, source)
 
 
+class _StagesError(ValueError):
+    """A tier's `stages` of the wrong shape (its message is shown as it is)."""
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, _StagesError):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
 def _describe(error: cattrs.ClassValidationError) -> str:
-    messages = cattrs.transform_error(error, path="plan")
+    messages = cattrs.transform_error(error, path="plan", format_exception=_format)
     return "; ".join(m.replace("plan.", "", 1) for m in messages[:3])
 
 
@@ -226,17 +266,38 @@ def _check(parsed: _PlanFile, source: str) -> Plan:
 def _resolve(plan: Plan, name: str, tier: Tier) -> tuple[StagePlan, ...]:
     where = f"{plan.path}: tier {name!r}"
     names = [m.name for m in plan.family]
-    for member, stage in tier.stages.items():
+    listed = not isinstance(tier.stages, Mapping)
+    entries = tier_stages(tier)
+    for pos, (member, stage) in enumerate(entries):
+        field = f"stages[{pos}]" if listed else f"stages.{member}"
         if member not in names:
             raise PlanError(
-                f"{where}: stages.{member}: unknown member (family: {', '.join(names)})"
+                f"{where}: {field}: unknown member {member!r} (family: {', '.join(names)})"
+                if listed else
+                f"{where}: {field}: unknown member (family: {', '.join(names)})"
             )
-        _check_stage(f"{where}: stages.{member}", stage)
-    active = [
-        (i, m, tier.stages[m.name])
-        for i, m in enumerate(plan.family)
-        if m.name in tier.stages and tier.stages[m.name].k >= 0
-    ]
+        _check_stage(f"{where}: {field}", stage)
+    if listed:
+        order = [names.index(m) for m, _ in entries]
+        for pos in range(1, len(order)):
+            if order[pos] < order[pos - 1]:
+                raise PlanError(
+                    f"{where}: stages[{pos}]: {entries[pos][0]} comes after "
+                    f"{entries[pos - 1][0]}: stages run in the family's order, cheapest first"
+                )
+            if order[pos] == order[pos - 1] and entries[pos - 1][1].k > 0:
+                raise PlanError(
+                    f"{where}: stages[{pos}]: {entries[pos][0]} runs again after a stage that "
+                    "sampled; a member's second stage follows its greedy one (k = 0)"
+                )
+        active = [(names.index(m), plan.family[names.index(m)], st)
+                  for m, st in entries if st.k >= 0]
+    else:
+        active = [
+            (i, m, tier.stages[m.name])  # type: ignore[index]
+            for i, m in enumerate(plan.family)
+            if m.name in tier.stages and tier.stages[m.name].k >= 0  # type: ignore[index]
+        ]
     if not active:
         raise PlanError(f"{where}: stages: no active member (every k is -1 or left out)")
     thetas = _thetas(where, tier.theta, len(active))

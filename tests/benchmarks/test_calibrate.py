@@ -26,7 +26,11 @@ def test_calibration_writes_a_loadable_plan_and_a_report(plan_file: Path, tmp_pa
     out = tmp_path / "out"
     result = _run(plan_file, out, Factory())
     plan = load_plan(out / "plan.yaml")
-    assert list(plan.tiers) == ["fast", "balanced", "accurate"][: len(result.tiers)]
+    from cascode.benchmarks.calibrate import tier_names
+
+    assert list(plan.tiers) == tier_names(len(result.tiers))
+    # The default tier is the front point that saves most (or the middle one).
+    assert plan.default_tier == tier_names(len(result.tiers))[result.tiers.index(result.default)]
     assert [m.name for m in plan.family] == ["small", "large"]
     first = plan.tiers[next(iter(plan.tiers))]
     assert first.measured is not None and set(first.measured) == {"validation", "test", "all"}
@@ -36,7 +40,8 @@ def test_calibration_writes_a_loadable_plan_and_a_report(plan_file: Path, tmp_pa
     assert costs == sorted(costs) and passes == sorted(passes)  # cheapest to most accurate
     report = (out / "report.md").read_text()
     for needle in ("## Answer", "Chosen theta", "26% on average", "Greedy baselines",
-                   "Savings of the chosen front", "plots/plans.png"):
+                   "Savings of the chosen front", "plots/plans.png",
+                   "With and without the user's examples", "the papers' single-member plans"):
         assert needle in report
     for png in ("plans.png", "theta_sweep.png", "cost_accuracy.png"):
         assert (out / "plots" / png).read_bytes()[:4] == b"\x89PNG"

@@ -72,6 +72,9 @@ EXAMPLE_TIERS = """\
   i: {theta: 0.8, stages: {small: {k: 3, l: 2}, large: {k: 5, l: 4}}}
   j: {theta: 0.5, examples: false, stages: {small: {k: 3, l: 2}, large: {k: 0, l: 0}}}
   k: {theta: 0.9, stages: {medium: {k: 5, l: 2}}}
+  m:
+    theta: 0.7
+    stages: [{member: small, k: 0}, {member: large, k: 0}, {member: large, k: 3, l: 2}]
 """
 
 
@@ -84,7 +87,7 @@ def family_e(tmp_path_factory):
 
 
 def test_live_cascade_and_simulator_agree_with_examples(family_e):
-    sim = family_e.simulator(10)
+    sim = family_e.simulator(10, repeat_last=True)
     with_examples = [bool(d.examples) for d in sim.data[0]]
     assert sum(with_examples) == 20  # two problems in three
     assert replay(family_e.plan, sim) == []
@@ -98,7 +101,7 @@ def test_live_cascade_and_simulator_agree_with_examples(family_e):
                if (r := cascade.run(sim.data[0][p].problem.task, tier)).answer_stage
                not in (-1, len(r.stages) - 1)]
     assert earlier, "the pool never kept an earlier stage's candidate"
-    options, thetas = tier_option(family_e.plan, "g")
+    options, thetas = tier_option(family_e.plan, "g", sim.slots)
     run = sim.run_plan(options, thetas, examples=True)
     # Without examples the greedy small stage is skipped: large answers everything.
     assert set(run.answered_by[~np.array(with_examples)].tolist()) == {2}
@@ -108,12 +111,15 @@ def test_grid_with_examples_agrees_with_plan_runs(family_e):
     from cascode.benchmarks.search import split
     from cascode.benchmarks.simulate import all_plans
 
-    sim = family_e.simulator(10)
+    sim = family_e.simulator(10, repeat_last=True)
     masks = split(family_e.greedy_passed()).masks()
     grid = sim.grid(masks, examples=True)
-    plans = list(all_plans(3, 10, examples=True))
+    plans = list(all_plans(3, 10, examples=True, repeat_last=True))
     assert len(grid) == 11 * len(plans) and set(grid.plans) == set(plans)
-    assert len(plans) > len(list(all_plans(3, 10)))  # non-last greedy stages
+    # Non-last greedy stages, and the last member's second, sampled stage.
+    assert len(list(all_plans(3, 10, examples=True))) > len(list(all_plans(3, 10)))
+    assert any(p[3][0] > 0 and p[2] == (0, 0) for p in plans)
+    assert not any(p[3][0] >= 0 and p[2] != (0, 0) for p in plans)
     rng = np.random.default_rng(1)
     for row in rng.choice(len(grid), 80, replace=False):
         run = sim.run_plan(grid.plans[row], grid.thetas[row], examples=True)
@@ -129,5 +135,6 @@ def test_calibrated_tiers_with_examples_replay_identically(family_e, tmp_path):
 
     result = cal.search(family_e, cal.Settings(out=tmp_path, progress=False, max_tiers=5))
     assert set(result.grid.groups()) == {False, True}
+    assert result.sim.slots == (0, 1, 2, 2)
     plan = parse_plan(write_plan_file(result))
     assert replay(plan, result.sim) == []

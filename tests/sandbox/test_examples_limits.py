@@ -1,0 +1,65 @@
+"""Examples the user wrote run under the same limits as generated asserts: one that
+hangs or eats memory fails its line in the real sandbox, never the request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cascode.engine.cascade import Cascade
+from cascode.engine.plans import parse_plan
+from cascode.engine.sandbox import create_sandbox
+from cascode.engine.sandbox.process import ProcessSandbox
+from cascode.engine.types import Generation, SampleSpec, Task, Verdict
+
+PLAN = """\
+family:
+  - {name: small, backend: llama_cpp, model: /m/small.gguf}
+tiers:
+  greedy: {theta: 1.0, stages: {small: {k: 0}}}
+"""
+
+# The expected values of the first two examples hang (a Python loop: the per-assert
+# timer stops it) and exhaust memory (the address-space limit stops it).
+PROMPT = '''def double(x: int) -> int:
+    """Twice x.
+
+    double(1) -> next(i for i in iter(int, 1) if i)
+    double(2) == len([0] * 10 ** 11)
+    >>> double(3)
+    6
+    """
+'''
+
+
+class OneAnswer:
+    name = "small"
+
+    def sample(self, specs: list[SampleSpec], *, cancel: object = None) -> list[list[Generation]]:
+        return [[Generation("    return 2 * x\n", 10, 5, 0.01, 0.01)] for _ in specs]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ProcessSandbox]:
+    sb = create_sandbox()
+    if not sb.available:
+        pytest.fail(f"no sandbox path works on this machine: {sb.reason}")
+    yield sb
+    sb.close()
+
+
+def test_hanging_and_greedy_examples_fail_their_lines(sandbox: ProcessSandbox) -> None:
+    cascade = Cascade(parse_plan(PLAN, "p.yaml"), {"small": OneAnswer()}, sandbox)
+    result = cascade.run(Task(PROMPT, "double"), "greedy")
+    assert [e.text for e in result.examples][2] == "assert double(3) == 6"
+    stage = result.accepted_stage
+    assert stage.example_matrix == ((False, False, True),)
+    assert not result.verified
+    assert "failed 2 of 3 example" in result.note
+    # The sandbox is still usable afterwards.
+    again = sandbox.run_matrix(["def double(x):\n    return 2 * x\n"], ["assert double(4) == 8"])
+    assert again.verdicts == ((Verdict.PASSED,),)
