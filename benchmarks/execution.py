@@ -21,7 +21,7 @@ import numpy as np
 
 from cascode.engine.cascade import executable_context
 from cascode.engine.examples import task_examples
-from cascode.engine.extract import assert_lines, assert_text_end, is_valid_assert
+from cascode.engine.extract import assert_text_end, taken_lines
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.types import Example, PassMatrix, Verdict
 
@@ -71,11 +71,8 @@ def extract(problem: Problem, samples: Samples) -> Extracted:
     test_lines = []
     for test in tests:
         ids = []
-        for line in assert_lines(test, MAX_ASSERTS):
-            if is_valid_assert(line, task.entry_point):
-                ids.append(lines.setdefault(line, len(lines)))
-            else:
-                ids.append(-1)
+        for line in taken_lines(test, task.entry_point, MAX_ASSERTS):
+            ids.append(-1 if line is None else lines.setdefault(line, len(lines)))
         test_lines.append(tuple(ids))
     return Extracted(
         solutions,

@@ -190,11 +190,19 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     )
 
 
+def taken_lines(test: str, entry_point: str, l: int) -> list[str | None]:
+    """The first l assert lines of a test, each kept when valid (None when not): what
+    a stage takes from one test. The live stage and the calibration's execution
+    cache both read tests through this."""
+    return [line if is_valid_assert(line, entry_point) else None
+            for line in assert_lines(test, l)]
+
+
 def pooled_suite(tests: Iterable[str], entry_point: str, l: int) -> list[str]:
     """T: the valid lines among the first l asserts of each test, pooled as generated."""
     suite: list[str] = []
     for test in tests:
-        suite.extend(line for line in assert_lines(test, l) if is_valid_assert(line, entry_point))
+        suite.extend(line for line in taken_lines(test, entry_point, l) if line is not None)
     return suite
 
 

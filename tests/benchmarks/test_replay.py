@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -82,7 +84,14 @@ EXAMPLE_TIERS = """\
 def family_e(tmp_path_factory):
     plan = parse_plan(family_plan(["small", "medium", "large"], EXAMPLE_TIERS))
     settings = cal.Settings(out=tmp_path_factory.mktemp("replay-e"), progress=False)
-    return cal.load_family_data(plan, synthetic_dataset(30, examples=True), settings,
+    # A file context, as an editor sends it: in the prompt, and run (imports guarded)
+    # before every solution, live and in calibration alike.
+    base = synthetic_dataset(30, examples=True)
+    context = "import math\nfrom fractions import Fraction\n\nSCALE = 1\n"
+    dataset = dataclasses.replace(base, problems=tuple(
+        dataclasses.replace(p, task=dataclasses.replace(p.task, context=context))
+        for p in base.problems))
+    return cal.load_family_data(plan, dataset, settings,
                                 backend_factory=Factory(), sandbox_factory=ArithmeticSandbox)
 
 
@@ -90,6 +99,7 @@ def test_live_cascade_and_simulator_agree_with_examples(family_e):
     sim = family_e.simulator(10, repeat_last=True)
     with_examples = [bool(d.examples) for d in sim.data[0]]
     assert sum(with_examples) == 20  # two problems in three
+    assert all(d.problem.task.context.startswith("import math") for d in sim.data[0])
     assert replay(family_e.plan, sim) == []
     # Not vacuous: the pool answers from an earlier stage than the last one run.
     from cascode.benchmarks.replay import CachedSandbox
