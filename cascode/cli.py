@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "report which sandbox layers work here and whether llama.cpp runs on this CPU",
     ),
     "serve": ("cascode.server.cli", "run the language server (stdio or TCP)"),
+    "stats": (
+        "cascode.commands.stats",
+        "acceptance rate and latency of the server's answers, per tier and member",
+    ),
     "calibrate": (
         "cascode.benchmarks.cli_calibrate",
         "sample a family, search plans, write a plan file",

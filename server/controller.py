@@ -77,6 +77,18 @@ class Controller:
 
     def accepted(self, answer_id: Any) -> None:
         self.state.answers.accepted(answer_id)
+        if isinstance(answer_id, str):
+            self.state.stats.accepted(answer_id)
+
+    def text_changed(self, uri: str, changes: list[tuple[Any, str]]) -> None:
+        """The content changes of one didChange, in order: (start, end) or None (the
+        whole document), and the new text. Tells the statistics what became of the
+        answer shown in `uri`."""
+        for span, text in changes:
+            if span is None:
+                self.state.stats.document_replaced(uri)
+            else:
+                self.state.stats.text_changed(uri, span[0], span[1], text)
 
     def document_changed(self, uri: str) -> None:
         """A document was opened or changed (an open test file overrides the disk)."""
@@ -86,6 +98,7 @@ class Controller:
 
     def document_closed(self, uri: str) -> None:
         self.completer.document_closed(uri)
+        self.state.stats.document_replaced(uri)
         self.state.test_examples.closed(uri)
 
     def files_changed(self, uris: list[str]) -> None:
@@ -111,7 +124,13 @@ class Controller:
 
     def close(self) -> None:
         self.completer.cancel_all("the server is shutting down")
+        self.state.stats.close_all()
+        self.state.stats.flush()
         self.state.host.close()
+
+    def exit(self) -> None:
+        """The client exits (maybe without a shutdown): write the statistics."""
+        self.state.stats.flush()
 
 
 def _log_registration(future: Any) -> None:

@@ -159,7 +159,9 @@ def create_language_server(
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CascodeLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        ls.controller.document_changed(params.text_document.uri)
+        uri = params.text_document.uri
+        ls.controller.text_changed(uri, [_span_and_text(c) for c in params.content_changes])
+        ls.controller.document_changed(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     def did_save(ls: CascodeLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -179,6 +181,10 @@ def create_language_server(
     def shutdown(ls: CascodeLanguageServer, params: Any) -> None:
         ls.controller.close()
 
+    @server.feature(types.EXIT)
+    def exit_server(ls: CascodeLanguageServer, params: Any) -> None:
+        ls.controller.exit()
+
     return server
 
 
@@ -194,6 +200,17 @@ async def _answer(
         return await ls.controller.answer(uri, position, work_done_token)
     except Cancelled as e:
         raise JsonRpcRequestCancelled(f"cascode: {e}") from None
+
+
+def _span_and_text(
+    change: types.TextDocumentContentChangeEvent,
+) -> tuple[tuple[tuple[int, int], tuple[int, int]] | None, str]:
+    """A content change as ((start, end), text) in the client's units; span None when
+    the change replaces the whole document."""
+    if isinstance(change, types.TextDocumentContentChangePartial):
+        r = change.range
+        return ((r.start.line, r.start.character), (r.end.line, r.end.character)), change.text
+    return None, change.text
 
 
 def _client_range(answer: Answer, edit: edits.Edit) -> types.Range:

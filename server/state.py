@@ -1,6 +1,6 @@
 """What the parts of the controller share: the server, the engine host, the settings
 in force, the status the client is shown (`cascode/status`), last answer included,
-and the projects' test files (`TestExamples`)."""
+the projects' test files (`TestExamples`) and the local statistics (`Stats`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from cascode.engine.host import EngineHost
 
 from .examples import TestExamples
 from .settings import Settings
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class ServerState:
         self.busy = 0  # requests running in the engine
         self.answers = AnswerLog()
         self.test_examples = TestExamples()  # the projects' test files, as example lines
+        self.stats = Stats()  # shown, accepted and dismissed answers (`cascode stats`)
 
     @property
     def tier(self) -> str:

@@ -99,6 +99,13 @@ def qwen05b(qwen05b_path):  # type: ignore[no-untyped-def]
     backend.close()
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory, monkeypatch):  # type: ignore[no-untyped-def]
+    """The local statistics (`cascode stats`) go to a temporary folder, never the user's;
+    servers that tests start inherit it."""
+    monkeypatch.setenv("CASCODE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 _area_seconds: dict[str, float] = {}
 
 
