@@ -293,10 +293,11 @@ def _resolve(plan: Plan, name: str, tier: Tier) -> tuple[StagePlan, ...]:
         active = [(names.index(m), plan.family[names.index(m)], st)
                   for m, st in entries if st.k >= 0]
     else:
+        by_member = dict(entries)
         active = [
-            (i, m, tier.stages[m.name])  # type: ignore[index]
+            (i, m, by_member[m.name])
             for i, m in enumerate(plan.family)
-            if m.name in tier.stages and tier.stages[m.name].k >= 0  # type: ignore[index]
+            if m.name in by_member and by_member[m.name].k >= 0
         ]
     if not active:
         raise PlanError(f"{where}: stages: no active member (every k is -1 or left out)")

@@ -1,9 +1,12 @@
-"""Answering a completion request: the stub under the cursor, the asserts of the project's
-test files that call it, the cascade on the engine thread (cancellable), and the edit that
-places the answer (`Answer`)."""
+"""Answering a completion request: the stub under the cursor (or the rest of a function
+written up to it), the asserts of the project's test files that call it, the cascade on the
+engine thread (cancellable), and the edit that places the answer (`Answer`). An automatic
+request may be declined (server/trigger.py) and waits a debounce; an answer the user types
+along stays shown without a new run."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import logging
@@ -13,7 +16,13 @@ from typing import Any
 from lsprotocol import types
 
 from cascode.engine.cancel import CancelToken
-from cascode.engine.context import FunctionContext, body_edit, function_at
+from cascode.engine.context import (
+    FunctionContext,
+    body_edit,
+    continuation_edit,
+    continues_at,
+    function_at,
+)
 from cascode.engine.errors import Cancelled, CascodeError
 from cascode.engine.types import Event, Task
 
@@ -23,6 +32,7 @@ from .examples import workspace_folders
 from .progress import Progress
 from .provenance import event_message, finished_message, provenance
 from .state import ServerState
+from .trigger import Debounce, declined
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +51,32 @@ class Answer:
     codec_lines: list[str]
 
 
+@dataclasses.dataclass
+class _Shown:
+    """The answer last shown in a document, to keep it while the user types along it."""
+
+    source: str  # the document's lines joined with "\n"
+    start: int  # offsets of the item's range in `source`
+    end: int
+    answer: Answer
+
+
 class Completer:
     def __init__(self, state: ServerState, configuration: Configuration) -> None:
         self.state = state
         self.configuration = configuration
         self._inflight: dict[str, asyncio.Task[Any]] = {}
         self._tokens: set[CancelToken] = set()
+        self._shown: dict[str, _Shown] = {}
+        self._debounce = Debounce()
 
     async def answer(
-        self, uri: str, position: types.Position, token: types.ProgressToken | None
+        self, uri: str, position: types.Position, token: types.ProgressToken | None,
+        automatic: bool = False,
     ) -> Answer | None:
-        """The answer for the function at `position`, or None (not a stub, disabled, ...)."""
+        """The answer for the function at `position`, or None (no function to complete
+        there, declined, disabled, ...). `automatic`: the editor asked as the user typed
+        (server/trigger.py decides whether that gets an answer); else the user asked."""
         state = self.state
         await self.configuration.settled()
         if not state.settings.enable or state.host.plan is None:
@@ -63,9 +88,21 @@ class Completer:
         pos = doc.position_codec.position_from_client_units(doc.lines, position)
         lines = edits.lines_of(source)
         cursor = edits.clamp(lines, (pos.line, pos.character))
-        fc = _function_at(source, *cursor)
-        if fc is None:
+        along = self._typed_along(uri, lines, cursor, doc)
+        if along is not None:
+            return along
+        self._shown.pop(uri, None)
+        if automatic and state.settings.trigger == "manual":
             return None
+        found = _function_at(source, lines, *cursor)
+        if found is None:
+            return None
+        fc, rest = found
+        if automatic:
+            why = declined(lines, cursor, fc)
+            if why is not None:
+                log.debug("automatic request at %s:%d:%d declined: %s", uri, *cursor, why)
+                return None
         budget = state.settings.context_tokens
         task = fc.task(budget if budget >= 0 else None)
         if not state.settings.file_context:
@@ -80,6 +117,9 @@ class Completer:
         assert me is not None
         self._inflight[uri] = me
         try:
+            if automatic and state.host.cached(task, state.tier) is None:
+                # Wait for the next keystroke (a newer request cancels this one here).
+                await asyncio.sleep(self._debounce.delay(uri, state.settings.debounce_ms))
             result, cached = await self._run(task, token)
         except Cancelled:
             raise
@@ -98,8 +138,16 @@ class Completer:
                 del self._inflight[uri]
 
         try:
-            start, end, text = body_edit(fc, result.code, cursor)
-            edit = edits.minimal_edit(source, edits.apply(source, edits.Edit(start, end, text)))
+            if rest:
+                placed = continuation_edit(fc, result.code, lines, cursor)
+                if placed is None:
+                    state.send_status("ready", f"tier {result.tier}: the model added nothing")
+                    return None
+                edit = edits.Edit(*placed)
+            else:
+                start, end, text = body_edit(fc, result.code, cursor)
+                edit = edits.minimal_edit(source,
+                                          edits.apply(source, edits.Edit(start, end, text)))
         except Exception as e:  # noqa: BLE001 - an answer that cannot be placed is dropped
             log.exception("placing the answer")
             state.show(f"cascode: the answer could not be placed in the file: {e}")
@@ -110,8 +158,41 @@ class Completer:
         state.answers.remember(prov)
         state.send_status("busy" if state.busy else "ready",
                           f"tier {result.tier}: {finished_message(result, cached)}")
-        return Answer(uri, task.entry_point, lines, cursor, edit, prov,
-                      doc.position_codec, doc.lines)
+        answer = Answer(uri, task.entry_point, lines, cursor, edit, prov,
+                        doc.position_codec, doc.lines)
+        shown = edits.covering(lines, edit, cursor)
+        self._shown[uri] = _Shown("\n".join(lines), edits.offset(lines, shown.start),
+                                  edits.offset(lines, shown.end), answer)
+        return answer
+
+    def _typed_along(self, uri: str, lines: list[str], cursor: edits.Pos,
+                     doc: Any) -> Answer | None:
+        """The shown answer again, when the only change since it was shown is text typed
+        at the cursor that continues it: no new cascade run."""
+        shown = self._shown.get(uri)
+        if shown is None:
+            return None
+        source = "\n".join(lines)  # offsets count one character per line end
+        old, grown = shown.source, len(source) - len(shown.source)
+        at = edits.offset(lines, cursor)
+        typed_at = at - grown
+        if grown <= 0 or not shown.start <= typed_at <= shown.end:
+            return None
+        if source[:typed_at] != old[:typed_at] or source[at:] != old[typed_at:]:
+            return None
+        answer = shown.answer
+        covering = edits.covering(answer.lines, answer.edit, answer.cursor)
+        end = shown.end + grown
+        written = source[shown.start:at]
+        if not covering.text.startswith(written) or len(written) >= len(covering.text):
+            return None
+        start_pos, end_pos = edits.position(lines, shown.start), edits.position(lines, end)
+        along = dataclasses.replace(
+            answer, lines=lines, cursor=cursor,
+            edit=edits.Edit(start_pos, end_pos, covering.text),
+            codec=doc.position_codec, codec_lines=doc.lines)
+        self._shown[uri] = _Shown(source, shown.start, end, along)
+        return along
 
     async def _with_test_examples(self, uri: str, task: Task) -> Task:
         """`task` with the asserts of its project's test files that call the function."""
@@ -171,6 +252,8 @@ class Completer:
         return answered.result, answered.cached
 
     def document_closed(self, uri: str) -> None:
+        self._shown.pop(uri, None)
+        self._debounce.forget(uri)
         task = self._inflight.get(uri)
         if task is not None and not task.done():
             task.cancel("the document was closed")
@@ -183,19 +266,36 @@ class Completer:
             task.cancel()
 
 
+def _header_complete(fc: FunctionContext) -> bool:
+    unit = fc.body_indent[len(fc.indent):] or "    "
+    try:
+        ast.parse(fc.prompt + unit + "pass\n")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def _is_python(uri: str, language_id: str | None) -> bool:
     if language_id:
         return language_id == "python"
     return uri.endswith((".py", ".pyi"))
 
 
-def _function_at(source: str, line: int, character: int) -> FunctionContext | None:
-    """The stub under the cursor, or None (not in a function, a real body, unparsable)."""
+def _function_at(source: str, lines: list[str], line: int,
+                 character: int) -> tuple[FunctionContext, bool] | None:
+    """The function to complete at the cursor and whether only its rest is asked for
+    (a body already written, the cursor at its end); None where there is nothing to
+    complete (not in a function, written lines of it below the cursor, unparsable)."""
     try:
         fc = function_at(source, line, character)
     except Exception:  # noqa: BLE001 - a file the scanner chokes on gets no completion
         log.exception("finding the function at %d:%d", line, character)
         return None
-    if fc is None or not fc.is_stub:
+    if fc is None:
         return None
-    return fc
+    if fc.is_stub:
+        # A header still being typed (`def f(a, b` with no colon yet) gets nothing.
+        return (fc, False) if _header_complete(fc) else None
+    if continues_at(fc, lines, (line, character)):
+        return fc, True
+    return None

@@ -52,10 +52,12 @@ class Controller:
         await self.configuration.refresh(initial=initial, pushed=pushed)
 
     async def answer(
-        self, uri: str, position: types.Position, token: types.ProgressToken | None
+        self, uri: str, position: types.Position, token: types.ProgressToken | None,
+        automatic: bool = False,
     ) -> Answer | None:
-        """The answer for the function at `position`, or None (not a stub, disabled, ...)."""
-        return await self.completer.answer(uri, position, token)
+        """The answer for the function at `position`, or None (nothing to complete there,
+        declined, disabled, ...)."""
+        return await self.completer.answer(uri, position, token, automatic)
 
     def list_tiers(self) -> list[dict[str, Any]]:
         plan = self.state.host.plan

@@ -37,6 +37,20 @@ def clamp(lines: list[str], pos: Pos) -> Pos:
     return line, min(max(pos[1], 0), len(lines[line]))
 
 
+def offset(lines: list[str], pos: Pos) -> int:
+    """The offset of `pos` in the text `"\n".join(lines)`."""
+    return sum(len(x) + 1 for x in lines[: pos[0]]) + pos[1]
+
+
+def position(lines: list[str], off: int) -> Pos:
+    """The position of offset `off` in the text `"\n".join(lines)`."""
+    for i, line in enumerate(lines):
+        if off <= len(line):
+            return i, off
+        off -= len(line) + 1
+    return len(lines) - 1, len(lines[-1])
+
+
 def text_between(lines: list[str], start: Pos, end: Pos) -> str:
     if start >= end:
         return ""

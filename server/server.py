@@ -10,6 +10,7 @@ docs/protocol.md.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from lsprotocol import types
@@ -93,16 +94,21 @@ def create_language_server(
     async def inline_completion(
         ls: CascodeLanguageServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        answer = await _answer(ls, params.text_document.uri, params.position,
-                               params.work_done_token)
+        started = time.monotonic()
+        automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+        uri, position = params.text_document.uri, params.position
+        ls.controller.state.stats.request(uri, (position.line, position.character))
+        answer = await _answer(ls, uri, position, params.work_done_token, automatic)
         if answer is None:
             return types.InlineCompletionList(items=[])
         edit = edits.covering(answer.lines, answer.edit, answer.cursor)
+        rng = _client_range(answer, edit)
+        _count_shown(ls, answer, rng, edit.text, started)
         return types.InlineCompletionList(
             items=[
                 types.InlineCompletionItem(
                     insert_text=edit.text,
-                    range=_client_range(answer, edit),
+                    range=rng,
                     command=_accept_command(answer),
                 )
             ]
@@ -114,11 +120,13 @@ def create_language_server(
     async def completion(
         ls: CascodeLanguageServer, params: types.CompletionParams
     ) -> types.CompletionList:
+        started = time.monotonic()
         answer = await _answer(ls, params.text_document.uri, params.position,
                                params.work_done_token)
         if answer is None:
             return types.CompletionList(is_incomplete=False, items=[])
         edit = edits.covering(answer.lines, answer.edit, answer.cursor)
+        _count_shown(ls, answer, _client_range(answer, edit), edit.text, started)
         main, extra = edits.completion_edits(answer.lines, edit, answer.cursor)
         item = types.CompletionItem(
             label=f"cascode: {answer.function}",
@@ -193,11 +201,12 @@ async def _answer(
     uri: str,
     position: types.Position,
     work_done_token: types.ProgressToken | None,
+    automatic: bool = False,
 ) -> Answer | None:
     from cascode.engine.errors import Cancelled
 
     try:
-        return await ls.controller.answer(uri, position, work_done_token)
+        return await ls.controller.answer(uri, position, work_done_token, automatic)
     except Cancelled as e:
         raise JsonRpcRequestCancelled(f"cascode: {e}") from None
 
@@ -221,6 +230,15 @@ def _client_range(answer: Answer, edit: edits.Edit) -> types.Range:
     )
     client_range: types.Range = answer.codec.range_to_client_units(answer.codec_lines, rng)
     return client_range
+
+
+def _count_shown(ls: CascodeLanguageServer, answer: Answer, rng: types.Range, text: str,
+                 started: float) -> None:
+    """Local statistics (`cascode stats`): an answer shown, and how long it took."""
+    prov = answer.provenance
+    ls.controller.state.stats.shown(prov["id"], answer.uri, prov["tier"], prov["member"],
+                                    time.monotonic() - started, text,
+                                    (rng.start.line, rng.start.character))
 
 
 def _accept_command(answer: Answer) -> types.Command:

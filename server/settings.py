@@ -81,6 +81,18 @@ class Settings:
     """How many test files of a project `testExamples` reads at most (a file over 1 MB is
     skipped). The list of test files is kept until a file is saved, created or deleted."""
 
+    trigger: str = attrs.field(default="automatic", metadata={"enum": ("automatic", "manual")})
+    """When the server answers: `automatic` (as you type, where a completion makes sense: not
+    in the middle of a word, not with code right of the cursor, not inside a string, a comment
+    or an unclosed docstring) or `manual` (only when you ask: VS Code's
+    `editor.action.inlineSuggest.trigger`, the Neovim plugin's trigger mapping), for slow
+    machines."""
+
+    debounce_ms: int = attrs.field(default=150, metadata={"minimum": 0})
+    """How long an automatic request waits for the next keystroke before the models start, in
+    milliseconds: adapted to your typing (half of it after a pause of a second, up to four
+    times it while you type fast). A newer request cancels a waiting or running one."""
+
     cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
     """How many answers to keep in memory: asking again for the same stub in the same file
     answers at once. 0 disables the cache."""
@@ -181,6 +193,10 @@ def resolve(options: ClientOptions, previous: Settings) -> tuple[Settings, list[
         if minimum is not None and structured < minimum:
             problems.append(Problem(key, value, f"must be at least {minimum}", kept))
             continue
+        choices = field.metadata.get("enum")
+        if choices is not None and structured not in choices:
+            problems.append(Problem(key, value, f"must be one of {', '.join(choices)}", kept))
+            continue
         changes[field.name] = structured
     defaults = Settings()
     # A key the client no longer sends goes back to its default.
@@ -238,6 +254,8 @@ def vscode_configuration() -> dict[str, Any]:
         }
         if "minimum" in field.metadata:
             prop["minimum"] = field.metadata["minimum"]
+        if "enum" in field.metadata:
+            prop["enum"] = list(field.metadata["enum"])
         properties[f"{SECTION}.{key}"] = prop
     return {"title": "cascode", "properties": properties}
 

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untyped-def]
     from pathlib import Path
 
-    from cascode.engine.context import function_at, last_function
+    from cascode.engine.context import continues_at, function_at, last_function
     from cascode.engine.errors import ContextError
 
     if target == "-":
@@ -112,6 +112,12 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         fc = function_at(source, line - 1, 0)
         if fc is None:
             raise ContextError(f"{path}:{line}: no function at this line")
+        lines = source.splitlines()
+        cursor = (line - 1, len(lines[line - 1]) if line - 1 < len(lines) else 0)
+        if not fc.is_stub and not continues_at(fc, lines, cursor):
+            raise ContextError(
+                f"{path}:{line}: {fc.name} has written lines below this line; give the line "
+                f"of its last written line ({fc.end_line}) to complete the rest of it")
     # A prompt on stdin is used as given; a file's context is budgeted, and its project's
     # test files give example lines.
     task = fc.task(context_tokens if context_tokens >= 0 else None)

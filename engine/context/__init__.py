@@ -33,17 +33,21 @@ The modules, each using only those listed before it:
 - `scanner`: logical lines and their blocks (`Source`), tolerant of broken code;
 - `file_context`: the context chunks of a function's file;
 - `function`: `function_at`, `last_function` and the `FunctionContext` they build;
-- `body`: putting a solution back (`insert_body`, and `body_edit`, the final edit).
+- `body`: putting a solution back (`insert_body`, and `body_edit`, the final edit);
+- `rest`: the rest of a half-written function (`continues_at`, `continuation_edit`).
 """
 
 from __future__ import annotations
 
 from .body import body_edit, insert_body
 from .function import FunctionContext, function_at, last_function
+from .rest import continuation_edit, continues_at
 
 __all__ = [
     "FunctionContext",
     "body_edit",
+    "continuation_edit",
+    "continues_at",
     "function_at",
     "insert_body",
     "last_function",

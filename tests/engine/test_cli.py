@@ -147,6 +147,33 @@ def test_no_function_at_line_is_one_line(tmp_path):
     assert_one_line_error(proc, "no such line")
 
 
+def test_written_lines_below_the_line_are_one_line(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("def f(x):\n    y = x + 1\n    z = y * 2\n    return z\n")
+    proc = cascode("complete", f"{src}:2", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, f"{src}:2", "written lines below", "(4)")
+
+
+@pytest.mark.slow
+def test_complete_the_rest_of_a_function(tmp_path, qwen05b_path):
+    src = tmp_path / "mod.py"
+    written = (
+        "def count_vowels(text: str) -> int:\n"
+        '    """Return how many vowels (a, e, i, o, u, either case) the text contains.\n'
+        "    >>> count_vowels('Hello World')\n    3\n"
+        '    """\n'
+        "    total = 0\n"
+        "    for ch in text.lower():\n"
+    )
+    src.write_text(written + "\n\ndef other():\n    return 1\n")
+    proc = cascode("complete", f"{src}:7", "--plan-file", str(SMALL_PLAN))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(written)  # the written lines, then the rest
+    ns: dict = {}
+    exec(proc.stdout, ns)
+    assert ns["count_vowels"]("Hello World") == 3
+
+
 def test_unknown_tier_is_one_line():
     proc = cascode("complete", "--plan-file", str(SMALL_PLAN), "--tier", "nope", stdin=STUB)
     assert_one_line_error(proc, "no tier named 'nope'")

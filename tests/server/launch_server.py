@@ -2,9 +2,7 @@
 
 CASCODE_TEST_SCRIPT names the JSON script (see fake_backend.py). The sandbox is
 the real one when it is installed and CASCODE_TEST_SANDBOX is not "fake". With
-CASCODE_TEST_TASKS, each task the engine answers is appended to that file. With
-CASCODE_TEST_SHOWN=1, each answer is also reported to the statistics as shown (as the
-completer does where it reports them itself: the same id is counted once).
+CASCODE_TEST_TASKS, each task the engine answers is appended to that file.
 """
 
 from __future__ import annotations
@@ -46,8 +44,6 @@ def main() -> None:
                                     sandbox_factory=_sandbox_factory())
     if os.environ.get("CASCODE_TEST_TASKS"):
         _record_tasks(server.controller.state.host, Path(os.environ["CASCODE_TEST_TASKS"]))
-    if os.environ.get("CASCODE_TEST_SHOWN") == "1":
-        _report_shown(server.controller)
     server.start_io()
 
 
@@ -64,27 +60,6 @@ def _record_tasks(host, path: Path) -> None:
         return answer(task, tier, **kwargs)
 
     host.answer = recording
-
-
-def _report_shown(controller) -> None:
-    """Tell the statistics about each answer as the inline item shows it."""
-    from cascode.server import edits
-    from cascode.server.server import _client_range
-
-    answer = controller.answer
-
-    async def reporting(uri, position, *args, **kwargs):
-        result = await answer(uri, position, *args, **kwargs)
-        if result is not None:
-            edit = edits.covering(result.lines, result.edit, result.cursor)
-            start = _client_range(result, edit).start
-            prov = result.provenance
-            controller.state.stats.shown(prov["id"], uri, prov["tier"], prov["member"],
-                                         prov["seconds"], edit.text,
-                                         (start.line, start.character))
-        return result
-
-    controller.answer = reporting
 
 
 if __name__ == "__main__":

@@ -85,6 +85,14 @@ class Session:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no message containing {text!r}; got {self.messages}")
 
+    def insert(self, uri: str, version: int, at: tuple[int, int], text: str) -> None:
+        """The user typed `text` at `at`."""
+        pos = types.Position(line=at[0], character=at[1])
+        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=pos, end=pos), text=text)]))
+
     def open(self, text: str, uri: str = "file:///work/example.py") -> str:
         self.client.text_document_did_open(
             types.DidOpenTextDocumentParams(
@@ -95,14 +103,15 @@ class Session:
         return uri
 
     async def inline(self, uri: str, line: int, character: int = 4,
-                     token: str | None = None) -> types.InlineCompletionList:
+                     token: str | None = None,
+                     automatic: bool = False) -> types.InlineCompletionList:
+        kind = (types.InlineCompletionTriggerKind.Automatic if automatic
+                else types.InlineCompletionTriggerKind.Invoked)
         return await self.client.text_document_inline_completion_async(
             types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),
                 position=types.Position(line=line, character=character),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                ),
+                context=types.InlineCompletionContext(trigger_kind=kind),
                 work_done_token=token,
             )
         )

@@ -76,3 +76,61 @@ async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, mode
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+PARTIAL = '''def clamp(x, lo, hi):
+    """Return x limited to the range [lo, hi].
+
+    >>> clamp(5, 0, 3)
+    3
+    >>> clamp(-1, 0, 3)
+    0
+    """
+    if x < lo:
+        return lo
+'''
+# Written lines that do not fit the docstring: whatever the model adds, clamp(-1, 0, 3)
+# returns -2, against the docstring's second example.
+MISFIT = PARTIAL.replace("        return lo\n", "        return x - 1\n")
+
+
+async def test_the_rest_of_a_function_with_the_real_model(tmp_path, model_installed):
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "cascode", "serve"])
+    client = await config.start()
+    s = Session(client)
+    client.set_configuration({"planFile": str(PLAN)}, section="cascode")
+    await client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities("neovim@v0.11.0"), root_uri=tmp_path.as_uri()))
+    try:
+        last_line = len(PARTIAL.splitlines()) - 1
+        end = len(PARTIAL.splitlines()[-1])
+        uri = s.open(PARTIAL)
+        (item,) = (await s.inline(uri, last_line, end)).items
+        assert item.range.start == item.range.end  # inserted at the cursor
+        assert (item.range.start.line, item.range.start.character) == (last_line, end)
+        completed = edits.apply(PARTIAL, edits.Edit((last_line, end), (last_line, end),
+                                                    item.insert_text))
+        assert completed.startswith(PARTIAL.rstrip("\n"))  # every written line kept
+        namespace: dict[str, object] = {}
+        exec(compile(completed, "completed.py", "exec"), namespace)
+        clamp = namespace["clamp"]
+        assert [clamp(5, 0, 3), clamp(-1, 0, 3), clamp(2, 0, 3)] == [3, 0, 2]  # type: ignore[operator]
+        last = await s.command("cascode.lastAnswer")
+        assert [e["passed"] for e in last["examples"]] == [True, True], last
+        assert "2 example" in last["proof"], last
+
+        # Written lines that contradict the docstring's examples: the answer keeps them
+        # and says so (failed examples are never hidden).
+        uri2 = s.open(MISFIT, uri="file:///work/misfit.py")
+        (item,) = (await s.inline(uri2, last_line, len(MISFIT.splitlines()[-1]))).items
+        assert item.range.start == item.range.end
+        completed = edits.apply(MISFIT, edits.Edit(
+            (last_line, len(MISFIT.splitlines()[-1])), (last_line, len(MISFIT.splitlines()[-1])),
+            item.insert_text))
+        assert completed.startswith(MISFIT.rstrip("\n"))
+        last = await s.command("cascode.lastAnswer", {"uri": uri2})
+        assert not last["verified"], last
+        assert "failed" in last["proof"] and "example" in last["proof"], last
+    finally:
+        await client.shutdown_session()
+        await client.stop()

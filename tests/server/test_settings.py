@@ -62,7 +62,7 @@ def test_every_field_is_documented_in_the_manifest_and_the_table():
         "cascode.enable", "cascode.planFile", "cascode.tier", "cascode.sandbox.layers",
         "cascode.sandbox.allowUnsafe", "cascode.preload", "cascode.fileContext",
         "cascode.contextTokens", "cascode.testExamples", "cascode.testScanFiles",
-        "cascode.cacheSize"]
+        "cascode.trigger", "cascode.debounceMs", "cascode.cacheSize"]
     assert props["cascode.tier"] == {
         "type": "string", "default": "", "order": 2,
         "markdownDescription": props["cascode.tier"]["markdownDescription"]}
@@ -110,3 +110,15 @@ def test_the_vscode_manifest_holds_the_generated_settings():
     expected = vscode_configuration()["properties"]
     assert {k: v for k, v in props.items() if k in expected} == expected, (
         "regenerate: python -m cascode.server.settings vscode editors/vscode/package.json")
+
+
+def test_trigger_takes_one_of_its_values():
+    new, problems = resolve(ClientOptions.from_raw({"trigger": "manual"}), Settings())
+    assert new.trigger == "manual" and not problems
+    new, problems = resolve(ClientOptions.from_raw({"trigger": "sometimes"}), new)
+    assert new.trigger == "manual"
+    assert [p.message() for p in problems] == [
+        'cascode: setting cascode.trigger = "sometimes" ignored: must be one of automatic, '
+        'manual; keeping "manual"']
+    assert vscode_configuration()["properties"]["cascode.trigger"]["enum"] == ["automatic",
+                                                                              "manual"]

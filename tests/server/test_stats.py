@@ -248,8 +248,7 @@ async def test_server_counts_an_inserted_answer_and_a_dismissed_one(tmp_path, mo
 
     state = tmp_path / "state"
     monkeypatch.setenv("CASCODE_STATE_DIR", str(state))
-    env = {"CASCODE_TEST_SHOWN": "1"}
-    async with session(tmp_path, client_name="visual-studio-code", extra_env=env) as s:
+    async with session(tmp_path, client_name="visual-studio-code") as s:
         first = s.open(ADD_STUB)
         (item,) = (await s.inline(first, ADD_LINE)).items
         # Accepting the ghost text: the client inserts it over the item's range.

@@ -1,0 +1,194 @@
+"""Completions where people type (issue 18), over stdio with a real client: the rest of
+a half-written function, the automatic-trigger rules, manual mode, typing along."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lsp_session import script, session
+
+from cascode.server import edits
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+PARTIAL = '''import math
+
+
+def area(r):
+    """Area of a circle of radius r."""
+    if r < 0:
+        raise ValueError("negative")
+
+
+def other():
+    return 1
+'''
+LAST = 6  # the `raise` line: the last written line of `area`
+CONTINUATION = "    return math.pi * r * r\n```"
+AREA_TESTS = ["1) == math.pi\nassert area(2) == 4 * math.pi\n```"]
+
+STUB = '''def add(a, b):
+    """Return the sum of a and b."""
+{line}
+'''
+
+
+def _script() -> dict:
+    member = {"area": {"solutions": [CONTINUATION], "tests": AREA_TESTS},
+              "add": {"solutions": ["    return a + b\n```"],
+                      "tests": ["1, 2) == 3\nassert add(2, 2) == 4\n```"]}}
+    return script(members={"small": member, "large": member})
+
+
+def _apply(source: str, item) -> str:  # type: ignore[no-untyped-def]
+    rng = item.range
+    edit = edits.Edit((rng.start.line, rng.start.character),
+                      (rng.end.line, rng.end.character), item.insert_text)
+    return edits.apply(source, edit)
+
+
+def _tasks(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+async def test_the_rest_of_a_function_is_inserted_at_the_cursor(tmp_path):
+    async with session(tmp_path, _script()) as s:
+        uri = s.open(PARTIAL)
+        end = len(PARTIAL.splitlines()[LAST])
+        (item,) = (await s.inline(uri, LAST, end)).items
+        assert (item.range.start.line, item.range.start.character) == (LAST, end)
+        assert item.range.start == item.range.end  # an empty range at the cursor
+        assert item.insert_text == "\n    return math.pi * r * r"
+        after = _apply(PARTIAL, item)
+        old, new = PARTIAL.splitlines(), after.splitlines()
+        assert new[: LAST + 1] == old[: LAST + 1]  # every written line, byte for byte
+        assert new[LAST + 1] == "    return math.pi * r * r"
+        assert new[LAST + 2:] == old[LAST + 1:]
+        # On the line right below, indented as the body: the same continuation.
+        below = PARTIAL.replace('"negative")\n', '"negative")\n    \n', 1)
+        uri2 = s.open(below, uri="file:///work/below.py")
+        (item,) = (await s.inline(uri2, LAST + 1, 4)).items
+        assert item.insert_text == "return math.pi * r * r"
+        assert item.range.start == item.range.end
+
+
+async def test_written_lines_below_the_cursor_get_no_answer(tmp_path):
+    async with session(tmp_path, _script()) as s:
+        uri = s.open(PARTIAL)
+        assert not (await s.inline(uri, LAST - 1, 16)).items  # end of the `if` line
+        # Moved past: a blank line after the function, then the cursor.
+        assert not (await s.inline(uri, LAST + 2, 4, automatic=True)).items
+
+
+@pytest.mark.parametrize(("line", "column", "why"), [
+    ("    retu", 6, "in the middle of a word"),
+    ("    (1)", 4, "code right of the cursor"),
+    ("    # to do", 11, "inside a comment"),
+    ('    s = "abc', 12, "inside a string"),
+])
+async def test_automatic_requests_are_declined_where_a_completion_gets_in_the_way(
+        tmp_path, line, column, why):
+    source = STUB.format(line=line)
+    async with session(tmp_path, _script()) as s:
+        uri = s.open(source)
+        assert not (await s.inline(uri, 2, column, automatic=True)).items, why
+        # Asked for explicitly, the same place gets an answer (or none for a body).
+        if line.strip() in ("(1)",):
+            assert not (await s.inline(uri, 2, column)).items
+
+
+async def test_automatic_requests_answer_where_it_fits(tmp_path):
+    async with session(tmp_path, _script()) as s:
+        uri = s.open(STUB.format(line="    "))
+        assert (await s.inline(uri, 2, 4, automatic=True)).items
+        # Inside the docstring (right before its closing quotes): declined.
+        assert not (await s.inline(uri, 1, 33, automatic=True)).items
+        # At the end of the docstring line: answered.
+        assert (await s.inline(uri, 1, 36, automatic=True)).items
+        # A docstring still open: declined automatically, answered when asked.
+        open_doc = 'def add(a, b):\n    """Return the sum of a and b.\n'
+        uri2 = s.open(open_doc, uri="file:///work/open.py")
+        assert not (await s.inline(uri2, 1, 33, automatic=True)).items
+        assert (await s.inline(uri2, 1, 33)).items
+
+
+async def test_manual_mode_answers_only_when_asked(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(), settings={"trigger": "manual"},
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        uri = s.open(STUB.format(line="    "))
+        assert not (await s.inline(uri, 2, 4, automatic=True)).items
+        assert _tasks(tasks) == 0  # no cascade ran
+        assert (await s.inline(uri, 2, 4)).items
+        assert _tasks(tasks) == 1
+
+
+async def test_typing_along_the_ghost_text_keeps_it_without_a_new_run(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(),
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        uri = s.open(PARTIAL)
+        end = len(PARTIAL.splitlines()[LAST])
+        (item,) = (await s.inline(uri, LAST, end, automatic=True)).items
+        assert _tasks(tasks) == 1
+        # The user types the first characters of the ghost text: a newline, then "    ret".
+        s.insert(uri, 2, (LAST, end), "\n")
+        s.insert(uri, 3, (LAST + 1, 0), "    ret")
+        (again,) = (await s.inline(uri, LAST + 1, 7, automatic=True)).items
+        assert _tasks(tasks) == 1  # no new cascade run
+        assert again.insert_text == item.insert_text
+        assert (again.range.start.line, again.range.start.character) == (LAST, end)
+        assert (again.range.end.line, again.range.end.character) == (LAST + 1, 7)
+        last = json.loads(json.dumps(await s.command("cascode.lastAnswer", {"uri": uri})))
+        assert last["id"] == item.command.arguments[0]["id"]
+        # Typing something else ends it: the next request runs the cascade again.
+        s.insert(uri, 4, (LAST + 1, 7), "xyz")
+        await s.inline(uri, LAST + 1, 10)
+        assert _tasks(tasks) == 2
+
+
+AWKWARD = '''import functools
+
+
+class Box:
+    size = 1
+
+    @functools.cache
+    def weight(self) -> int:
+        """The weight."""
+        ...
+
+    def volume(self) -> int:
+        """The volume."""
+        x = (1,
+        return x ** 3
+
+    def half_typed(self, a
+'''
+
+
+@pytest.mark.parametrize(("line", "column"), [
+    (6, 10),   # in a decorator
+    (10, 4),   # in the class body between methods
+    (16, 26),  # on a def line still being typed
+    (14, 21),  # after a body line that leaves a bracket open (a syntax error above)
+])
+async def test_awkward_places_get_no_answer_or_one_that_keeps_the_users_lines(
+        tmp_path, line, column):
+    member = {"*": {"solutions": ["    return 1\n```"], "tests": ["1) == 1\n```"]}}
+    async with session(tmp_path, script(members={"small": member, "large": member})) as s:
+        uri = s.open(AWKWARD)
+        for automatic in (True, False):
+            for item in (await s.inline(uri, line, column, automatic=automatic)).items:
+                after = _apply(AWKWARD, item)
+                rng = item.range
+                old = AWKWARD.splitlines()
+                kept = old[: rng.start.line] + old[rng.end.line + 1:]
+                new = after.splitlines()
+                # The lines outside the item's range are all still there, in order.
+                assert new[: rng.start.line] == old[: rng.start.line]
+                assert new[len(new) - len(old[rng.end.line + 1:]):] == old[rng.end.line + 1:]
+                assert kept
+        assert await s.command("cascode.listTiers")  # still answering
