@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lsp_session import Session
@@ -36,14 +39,23 @@ def model_installed() -> None:
         need_sandbox(sandbox)
 
 
-async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, model_installed):
+@contextlib.asynccontextmanager
+async def _real_server(tmp_path: Path) -> AsyncIterator[tuple[Session, Any]]:
+    """`cascode serve` itself, over stdio, with the real-small plan."""
     config = ClientServerConfig(server_command=[sys.executable, "-m", "cascode", "serve"])
     client = await config.start()
-    s = Session(client)
     client.set_configuration({"planFile": str(PLAN)}, section="cascode")
     await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("neovim@v0.11.0"), root_uri=tmp_path.as_uri()))
     try:
+        yield Session(client), client
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, model_installed):
+    async with _real_server(tmp_path) as (s, client):
         uri = s.open(SOURCE)
         client.progress_reports["real"] = []
         result = await s.inline(uri, 5, 4, token="real")
@@ -73,9 +85,6 @@ async def test_cascode_serve_completes_a_stub_with_the_real_model(tmp_path, mode
             exec(compile(line, "<assert>", "exec"), dict(namespace))
         # The greedy 0.5B writes a correct test for is_even: the answer is verified.
         assert last["verified"] and last["asserts"], last
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 PARTIAL = '''def clamp(x, lo, hi):
@@ -95,13 +104,7 @@ MISFIT = PARTIAL.replace("        return lo\n", "        return x - 1\n")
 
 
 async def test_the_rest_of_a_function_with_the_real_model(tmp_path, model_installed):
-    config = ClientServerConfig(server_command=[sys.executable, "-m", "cascode", "serve"])
-    client = await config.start()
-    s = Session(client)
-    client.set_configuration({"planFile": str(PLAN)}, section="cascode")
-    await client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities("neovim@v0.11.0"), root_uri=tmp_path.as_uri()))
-    try:
+    async with _real_server(tmp_path) as (s, client):
         last_line = len(PARTIAL.splitlines()) - 1
         end = len(PARTIAL.splitlines()[-1])
         uri = s.open(PARTIAL)
@@ -131,6 +134,3 @@ async def test_the_rest_of_a_function_with_the_real_model(tmp_path, model_instal
         last = await s.command("cascode.lastAnswer", {"uri": uri2})
         assert not last["verified"], last
         assert "failed" in last["proof"] and "example" in last["proof"], last
-    finally:
-        await client.shutdown_session()
-        await client.stop()
