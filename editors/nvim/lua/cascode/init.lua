@@ -2,8 +2,10 @@
 -- vim.lsp.enable, shows its answers as inline completion (ghost text, Neovim 0.12's
 -- vim.lsp.inline_completion) or as a completion item (older versions), and offers
 -- :CascodeTier, :CascodeLastAnswer, :CascodeInsertAsserts and a status line component.
+-- Keys (insert mode): accept the ghost text, accept its first line, ask explicitly.
 
 local complete = require("cascode.complete")
+local inline = require("cascode.inline")
 local provenance = require("cascode.provenance")
 
 local M = {}
@@ -25,6 +27,12 @@ local defaults = {
   keymaps = {
     --- Insert-mode key that accepts the ghost text (falls through when there is none).
     accept = "<Tab>",
+    --- Insert-mode key that accepts the first line of the ghost text (at the end of a
+    --- written line: the line break and the next line); the rest stays shown.
+    accept_line = "<M-l>",
+    --- Insert-mode key that asks for an answer at the cursor (an explicit request: the
+    --- one way to get an answer with settings.trigger = "manual").
+    trigger = "<M-\\>",
     --- Insert-mode key that asks for the answer as a completion item (a menu entry whose
     --- documentation is the provenance); works with and without ghost text.
     complete = "<C-Space>",
@@ -71,16 +79,44 @@ function M.uses_inline()
   return vim.lsp.inline_completion ~= nil
 end
 
+--- Accepts the first line of the ghost text; false when none is shown.
+---@param bufnr integer|nil
+function M.accept_line(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  return M.uses_inline() and inline.accept_line(bufnr)
+end
+
+--- Asks for an answer at the cursor, explicitly: ghost text where this Neovim lets the
+--- plugin ask for it, else the completion item.
+---@param bufnr integer|nil
+function M.trigger(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  if not (M.uses_inline() and inline.trigger(bufnr)) then
+    complete.trigger(bufnr)
+  end
+end
+
 local function set_keymaps(bufnr)
   local keys = M.options.keymaps or {}
   if M.uses_inline() then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-    if keys.accept then
-      vim.keymap.set("i", keys.accept, function()
-        if not vim.lsp.inline_completion.get({ bufnr = bufnr }) then
-          return vim.keycode(keys.accept)
+    -- A key that finds no ghost text does what it does without the plugin.
+    local function accepting(key, accept, desc)
+      vim.keymap.set("i", key, function()
+        if not accept() then
+          return vim.keycode(key)
         end
-      end, { buffer = bufnr, expr = true, desc = "cascode: accept the ghost text" })
+      end, { buffer = bufnr, expr = true, desc = desc })
+    end
+    if keys.accept then
+      accepting(keys.accept, function()
+        return vim.lsp.inline_completion.get({ bufnr = bufnr })
+      end, "cascode: accept the ghost text")
+    end
+    if keys.accept_line then
+      accepting(keys.accept_line, function()
+        return inline.accept_line(bufnr)
+      end, "cascode: accept the first line of the ghost text")
     end
   end
   complete.attach(bufnr)
@@ -89,9 +125,17 @@ local function set_keymaps(bufnr)
       complete.trigger(bufnr)
     end, { buffer = bufnr, desc = "cascode: ask for the answer as a completion item" })
   end
+  if keys.trigger then
+    vim.keymap.set("i", keys.trigger, function()
+      M.trigger(bufnr)
+    end, { buffer = bufnr, desc = "cascode: ask for an answer at the cursor" })
+  end
 end
 
 local function on_attach(client, bufnr)
+  if M.uses_inline() then
+    inline.attach(client)
+  end
   set_keymaps(bufnr)
   if M.options.on_attach then
     M.options.on_attach(client, bufnr)
