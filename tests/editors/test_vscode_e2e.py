@@ -1,8 +1,11 @@
 """The extension in a real VS Code (code-server + Chromium, driven by Playwright):
 editors/vscode/e2e/run.mjs types a stub, accepts the ghost text with Tab, checks the
 saved function, switches the tier from the status bar's quick pick and checks the next
-answer's provenance. Its screenshots are CI artifacts (CASCODE_ARTIFACTS, default
-editors/vscode/e2e/.work/artifacts)."""
+answer's provenance; writes the first lines of a body and takes the rest a line
+(acceptNextLine) and a word (acceptNextWord) at a time, the written lines unchanged and
+the rest still shown; restarts the server and checks what `cascode stats --json` counted
+in the run's own CASCODE_STATE_DIR. Its screenshots are CI artifacts (CASCODE_ARTIFACTS,
+default editors/vscode/e2e/.work/artifacts)."""
 
 from __future__ import annotations
 
@@ -53,9 +56,9 @@ def test_extension_in_code_server_like_a_user(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
-    # 68 s and 128 s measured (code-server start, two answers of the 0.5B) on a loaded
-    # 2-core machine; under the test's own timeout, so that a slow run fails here with
-    # the driver's log so far.
+    # 166 s measured (code-server start, three answers of the 0.5B, a server
+    # restart) on a loaded 2-core machine; under the test's own timeout, so that a slow
+    # run fails here with the driver's log so far.
     budget = 420
     timed_out = False
     try:

@@ -1,8 +1,11 @@
 // The cascode extension in a real VS Code (code-server), driven like a user:
 // type a stub, wait for the ghost text, accept it with Tab, check the saved
 // function; read the tier in the status bar, switch it with the quick pick,
-// check the setting and the next answer's provenance. Screenshots of the ghost
-// text go to the artifacts folder (and the README's image with --docs-image).
+// check the setting and the next answer's provenance; write the first lines of
+// a body, take the first line of the rest with acceptNextLine and a word with
+// acceptNextWord, the rest still shown; restart the server and check what
+// `cascode stats` counted. Screenshots of the ghost text go to the artifacts
+// folder (and the README's image with --docs-image).
 //
 //   node editors/vscode/e2e/run.mjs [--artifacts DIR] [--docs-image PATH] [--keep]
 //
@@ -83,6 +86,20 @@ function freePort() {
   });
 }
 
+// A half-written function, typed up to the end of its last written line.
+const PARTIAL = [
+  "def clamp(x, lo, hi):",
+  '    """Clamp x to the range [lo, hi].',
+  "",
+  "    >>> clamp(5, 0, 3)",
+  "    3",
+  "    >>> clamp(-1, 0, 3)",
+  "    0",
+  '    """',
+  "    if x < lo:",
+  "        return lo",
+];
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what, fn, timeoutMs, everyMs = 250) {
@@ -140,7 +157,9 @@ function extensionHostLines(dir) {
 
 // ---- what is on screen ------------------------------------------------------
 
-const STATUS_ITEM = ".statusbar-item:has-text('cascode:')";
+// The tier item, on the right: a request's progress ("cascode: <what it does>") shows
+// on the left while the models run.
+const STATUS_ITEM = ".statusbar-item.right:has-text('cascode:')";
 
 async function screenText() {
   if (!page) {
@@ -203,6 +222,24 @@ async function ghostText(timeoutMs) {
   );
   return await handle.jsonValue();
 }
+
+/** The ghost text on screen without its whitespace, in reading order; "" when none.
+ * VS Code draws its first line inside the cursor's line and the others in a zone below
+ * (neither the line breaks nor the order on screen are in the DOM's order). */
+async function ghostChars() {
+  return await page.evaluate(() => {
+    const sel = ".monaco-editor [class*='ghost-text']";
+    return [...document.querySelectorAll(sel)]
+      .filter((e) => !e.parentElement?.closest(sel))
+      .map((e) => ({ box: e.getBoundingClientRect(), text: e.textContent || "" }))
+      .sort((a, b) => a.box.top - b.box.top || a.box.left - b.box.left)
+      .map((e) => e.text)
+      .join("")
+      .replace(/\s+/g, "");
+  });
+}
+
+const squeeze = (text) => text.replace(/\s+/g, "");
 
 // ---- the steps ----------------------------------------------------------------
 
@@ -280,6 +317,9 @@ async function main() {
   const extensions = path.join(work, "extensions");
   const workspace = path.join(work, "project");
   const settingsFile = path.join(userData, "User", "settings.json");
+  const keybindingsFile = path.join(userData, "User", "keybindings.json");
+  // The server's statistics (`cascode stats`), apart from the user's.
+  const stateDir = path.join(work, "state");
   const serverLog = path.join(work, "cascode-serve.log");
   const codeServerLog = path.join(work, "code-server.log");
   const calc = path.join(workspace, "calc.py");
@@ -321,12 +361,20 @@ async function main() {
       "window.commandCenter": false,
     };
     fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+    // VS Code gives the partial accepts no key of their own everywhere: the user's.
+    const keybindings = [
+      { key: "ctrl+alt+l", command: "editor.action.inlineSuggest.acceptNextLine", when: "inlineSuggestionVisible" },
+      { key: "ctrl+alt+w", command: "editor.action.inlineSuggest.acceptNextWord", when: "inlineSuggestionVisible" },
+    ];
+    fs.writeFileSync(keybindingsFile, JSON.stringify(keybindings, null, 2));
     fs.writeFileSync(calc, "import math\n\n\n");
   });
 
   const codeServerEnv = {
     ...process.env,
     PATH: `${path.dirname(NODE24)}:${process.env.PATH}`,
+    // Inherited by the extension host and the `cascode serve` it starts.
+    CASCODE_STATE_DIR: stateDir,
   };
 
   await step("install the .vsix into code-server", async () => {
@@ -492,6 +540,107 @@ async function main() {
       1000,
     );
     log(`  tooltip: ${JSON.stringify(tip.slice(0, 300))}`);
+  });
+
+  await step("the rest of a half-written function: acceptNextLine takes one line", async () => {
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+End");
+    await typeStub(["", "", ...PARTIAL]);
+    await page.keyboard.press("Control+S");
+    await until("clamp.py saved", () => fs.readFileSync(calc, "utf8").endsWith(PARTIAL.at(-1)), 15000);
+    const written = fs.readFileSync(calc, "utf8");
+    // The cursor is at the end of the last written line: the answer is the rest.
+    await sleep(300);
+    await page.keyboard.press("Alt+Backslash");
+    await ghostText(ANSWER_MS);
+    const rest = await ghostChars();
+    log(`  ghost text (no whitespace): ${JSON.stringify(rest)}`);
+    await screenshot("ghost-text-rest.png");
+
+    // The first acceptNextLine from the end of a line may take only its line break
+    // (VS Code accepts up to the first one); the next takes the line after it.
+    let added = "";
+    for (let press = 1; press <= 2 && !added.trim(); press++) {
+      const before = fs.readFileSync(calc, "utf8");
+      await page.keyboard.press("Control+Alt+L");
+      await until("the ghost text after acceptNextLine", ghostVisible, 10000);
+      await page.keyboard.press("Control+S");
+      await until("the accepted part saved", () => fs.readFileSync(calc, "utf8") !== before, 10000);
+      const now = fs.readFileSync(calc, "utf8");
+      if (!now.startsWith(written)) {
+        throw new Error(`the written lines changed:\n${now}`);
+      }
+      added = now.slice(written.length);
+      log(`  acceptNextLine #${press} added ${JSON.stringify(added)}`);
+    }
+    const lines = added.split("\n").filter((l) => l.trim());
+    if (lines.length !== 1) {
+      throw new Error(`acceptNextLine added ${JSON.stringify(added)}, not one line`);
+    }
+    // Still shown: the rest after that line (the server answers from its memory).
+    await until(
+      "the rest of the ghost text after the accepted line",
+      async () => squeeze(lines[0]) + (await ghostChars()) === rest,
+      10000,
+    );
+
+    // acceptNextWord: the indentation first (VS Code takes leading whitespace alone),
+    // then the word.
+    const start = fs.readFileSync(calc, "utf8");
+    const left = await ghostChars();
+    let word = "";
+    for (let press = 1; press <= 2 && !word.trim(); press++) {
+      const before = fs.readFileSync(calc, "utf8");
+      await page.keyboard.press("Control+Alt+W");
+      await until("the ghost text after acceptNextWord", ghostVisible, 10000);
+      await page.keyboard.press("Control+S");
+      await until("the accepted word saved", () => fs.readFileSync(calc, "utf8") !== before, 10000);
+      word = fs.readFileSync(calc, "utf8").slice(start.length);
+      log(`  acceptNextWord #${press} added ${JSON.stringify(word)}`);
+    }
+    if (!squeeze(word) || !left.startsWith(squeeze(word)) || /\s\S/.test(word.trim())) {
+      throw new Error(`acceptNextWord added ${JSON.stringify(word)}; the ghost text was ${left}`);
+    }
+    await until("the ghost text after acceptNextWord", ghostVisible, 10000);
+    await screenshot("ghost-text-rest-after-accepts.png");
+  });
+
+  await step("cascode stats counts what was shown and accepted (after a server restart)", async () => {
+    // The restart stops the server: its shutdown writes what it counted.
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("F1");
+    await page.locator(".quick-input-widget input").first().waitFor({ timeout: 15000 });
+    await page.keyboard.type("cascode: Restart Server");
+    await page.locator(".quick-input-widget .monaco-list-row", { hasText: "Restart Server" }).first().waitFor({ timeout: 15000 });
+    await page.keyboard.press("Enter");
+    const statsFile = path.join(stateDir, "stats.json");
+    const rows = await until(
+      `${statsFile} with the answers of both tiers`,
+      () => {
+        if (!fs.existsSync(statsFile)) {
+          return null;
+        }
+        const out = run(CASCODE, ["stats", "--json"], { env: { ...process.env, CASCODE_STATE_DIR: stateDir } });
+        const parsed = JSON.parse(out);
+        if (parsed.file !== statsFile) {
+          throw new Error(`cascode stats read ${parsed.file}, not ${statsFile}`);
+        }
+        const tiers = parsed.rows.filter((r) => r.member === null);
+        return tiers.some((r) => r.tier === "greedy" && r.accepted_part > 0) ? tiers : null;
+      },
+      30000,
+      1000,
+    );
+    log(`  stats: ${JSON.stringify(rows.map(({ tier, shown, accepted_whole, accepted_part, dismissed }) => ({ tier, shown, accepted_whole, accepted_part, dismissed })))}`);
+    const tested = rows.find((r) => r.tier === "tested");
+    const greedy = rows.find((r) => r.tier === "greedy");
+    // tested: add, accepted with Tab; greedy: mul with Tab, clamp's rest in part.
+    if (!tested || tested.shown < 1 || tested.accepted_whole !== 1) {
+      throw new Error(`tier tested: ${JSON.stringify(tested)}`);
+    }
+    if (!greedy || greedy.shown < 2 || greedy.accepted_whole !== 1 || greedy.accepted_part !== 1) {
+      throw new Error(`tier greedy: ${JSON.stringify(greedy)}`);
+    }
   });
 
   if (DOCS_IMAGE) {
