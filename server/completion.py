@@ -69,6 +69,9 @@ class Completer:
         self._tokens: set[CancelToken] = set()
         self._shown: dict[str, _Shown] = {}
         self._debounce = Debounce()
+        # The completed functions answered in each document: once the user has taken
+        # one, the cursor at its end must not start a run for "the rest" of it.
+        self._answered: dict[str, list[str]] = {}
 
     async def answer(
         self, uri: str, position: types.Position, token: types.ProgressToken | None,
@@ -100,6 +103,8 @@ class Completer:
         fc, rest = found
         if automatic:
             why = declined(lines, cursor, fc)
+            if why is None and rest and _same_code(fc.prompt) in self._answered.get(uri, ()):
+                why = "the function is an answer already given"
             if why is not None:
                 log.debug("automatic request at %s:%d:%d declined: %s", uri, *cursor, why)
                 return None
@@ -163,6 +168,9 @@ class Completer:
         shown = edits.covering(lines, edit, cursor)
         self._shown[uri] = _Shown("\n".join(lines), edits.offset(lines, shown.start),
                                   edits.offset(lines, shown.end), answer)
+        answered = self._answered.setdefault(uri, [])
+        answered.append(_same_code(result.code))
+        del answered[:-16]
         return answer
 
     def _typed_along(self, uri: str, lines: list[str], cursor: edits.Pos,
@@ -174,6 +182,8 @@ class Completer:
             return None
         source = "\n".join(lines)  # offsets count one character per line end
         old, grown = shown.source, len(source) - len(shown.source)
+        if grown == 0 and source == old and cursor == shown.answer.cursor:
+            return shown.answer  # asked again where nothing changed
         at = edits.offset(lines, cursor)
         typed_at = at - grown
         if grown <= 0 or not shown.start <= typed_at <= shown.end:
@@ -253,6 +263,7 @@ class Completer:
 
     def document_closed(self, uri: str) -> None:
         self._shown.pop(uri, None)
+        self._answered.pop(uri, None)
         self._debounce.forget(uri)
         task = self._inflight.get(uri)
         if task is not None and not task.done():
@@ -264,6 +275,11 @@ class Completer:
             cancel.cancel(reason)
         for task in self._inflight.values():
             task.cancel()
+
+
+def _same_code(code: str) -> str:
+    """A function's text for comparison: no trailing whitespace, no blank lines."""
+    return "\n".join(x.rstrip() for x in code.strip().splitlines() if x.strip())
 
 
 def _header_complete(fc: FunctionContext) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from lsp_session import script, session
+from lsprotocol import types
 
 from cascode.server import edits
 
@@ -192,3 +193,34 @@ async def test_awkward_places_get_no_answer_or_one_that_keeps_the_users_lines(
                 assert new[len(new) - len(old[rng.end.line + 1:]):] == old[rng.end.line + 1:]
                 assert kept
         assert await s.command("cascode.listTiers")  # still answering
+
+
+async def test_a_taken_answer_does_not_start_a_run_for_its_rest(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(),
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        source = STUB.format(line="    ")
+        uri = s.open(source)
+        (item,) = (await s.inline(uri, 2, 4, automatic=True)).items
+        assert item.insert_text == "    return a + b"
+        # The user takes it (Tab): the client replaces the item's range.
+        s.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=item.range, text=item.insert_text)]))
+        # The editor asks again at the end of the inserted line: nothing, and no run.
+        assert not (await s.inline(uri, 2, 16, automatic=True)).items
+        assert _tasks(tasks) == 1
+        # Asked for explicitly, the rest is looked for.
+        await s.inline(uri, 2, 16)
+        assert _tasks(tasks) == 2
+
+
+async def test_manual_mode_keeps_an_answer_asked_again_where_nothing_changed(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(), settings={"trigger": "manual"},
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        uri = s.open(STUB.format(line="    "))
+        (item,) = (await s.inline(uri, 2, 4)).items
+        (again,) = (await s.inline(uri, 2, 4, automatic=True)).items
+        assert again.insert_text == item.insert_text and _tasks(tasks) == 1
