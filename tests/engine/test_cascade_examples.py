@@ -150,3 +150,34 @@ def test_proof_says_what_the_answer_rests_on(plan: Plan, sandbox: InProcessSandb
     task = Task(prompt=NO_DOC, entry_point="double", test_examples=(example,))
     result = Cascade(plan, backends, sandbox).run(task, "greedy_then_tests")
     assert proof(result) == "passed 1 example from tests/test_d.py"
+
+
+def test_the_pool_keeps_an_earlier_candidate_that_passed_every_example(
+        sandbox: InProcessSandbox) -> None:
+    # small's 3 solutions pass both examples but its own tests (which expect x) fail
+    # them: it passed every example without meeting its rule; large answers wrongly.
+    plan = parse_plan("""\
+family:
+  - {name: small, backend: llama_cpp, model: /m/small.gguf}
+  - {name: large, backend: llama_cpp, model: /m/large.gguf}
+tiers:
+  t: {theta: 1.0, stages: {small: {k: 3, l: 2}, large: {k: 0}}}
+""", "pool.yaml")
+    backends = {"small": ScriptedBackend("small", [RIGHT], ["3) == 3\nassert double(1) == 1\n```"]),
+                "large": ScriptedBackend("large", [WRONG])}
+    result = Cascade(plan, backends, sandbox).run(Task(DOC, "double"), "t")
+    assert len(result.stages) == 2 and result.answer_stage == 0
+    assert result.member == "small" and "return 2 * x" in result.code
+    assert result.stages[0].examples_passed == 2 and not result.stages[0].meets_threshold
+    assert not result.verified  # passed its examples, but not its own stage's rule
+    assert "generated tests scored" in result.note
+
+
+def test_pool_keys_rank_examples_then_rule_and_later_stages_win_ties() -> None:
+    from cascode.engine.scoring import pool_key, pool_replaces, skips_stage
+
+    assert pool_key(2, False) > pool_key(1, True) > pool_key(1, False)
+    assert pool_replaces(pool_key(1, False), pool_key(1, False))  # later first on ties
+    assert not pool_replaces(pool_key(1, True), pool_key(2, False))
+    assert skips_stage(0, False, 0) and not skips_stage(0, False, 2)
+    assert not skips_stage(0, True, 0) and not skips_stage(3, False, 0)
