@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="0.5b,1.5b")
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--cancel-only", action="store_true",
+                        help="only the cancel latency (no batch and thread sweep)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cores = max(1, len(os.sched_getaffinity(0)))
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         path = resolve_model_file(f"embedded:{MODELS[name]}")
         rows = []
-        for threads in sorted({cores, 1}, reverse=True):
+        for threads in [] if args.cancel_only else sorted({cores, 1}, reverse=True):
             for batch in BATCHES:
                 row = _evaluate(path, batch, threads, args.tokens,
                                 args.runs if threads == cores else 1)
@@ -114,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
               f"stopped after {cancel['latency_s']:.2f} s", flush=True)
         out["models"][name] = {"evaluation": rows, "cancel": cancel}
     if args.json:
+        if args.cancel_only and args.json.exists():  # keep the sweep already measured
+            previous = json.loads(args.json.read_text(encoding="utf-8"))
+            for name, figures in out["models"].items():
+                previous.setdefault("models", {}).setdefault(name, {})["cancel"] = figures["cancel"]
+            out = previous
         args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
 

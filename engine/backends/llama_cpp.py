@@ -74,8 +74,13 @@ _log_callback: Any = None
 _llama_log = logging.getLogger("cascode.llama_cpp")
 
 
+_aborting = False  # a cancel stopped llama_decode: its "failed to decode" is expected
+
+
 def _forward_log(level: int, text: bytes, _user: Any) -> None:
     # enum ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation
+    if _aborting:
+        return
     if level in (3, 4):
         msg = text.decode("utf-8", "replace").rstrip()
         if msg:
@@ -160,6 +165,11 @@ class LlamaCppBackend:
         self._batch = lib.llama_batch_init(max(PROMPT_BATCH, n_seq_max), 0, 1)
         self._template = _chat_template(lib, self._model)
         self._piece_buf = ctypes.create_string_buffer(256)
+        # While a prompt is evaluated, llama.cpp asks this between the graph's nodes
+        # whether to stop: a cancel lands inside a chunk, not after it (kept
+        # referenced: C holds it). Unset while decoding, whose steps are short.
+        self._abort_token: CancelTokenLike | None = None
+        self._abort_cb = lib.ggml_abort_callback(self._should_abort)
 
     @classmethod
     def from_member(cls, member: Member) -> LlamaCppBackend:
@@ -377,26 +387,47 @@ class LlamaCppBackend:
     ) -> None:
         """Evaluate tokens[start:] at their positions; logits for the last one only.
 
-        The cancel token is checked before each chunk of PROMPT_BATCH tokens, so a
-        cancelled request stops within one chunk of a long prompt.
+        The cancel token is checked before each chunk of PROMPT_BATCH tokens and,
+        through llama.cpp's abort callback, between the nodes of a chunk's graph,
+        so a cancelled request stops inside the chunk it is evaluating.
         """
         lib = self._lib
         b = self._batch
-        for offset in range(start, len(tokens), PROMPT_BATCH):
-            _check(cancel)
-            chunk = tokens[offset : offset + PROMPT_BATCH]
-            b.n_tokens = len(chunk)
-            for i, tok in enumerate(chunk):
-                b.token[i] = tok
-                b.pos[i] = offset + i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seq_id
-                b.logits[i] = 0
-            if offset + len(chunk) == len(tokens):
-                b.logits[len(chunk) - 1] = 1
-            rc = lib.llama_decode(self._ctx, b)
-            if rc != 0:
-                raise BackendError(f"{self.name}: prompt evaluation failed ({rc})")
+        if cancel is not None:
+            self._abort_token = cancel
+            lib.llama_set_abort_callback(self._ctx, self._abort_cb, None)
+        try:
+            for offset in range(start, len(tokens), PROMPT_BATCH):
+                _check(cancel)
+                chunk = tokens[offset : offset + PROMPT_BATCH]
+                b.n_tokens = len(chunk)
+                for i, tok in enumerate(chunk):
+                    b.token[i] = tok
+                    b.pos[i] = offset + i
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = seq_id
+                    b.logits[i] = 0
+                if offset + len(chunk) == len(tokens):
+                    b.logits[len(chunk) - 1] = 1
+                rc = lib.llama_decode(self._ctx, b)
+                if rc == 2:  # aborted by the callback: the request was cancelled
+                    _check(cancel)
+                if rc != 0:
+                    raise BackendError(f"{self.name}: prompt evaluation failed ({rc})")
+        finally:
+            if cancel is not None:
+                global _aborting
+                lib.llama_set_abort_callback(self._ctx, lib.ggml_abort_callback(), None)
+                self._abort_token = None
+                _aborting = False
+
+    def _should_abort(self, _data: object) -> bool:
+        global _aborting
+        token = self._abort_token
+        if token is not None and token.cancelled:
+            _aborting = True
+            return True
+        return False
 
     def _fill_batch(self, live: list[_Seq]) -> None:
         b = self._batch

@@ -172,3 +172,36 @@ def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
     assert backend.cached_prompt_tokens == 0
     (g,), = backend.sample([_greedy(FIRST)])
     assert g.prompt_tokens_evaluated == g.prompt_tokens
+
+
+def test_a_cancel_lands_inside_the_chunk_being_evaluated(backend) -> None:
+    """llama.cpp's abort callback stops the chunk in flight: the cancel that comes
+    after the checks before the prompt and before the first chunk (it turns on at
+    the callback's first look, inside that chunk) ends the request with that one
+    decode call, which llama.cpp reports as aborted."""
+    spec = _greedy(dataclasses.replace(FIRST, context=HELPERS * 10), 8)
+    token = CountingToken(after=2)
+    results = []
+    real = backend._lib
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            attr = getattr(real, name)
+            if name == "llama_decode":
+                def counted(*args):  # type: ignore[no-untyped-def]
+                    rc = attr(*args)
+                    results.append(rc)
+                    return rc
+                return counted
+            return attr
+
+    backend._lib = Counting()
+    try:
+        with pytest.raises(Cancelled):
+            backend.sample([spec], cancel=token)
+    finally:
+        backend._lib = real
+    assert results == [2]  # one decode call, aborted in the middle
+    # The context is still sound: the next request answers, its whole prompt evaluated.
+    (g,), = backend.sample([_greedy(FIRST)])
+    assert g.prompt_tokens_evaluated == g.prompt_tokens and g.text
