@@ -59,6 +59,7 @@ class _Shown:
     start: int  # offsets of the item's range in `source`
     end: int
     answer: Answer
+    tier: str  # the tier that answered (a switch asks again)
 
 
 class Completer:
@@ -91,7 +92,7 @@ class Completer:
         pos = doc.position_codec.position_from_client_units(doc.lines, position)
         lines = edits.lines_of(source)
         cursor = edits.clamp(lines, (pos.line, pos.character))
-        along = self._typed_along(uri, lines, cursor, doc)
+        along = self._typed_along(uri, lines, cursor, doc, automatic)
         if along is not None:
             return along
         self._shown.pop(uri, None)
@@ -167,23 +168,25 @@ class Completer:
                         doc.position_codec, doc.lines)
         shown = edits.covering(lines, edit, cursor)
         self._shown[uri] = _Shown("\n".join(lines), edits.offset(lines, shown.start),
-                                  edits.offset(lines, shown.end), answer)
+                                  edits.offset(lines, shown.end), answer, state.tier)
         answered = self._answered.setdefault(uri, [])
         answered.append(_same_code(result.code))
         del answered[:-16]
         return answer
 
     def _typed_along(self, uri: str, lines: list[str], cursor: edits.Pos,
-                     doc: Any) -> Answer | None:
+                     doc: Any, automatic: bool) -> Answer | None:
         """The shown answer again, when the only change since it was shown is text typed
-        at the cursor that continues it: no new cascade run."""
+        at the cursor that continues it: no new cascade run. Also, for an automatic
+        request, when nothing changed (manual mode keeps what the user asked for); an
+        explicit request then goes through the answer cache as usual."""
         shown = self._shown.get(uri)
-        if shown is None:
+        if shown is None or shown.tier != self.state.tier:
             return None
         source = "\n".join(lines)  # offsets count one character per line end
         old, grown = shown.source, len(source) - len(shown.source)
         if grown == 0 and source == old and cursor == shown.answer.cursor:
-            return shown.answer  # asked again where nothing changed
+            return shown.answer if automatic else None
         at = edits.offset(lines, cursor)
         typed_at = at - grown
         if grown <= 0 or not shown.start <= typed_at <= shown.end:
@@ -201,7 +204,7 @@ class Completer:
             answer, lines=lines, cursor=cursor,
             edit=edits.Edit(start_pos, end_pos, covering.text),
             codec=doc.position_codec, codec_lines=doc.lines)
-        self._shown[uri] = _Shown(source, shown.start, end, along)
+        self._shown[uri] = _Shown(source, shown.start, end, along, shown.tier)
         return along
 
     async def _with_test_examples(self, uri: str, task: Task) -> Task:
