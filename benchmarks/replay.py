@@ -22,7 +22,7 @@ from cascode.engine.prompts import solution_spec, unit_test_spec
 from cascode.engine.types import CancelTokenLike, Generation, PassMatrix, SampleSpec, Verdict
 
 from .execution import ProblemData
-from .simulate import Option, Simulator
+from .simulate import Option, Simulator, answer_item
 
 
 def _cut(spec: SampleSpec, g: Generation) -> Generation:
@@ -146,7 +146,7 @@ def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> li
             m = sim.slots[slot]
             d = sim.data[m][p]
             k = options[slot][0]
-            item = 0 if k <= 1 else 1 + int(run.best[p])
+            item = answer_item(k, int(run.best[p]))
             where = f"tier {tier}, {d0.problem.task_id}"
             if result.member != members[m]:
                 problems.append(f"{where}: cascade answered with {result.member}, "

@@ -15,6 +15,7 @@ import numpy as np
 from .calibrate import SUBSET_DRAWS
 from .planfile import cache_date_and_hardware, describe_plan
 from .search import TEST, VAL, pareto, saving_vs_front, saving_vs_random
+from .simulate import answer_item
 
 if TYPE_CHECKING:
     from .calibrate import Search
@@ -251,7 +252,7 @@ def _failed_but_verified(search: Search, row: int, run: Any) -> int:
         slot = int(run.answered_by[p])
         d = search.family.data[search.sim.slots[slot]][p]
         k = search.grid.plans[row][slot][0]
-        item = 0 if k <= 1 else 1 + int(run.best[p])
+        item = answer_item(k, int(run.best[p]))
         if d.example_passed is None:
             continue
         ok = bool(d.example_passed[d.ex.solution_index[item]].all())

@@ -125,6 +125,11 @@ def stage_items(k: int, subset: Sequence[int] | None) -> list[int]:
     return order[:k]
 
 
+def answer_item(k: int, best: int) -> int:
+    """The cached item (0 greedy, 1..N sampled) of a first-k stage's best solution."""
+    return 0 if k <= 1 else 1 + best
+
+
 def stage_suite(data: ProblemData, tests: Sequence[int], ln: int) -> list[int]:
     """The suite T as unique-line indices: the valid lines among the first l
     asserts of each test, pooled as generated (duplicates kept), which is what

@@ -139,49 +139,10 @@ def test_fifty_requests_over_different_files_keep_memory_bounded(backend) -> Non
     assert _rss_mib() - start < 64  # no growth with the number of requests
 
 
-def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
-    long_context = HELPERS * 10
-    spec = _greedy(dataclasses.replace(FIRST, context=long_context), 8)
-    n = len(_tokens(backend, spec))
-    chunks = -(-n // PROMPT_BATCH)
-    assert chunks >= 5, n
-    token = CountingToken(after=2)  # cancelled from its 3rd check on
-    decode_calls = []
-    real = backend._lib
-
-    class Counting:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            attr = getattr(real, name)
-            if name == "llama_decode":
-                def counted(*args):  # type: ignore[no-untyped-def]
-                    decode_calls.append(1)
-                    return attr(*args)
-                return counted
-            return attr
-
-    backend._lib = Counting()
-    try:
-        with pytest.raises(Cancelled):
-            backend.sample([spec], cancel=token)
-    finally:
-        backend._lib = real
-    # Checked before the prompt and before each chunk: cancelled on the 3rd look,
-    # after at most 2 of its >= 5 chunks were evaluated.
-    assert len(decode_calls) <= 2 < chunks
-    # Nothing half-evaluated is kept: the next request evaluates its whole prompt.
-    assert backend.cached_prompt_tokens == 0
-    (g,), = backend.sample([_greedy(FIRST)])
-    assert g.prompt_tokens_evaluated == g.prompt_tokens
-
-
-def test_a_cancel_lands_inside_the_chunk_being_evaluated(backend) -> None:
-    """llama.cpp's abort callback stops the chunk in flight: the cancel that comes
-    after the checks before the prompt and before the first chunk (it turns on at
-    the callback's first look, inside that chunk) ends the request with that one
-    decode call, which llama.cpp reports as aborted."""
-    spec = _greedy(dataclasses.replace(FIRST, context=HELPERS * 10), 8)
-    token = CountingToken(after=2)
-    results = []
+def _cancelled_request(backend, spec, token) -> list[int]:  # type: ignore[no-untyped-def]
+    """Run `spec` with `token`, which must cancel it; the return code of every
+    llama_decode call it made."""
+    results: list[int] = []
     real = backend._lib
 
     class Counting:
@@ -201,6 +162,34 @@ def test_a_cancel_lands_inside_the_chunk_being_evaluated(backend) -> None:
             backend.sample([spec], cancel=token)
     finally:
         backend._lib = real
+    return results
+
+
+def test_a_cancel_during_a_long_prompt_stops_within_one_chunk(backend) -> None:
+    long_context = HELPERS * 10
+    spec = _greedy(dataclasses.replace(FIRST, context=long_context), 8)
+    n = len(_tokens(backend, spec))
+    chunks = -(-n // PROMPT_BATCH)
+    assert chunks >= 5, n
+    token = CountingToken(after=2)  # cancelled from its 3rd check on
+    decode_calls = _cancelled_request(backend, spec, token)
+    # Checked before the prompt and before each chunk: cancelled on the 3rd look,
+    # after at most 2 of its >= 5 chunks were evaluated.
+    assert len(decode_calls) <= 2 < chunks
+    # Nothing half-evaluated is kept: the next request evaluates its whole prompt.
+    assert backend.cached_prompt_tokens == 0
+    (g,), = backend.sample([_greedy(FIRST)])
+    assert g.prompt_tokens_evaluated == g.prompt_tokens
+
+
+def test_a_cancel_lands_inside_the_chunk_being_evaluated(backend) -> None:
+    """llama.cpp's abort callback stops the chunk in flight: the cancel that comes
+    after the checks before the prompt and before the first chunk (it turns on at
+    the callback's first look, inside that chunk) ends the request with that one
+    decode call, which llama.cpp reports as aborted."""
+    spec = _greedy(dataclasses.replace(FIRST, context=HELPERS * 10), 8)
+    token = CountingToken(after=2)
+    results = _cancelled_request(backend, spec, token)
     assert results == [2]  # one decode call, aborted in the middle
     # The context is still sound: the next request answers, its whole prompt evaluated.
     (g,), = backend.sample([_greedy(FIRST)])
