@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cascode.engine.plans import Member, Plan
+from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
 from cascode.engine.types import Backend
 
 from .datasets import Dataset
@@ -64,6 +65,8 @@ class Settings:
     max_tiers: int = 4
     concurrency: int = 1
     progress: bool = True
+    # The prompt template sampled with (engine/prompts.py); recorded in the plan.
+    template: int = PROMPT_TEMPLATE_VERSION
 
 
 @dataclasses.dataclass
@@ -122,7 +125,8 @@ def load_family_data(
     for member in plan.family:
         fingerprint = resolve_fingerprint(member, settings.out, recorded)
         fingerprints.append(fingerprint)
-        cache = SampleCache(settings.out, member, fingerprint, settings.samples, settings.seed)
+        cache = SampleCache(settings.out, member, fingerprint, settings.samples, settings.seed,
+                            settings.template)
         missing = cache.missing(dataset.problems)
         generated[member.name] = 0
         if missing:
@@ -139,6 +143,7 @@ def load_family_data(
                 )
             finally:
                 backend.close()
+        _count_prompts(member, cache, dataset, backend_factory, generate)
         executions = ExecutionCache(settings.out, member.name)
         on_examples = ExampleCache(settings.out, member.name)
         try:
@@ -163,6 +168,28 @@ def load_family_data(
     return FamilyData(plan, dataset, fingerprints, data, prices, generated)
 
 
+def _count_prompts(member: Member, cache: SampleCache, dataset: Dataset,
+                   backend_factory: BackendFactory, generate: bool) -> None:
+    """Count the test prompt tokens a stage evaluates for records sampled before the
+    backend recorded them, where the member's backend has a tokenizer (llama.cpp).
+    Records left uncounted (--offline, remote members) are charged their whole test
+    prompt."""
+    uncounted = cache.uncounted(dataset.problems)
+    if not uncounted or member.backend != "llama_cpp":
+        return
+    if not generate:
+        log.warning("%s: %d cached problems have no count of the prompt tokens a stage "
+                    "evaluates; their whole test prompt is charged (run without --offline "
+                    "to count them)", member.name, len(uncounted))
+        return
+    backend = backend_factory(member)
+    try:
+        if hasattr(backend, "tokenize") and hasattr(backend, "render"):
+            cache.count_prompts(backend, uncounted)
+    finally:
+        backend.close()
+
+
 def pack_caches(out: Path, plan: Plan) -> None:
     """Fold the appended records into the committed gzip files."""
     from .store import RecordStore
@@ -171,6 +198,7 @@ def pack_caches(out: Path, plan: Plan) -> None:
         RecordStore(out / "samples" / member.name).pack()
         RecordStore(out / "executions" / member.name).pack()
         RecordStore(out / "examples" / member.name).pack()
+        RecordStore(out / "prompts" / member.name).pack()
 
 
 @dataclasses.dataclass

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="directory of the caches, plan file and report "
                         "(default: ./calibration/<dataset>)")
+    parser.add_argument("--template", type=int,
+                        help="the prompt template to sample with (default: the one this "
+                        "version sends; an older one to regenerate a plan from its caches)")
     parser.add_argument("--plan", help="plan file whose family is calibrated "
                         "(default: the packaged default plan)")
     parser.add_argument("--write-plan", type=Path,
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         max_tiers=args.max_tiers,
         concurrency=args.concurrency or (4 if remote else 1),
         progress=not args.no_progress,
+        template=_template(args.template),
     )
     sandbox_factory = _sandbox_factory(args.unsafe_sandbox)
     if args.measure:
@@ -108,6 +112,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template(value: int | None) -> int:
+    from cascode.engine.errors import CascodeError
+    from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, TEMPLATES
+
+    if value is None:
+        return PROMPT_TEMPLATE_VERSION
+    if value not in TEMPLATES:
+        known = ", ".join(f"{v} ({what})" for v, what in TEMPLATES.items())
+        raise CascodeError(f"--template {value}: the prompt templates are {known}")
+    return value
+
+
 def _sandbox_factory(unsafe: bool):  # type: ignore[no-untyped-def]
     import functools
 
@@ -127,7 +143,7 @@ def _measure(plan, dataset, settings, n_problems: int) -> int:  # type: ignore[n
         print(f"measuring {member.name} on {len(tasks)} problems ...", file=sys.stderr)
         backend = create_backend(member)
         try:
-            entry = measure_member(backend, tasks)
+            entry = measure_member(backend, tasks, template=settings.template)
         finally:
             backend.close()
         save_price(settings.out / "prices.json", member.name, member_fingerprint(member), entry)

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int,
                         help="sampled solutions and tests per member and problem (default: "
                         "the plan's calibration; a tier needs at least its largest k)")
+    parser.add_argument("--template", type=int,
+                        help="the prompt template of the caches (default: the plan's "
+                        "calibration's, else the one this version sends)")
     parser.add_argument("--limit", type=int, help="only the first N problems")
     parser.add_argument("--tasks", help="task ids or index ranges, e.g. `0-39`")
     parser.add_argument("--cache", type=Path,
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from . import calibrate as cal
     from . import evaluate as ev
-    from .cli_calibrate import _sandbox_factory
+    from .cli_calibrate import _sandbox_factory, _template
     from .datasets import load_dataset, select, without_examples
     from .sampling import resolve_fingerprint
 
@@ -75,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     recorded = ev.recorded_fingerprints(plan)
     fingerprints = [resolve_fingerprint(m, cache, recorded) for m in plan.family]
     ev.check_family_matches_cache(plan, cache, fingerprints)
-    settings = cal.Settings(out=cache, samples=samples, progress=not args.no_progress)
+    template = _template(args.template if args.template is not None else plan.template)
+    settings = cal.Settings(out=cache, samples=samples, progress=not args.no_progress,
+                            template=template)
     try:
         family = cal.load_family_data(plan, dataset, settings, generate=not args.offline,
                                       sandbox_factory=_sandbox_factory(args.unsafe_sandbox))

@@ -164,6 +164,18 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     r["prompt_tokens_evaluated"] for r in ok),
                 "median_wall_seconds": statistics.median(r["wall_seconds"] for r in ok),
                 "total_wall_seconds": round(sum(r["wall_seconds"] for r in ok), 1),
+                # A request answered by a larger member ran every smaller one first.
+                "by_answering_member": {
+                    member: {
+                        "requests": len(mine),
+                        "median_wall_seconds": statistics.median(r["wall_seconds"]
+                                                                 for r in mine),
+                        "median_prompt_tokens_evaluated": statistics.median(
+                            r["prompt_tokens_evaluated"] for r in mine),
+                    }
+                    for member in sorted({r["member"] for r in ok})
+                    for mine in [[r for r in ok if r["member"] == member]]
+                },
             }
     return out
 
@@ -176,7 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context-tokens", type=int, default=DEFAULT_CONTEXT_TOKENS)
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results"
                         / "context_bench.json")
+    parser.add_argument("--summarize", action="store_true",
+                        help="recompute the summary of the --json file's rows (runs nothing)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        result = json.loads(args.json.read_text())
+        result["summary"] = summary(result["rows"])
+        print(json.dumps(result["summary"], indent=1))
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     print(f"{'config':<7} {'function':<36} {'request':<10} {'prompt':>6} {'evald':>6} "
           f"{'prompt s':>7} {'wall s':>7}  member")
     t0 = time.perf_counter()

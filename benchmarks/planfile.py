@@ -89,6 +89,7 @@ def plan_document(search: Search) -> dict[str, Any]:
             "caches": str(search.settings.out),
             "problems": len(family.dataset.problems),
             "samples": search.settings.samples,
+            "template": search.settings.template,
             "split_seed": int(search.split.seed),
             "split": search.split.describe(),
             "theta": [t / 10 for t in chosen] if search.settings.per_boundary else chosen[0] / 10,

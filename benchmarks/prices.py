@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cascode.engine.prompts import MAX_ASSERTS, solution_spec, unit_test_spec
+from cascode.engine.prompts import (
+    MAX_ASSERTS,
+    PROMPT_TEMPLATE_VERSION,
+    solution_spec,
+    unit_test_spec,
+)
 from cascode.engine.types import Backend, SampleSpec, Task
 
 from .sampling import Samples, hardware
@@ -58,8 +63,11 @@ def price_from_cache(samples: Sequence[Samples], price_per_hour: float) -> Membe
     """Rates from the sampling cache's own timings (a stand-in for measured prices)."""
     prompt_s = prompt_t = decode_s = decode_t = 0.0
     for s in samples:
-        # Two distinct prompts per batch (the sampled items share the greedy ones').
-        prompt_t += s.greedy_solution.prompt_tokens + s.greedy_test.prompt_tokens
+        # Two distinct prompts per batch (the sampled items share the greedy ones'),
+        # counted as evaluated where the cache recorded it (a shared opening once).
+        evaluated = s.greedy_solution.prompt_tokens_evaluated
+        prompt_t += (s.greedy_solution.prompt_tokens if evaluated is None else evaluated)
+        prompt_t += s.test_prompt_tokens
         for group in ((s.greedy_solution,), (s.greedy_test,), s.solutions, s.tests):
             prompt_s += sum(g.prompt_seconds for g in group)
             decode_s += sum(g.decode_seconds for g in group)
@@ -92,35 +100,39 @@ def stored_price(
     )
 
 
-def _measure_specs(task: Task, batch: int, max_tokens: int) -> list[SampleSpec]:
+def _measure_specs(task: Task, batch: int, max_tokens: int,
+                   template: int = PROMPT_TEMPLATE_VERSION) -> list[SampleSpec]:
     if batch == 1:
-        specs = [solution_spec(task, 1, sampled=False)]
+        specs = [solution_spec(task, 1, sampled=False, template=template)]
     else:
         k = batch // 2
         specs = [
-            solution_spec(task, k, sampled=k > 1),
-            unit_test_spec(task, k, MAX_ASSERTS, sampled=k > 1),
+            solution_spec(task, k, sampled=k > 1, template=template),
+            unit_test_spec(task, k, MAX_ASSERTS, sampled=k > 1, template=template),
         ]
     return [dataclasses.replace(s, max_tokens=min(s.max_tokens, max_tokens)) for s in specs]
 
 
 def measure_member(
     backend: Backend, tasks: Sequence[Task], *, max_tokens: int = 96,
-    batches: Sequence[int] = BATCHES,
+    batches: Sequence[int] = BATCHES, template: int = PROMPT_TEMPLATE_VERSION,
 ) -> dict[str, Any]:
-    """Decode and prompt rates of one backend over a few tasks (one warm-up call first)."""
-    backend.sample(_measure_specs(tasks[0], 1, 8))
+    """Decode and prompt rates of one backend over a few tasks (one warm-up call first).
+    The prompt rate is per token evaluated: a prefix the backend already holds (the
+    shared code of a stage's two prompts, a warm repeat) costs nothing."""
+    backend.sample(_measure_specs(tasks[0], 1, 8, template))
     decode: dict[str, float] = {}
     prompt_s = prompt_t = 0.0
     for batch in batches:
         seconds = tokens = 0.0
         for task in tasks:
-            groups = backend.sample(_measure_specs(task, batch, max_tokens))
+            groups = backend.sample(_measure_specs(task, batch, max_tokens, template))
             for group in groups:
                 seconds += sum(g.decode_seconds for g in group)
                 tokens += sum(g.generated_tokens for g in group)
                 prompt_s += sum(g.prompt_seconds for g in group)
-                prompt_t += group[0].prompt_tokens
+                evaluated = group[0].prompt_tokens_evaluated
+                prompt_t += group[0].prompt_tokens if evaluated is None else evaluated
         decode[str(batch)] = seconds / max(tokens, 1.0)
     return {
         "prompt_seconds_per_token": prompt_s / max(prompt_t, 1.0),

@@ -18,7 +18,7 @@ from cascode.engine.backends.chat import stop_at
 from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
-from cascode.engine.prompts import solution_spec, unit_test_spec
+from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
 from cascode.engine.types import CancelTokenLike, Generation, PassMatrix, SampleSpec, Verdict
 
 from .execution import ProblemData
@@ -45,13 +45,16 @@ def _cut(spec: SampleSpec, g: Generation) -> Generation:
 class CachedBackend:
     """One member's cached generations, served to the live engine's specs."""
 
-    def __init__(self, name: str, data: Sequence[ProblemData]) -> None:
+    def __init__(self, name: str, data: Sequence[ProblemData],
+                 template: int = PROMPT_TEMPLATE_VERSION) -> None:
         self.name = name
-        self.by_prompt: dict[str, ProblemData] = {}
+        self.by_prompt: dict[tuple[str, ...], ProblemData] = {}
         for d in data:
             task = d.problem.task
-            self.by_prompt[solution_spec(task, 1, sampled=False).messages[0].content] = d
-            self.by_prompt[unit_test_spec(task, 1, 2, sampled=False).messages[0].content] = d
+            solution = solution_spec(task, 1, sampled=False, template=template)
+            test = unit_test_spec(task, 1, 2, sampled=False, template=template)
+            self.by_prompt[_prompt(solution)] = d
+            self.by_prompt[_prompt(test)] = d
         self.calls = 0
 
     def sample(
@@ -60,7 +63,7 @@ class CachedBackend:
         self.calls += 1
         out = []
         for spec in specs:
-            d = self.by_prompt[spec.messages[0].content]
+            d = self.by_prompt[_prompt(spec)]
             s = d.samples
             is_test = isinstance(spec.stop, AssertStop)
             if spec.greedy:
@@ -77,6 +80,11 @@ class CachedBackend:
 
     def close(self) -> None:
         pass
+
+
+def _prompt(spec: SampleSpec) -> tuple[str, ...]:
+    # What tells a problem's prompts apart under every template.
+    return (*(m.content for m in spec.messages), spec.prefix)
 
 
 class CachedSandbox:
@@ -130,11 +138,16 @@ def tier_option(plan: Plan, tier: str, slots: Sequence[int] | None = None
     return tuple(options), thetas
 
 
-def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None) -> list[str]:
-    """Run every tier through the live cascade from the caches; the differences."""
+def replay(plan: Plan, sim: Simulator, tiers: Sequence[str] | None = None,
+           template: int | None = None) -> list[str]:
+    """Run every tier through the live cascade from the caches (sampled with the
+    plan's template unless `template` says otherwise); the differences."""
     members = list(sim.members)
-    backends = {name: CachedBackend(name, sim.data[m]) for m, name in enumerate(members)}
-    cascade = Cascade(plan, backends, CachedSandbox(sim.data))
+    if template is None:
+        template = plan.template or PROMPT_TEMPLATE_VERSION
+    backends = {name: CachedBackend(name, sim.data[m], template)
+                for m, name in enumerate(members)}
+    cascade = Cascade(plan, backends, CachedSandbox(sim.data), template=template)
     problems: list[str] = []
     for tier in tiers or list(plan.tiers):
         options, thetas = tier_option(plan, tier, sim.slots)

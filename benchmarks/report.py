@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cascode.engine.prompts import TEMPLATES
+
 from .calibrate import SUBSET_DRAWS
 from .planfile import cache_date_and_hardware, describe_plan
 from .search import TEST, VAL, pareto, saving_vs_front, saving_vs_random
@@ -88,6 +90,7 @@ def report_text(search: Search) -> str:
         f"- Split: {sp.describe()}",
         f"- Samples per member and problem: greedy solution and test, {search.settings.samples} "
         "sampled solutions and tests (up to 4 asserts each)",
+        f"- Prompt template {search.settings.template}: {TEMPLATES[search.settings.template]}",
         f"- Generated on: {hardware}; last generation {date}",
         "- Cost: seconds per 1k problems (prompt processing + generated tokens x the "
         "member's seconds per token at batch 2k + sandbox); token cost as the papers "

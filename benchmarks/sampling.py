@@ -34,14 +34,15 @@ from .datasets import Dataset, Problem
 from .store import RecordStore, digest
 
 
-def sampling_specs(task: Task, n: int, seed: int = 0) -> list[SampleSpec]:
+def sampling_specs(task: Task, n: int, seed: int = 0,
+                   template: int = PROMPT_TEMPLATE_VERSION) -> list[SampleSpec]:
     """The one batched call per problem: greedy solution, greedy test (up to
     MAX_ASSERTS asserts), n sampled solutions, n sampled tests."""
     return [
-        solution_spec(task, 1, sampled=False),
-        unit_test_spec(task, 1, MAX_ASSERTS, sampled=False),
-        solution_spec(task, n, sampled=True, seed=seed),
-        unit_test_spec(task, n, MAX_ASSERTS, sampled=True, seed=seed),
+        solution_spec(task, 1, sampled=False, template=template),
+        unit_test_spec(task, 1, MAX_ASSERTS, sampled=False, template=template),
+        solution_spec(task, n, sampled=True, seed=seed, template=template),
+        unit_test_spec(task, n, MAX_ASSERTS, sampled=True, seed=seed, template=template),
     ]
 
 
@@ -59,12 +60,13 @@ def spec_fingerprint(spec: SampleSpec) -> dict[str, Any]:
     }
 
 
-def sample_key(model_fingerprint: str, task: Task, n: int, seed: int = 0) -> str:
+def sample_key(model_fingerprint: str, task: Task, n: int, seed: int = 0,
+               template: int = PROMPT_TEMPLATE_VERSION) -> str:
     return digest(
         {
             "model": model_fingerprint,
-            "template": PROMPT_TEMPLATE_VERSION,
-            "specs": [spec_fingerprint(s) for s in sampling_specs(task, n, seed)],
+            "template": template,
+            "specs": [spec_fingerprint(s) for s in sampling_specs(task, n, seed, template)],
         }
     )
 
@@ -150,6 +152,14 @@ class Samples:
     def all_tests(self) -> tuple[Generation, ...]:
         return (self.greedy_test, *self.tests)
 
+    @property
+    def test_prompt_tokens(self) -> int:
+        """Prompt tokens a stage's test prompt adds to its solution prompt: the tokens
+        the backend evaluated for it after the solution prompt (the two share their
+        opening), or its whole length in caches sampled before that was recorded."""
+        evaluated = self.greedy_test.prompt_tokens_evaluated
+        return self.greedy_test.prompt_tokens if evaluated is None else evaluated
+
 
 def hardware() -> str:
     """The CPU model and core count (recorded with every cached generation)."""
@@ -165,22 +175,90 @@ def hardware() -> str:
     return f"{model}, {os.cpu_count()} CPUs"
 
 
-class SampleCache:
-    """One member's sampling cache in `DIR/samples/<member>`."""
+class PromptCounts:
+    """For records sampled before the backend recorded the prompt tokens it evaluated:
+    how many of a stage's test prompt tokens it evaluates after the solution prompt,
+    counted with the member's tokenizer (`DIR/prompts/<member>`, keyed by the sample
+    key). The simulator charges a stage's prompts by the tokens evaluated."""
 
-    def __init__(self, out_dir: Path, member: Member, fingerprint: str, n: int, seed: int = 0):
+    def __init__(self, out_dir: Path, member_name: str) -> None:
+        self.store = RecordStore(out_dir / "prompts" / member_name)
+
+    def get(self, key: str) -> int | None:
+        record = self.store.get(key)
+        return None if record is None else int(record["test_prompt_tokens_evaluated"])
+
+    def put(self, key: str, task_id: str, evaluated: int) -> None:
+        self.store.append({"key": key, "task_id": task_id,
+                           "test_prompt_tokens_evaluated": evaluated})
+
+
+class SampleCache:
+    """One member's sampling cache in `DIR/samples/<member>`, for one prompt template
+    (records of other templates stay in the files, under other keys)."""
+
+    def __init__(self, out_dir: Path, member: Member, fingerprint: str, n: int, seed: int = 0,
+                 template: int = PROMPT_TEMPLATE_VERSION):
         self.store = RecordStore(out_dir / "samples" / member.name)
+        self.out_dir = out_dir
         self.member = member
         self.fingerprint = fingerprint
         self.n = n
         self.seed = seed
+        self.template = template
+        self._counts: PromptCounts | None = None
 
     def key(self, problem: Problem) -> str:
-        return sample_key(self.fingerprint, problem.task, self.n, self.seed)
+        return sample_key(self.fingerprint, problem.task, self.n, self.seed, self.template)
 
     def get(self, problem: Problem) -> Samples | None:
-        record = self.store.get(self.key(problem))
-        return Samples.from_record(record) if record else None
+        key = self.key(problem)
+        record = self.store.get(key)
+        if not record:
+            return None
+        samples = Samples.from_record(record)
+        if samples.greedy_test.prompt_tokens_evaluated is None:
+            counted = self.counts.get(key)
+            if counted is not None:
+                test = dataclasses.replace(samples.greedy_test,
+                                           prompt_tokens_evaluated=counted)
+                samples = dataclasses.replace(samples, greedy_test=test)
+        return samples
+
+    @property
+    def counts(self) -> PromptCounts:
+        if self._counts is None:
+            self._counts = PromptCounts(self.out_dir, self.member.name)
+        return self._counts
+
+    def uncounted(self, problems: Sequence[Problem]) -> list[Problem]:
+        """Problems whose cached record does not say how many of its test prompt's tokens
+        a stage evaluates (sampled before the backend recorded it), nor the counts store."""
+        out = []
+        for p in problems:
+            record = self.store.get(self.key(p))
+            if (record is not None
+                    and record["greedy_test"].get("prompt_tokens_evaluated") is None
+                    and self.counts.get(self.key(p)) is None):
+                out.append(p)
+        return out
+
+    def count_prompts(self, backend: Any, problems: Sequence[Problem]) -> int:
+        """Count, with the member's own tokenizer, the test prompt tokens a stage
+        evaluates after its solution prompt (the backend copies the prefix the two
+        share), for `problems`; returns how many were counted."""
+        for p in problems:
+            solution, test, *_ = sampling_specs(p.task, self.n, self.seed, self.template)
+            a = backend.tokenize(backend.render(solution))
+            b = backend.tokenize(backend.render(test))
+            shared = 0
+            for x, y in zip(a, b, strict=False):
+                if x != y:
+                    break
+                shared += 1
+            # The backend evaluates at least one token of a prompt (its logits).
+            self.counts.put(self.key(p), p.task_id, len(b) - min(shared, len(b) - 1))
+        return len(problems)
 
     def missing(self, problems: Sequence[Problem]) -> list[Problem]:
         return [p for p in problems if self.key(p) not in self.store]
@@ -194,7 +272,7 @@ class SampleCache:
                 "task_id": problem.task_id,
                 "member": self.member.name,
                 "model": self.fingerprint,
-                "template": PROMPT_TEMPLATE_VERSION,
+                "template": self.template,
                 "samples": self.n,
                 "seed": self.seed,
                 "greedy_solution": generation_to_dict(groups[0][0]),
@@ -240,7 +318,7 @@ def sample_member(
 
     def one(problem: Problem) -> None:
         start = time.perf_counter()
-        groups = backend.sample(sampling_specs(problem.task, cache.n, cache.seed))
+        groups = backend.sample(sampling_specs(problem.task, cache.n, cache.seed, cache.template))
         with lock:
             cache.put(problem, groups, time.perf_counter() - start)
             bar.update(1)

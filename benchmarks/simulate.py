@@ -308,7 +308,7 @@ class Simulator:
             prompt_tokens[p] = 0 if warm and n_e[p] > 0 else sols[items[0]].prompt_tokens
             if k > 0:
                 tokens[p] += sum(data.test_tokens(t, ln) for t in items)
-                prompt_tokens[p] += data.samples.all_tests[items[0]].prompt_tokens
+                prompt_tokens[p] += data.samples.test_prompt_tokens
         price = self.prices[m]
         batch = 1 if k <= 0 else 2 * k
         decode = price.decode_seconds_per_token(batch)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cascode.engine.backends.chat import apply_stop
+from cascode.engine.extract import AssertStop
 from cascode.engine.types import (
     CancelTokenLike,
     Generation,
@@ -86,7 +87,7 @@ class ScriptedBackend:
     def _text(self, spec: SampleSpec, task: Task, i: int) -> str:
         seed = -1 if spec.greedy else spec.seed + i
         offset = _offset(task)
-        if spec.prefix.startswith("```python\nassert"):
+        if isinstance(spec.stop, AssertStop):
             rng = self._rng(task, "test", seed)
             lines = []
             for j in range(6):
@@ -114,7 +115,7 @@ class ScriptedBackend:
                 text, _ = apply_stop(spec, full)
                 ends = tuple(min(len(text), j) for j in range(CHARS_PER_TOKEN, len(text)
                                                               + CHARS_PER_TOKEN, CHARS_PER_TOKEN))
-                prompt_tokens = sum(len(m.content) for m in spec.messages) // CHARS_PER_TOKEN
+                prompt_tokens = _prompt_chars(spec) // CHARS_PER_TOKEN
                 group.append(Generation(
                     text, prompt_tokens, len(ends),
                     prompt_tokens * self.seconds_per_token / 10 / spec.n,
@@ -128,9 +129,14 @@ class ScriptedBackend:
         pass
 
 
+def _prompt_chars(spec: SampleSpec) -> int:
+    # The request's text: the messages (chat), or the prefix alone (plain completion).
+    return sum(len(m.content) for m in spec.messages) if spec.messages else len(spec.prefix)
+
+
 def _task_of(spec: SampleSpec) -> Task:
     """Recover the task from the prompt (the scripted backend sees only specs)."""
-    content = spec.messages[0].content
+    content = spec.messages[0].content if spec.messages else spec.prefix
     m = re.search(r'def (f_\d+)\(x\):\n    """(Return x plus -?\d+\..*?)"""', content, re.DOTALL)
     if not m:
         raise ValueError("not a synthetic prompt")

@@ -12,7 +12,7 @@ from .errors import SandboxUnavailable
 from .examples import task_examples
 from .extract import pooled_suite
 from .plans import Plan, StagePlan
-from .prompts import solution_text, stage_specs, unit_test_text
+from .prompts import PROMPT_TEMPLATE_VERSION, solution_text, stage_specs, unit_test_text
 from .scoring import decide_stage, pool_key, pool_replaces, skips_stage
 from .types import (
     Backend,
@@ -48,10 +48,17 @@ class Cascade:
         plan: Plan,
         backends: Callable[[str], Backend] | dict[str, Backend],
         sandbox: Sandbox | None,
+        *,
+        template: int | None = None,
     ) -> None:
+        """`template`: the prompt template sent (engine/prompts.py); by default the one
+        the plan was calibrated with, whose figures it promises."""
         self.plan = plan
         self._backend = backends.__getitem__ if isinstance(backends, dict) else backends
         self.sandbox = sandbox
+        if template is None:
+            template = plan.template or PROMPT_TEMPLATE_VERSION
+        self.template = template
 
     def run(
         self,
@@ -88,6 +95,7 @@ class Cascade:
                 on_event=emit,
                 seed=seed,
                 examples=examples,
+                template=self.template,
             )
             stages.append(trace)
             if not trace.verified:
@@ -167,10 +175,11 @@ def run_stage(
     on_event: EventSink | None = None,
     seed: int = 0,
     examples: Sequence[Example] = (),
+    template: int = PROMPT_TEMPLATE_VERSION,
 ) -> StageTrace:
     """One member's stage: generate, extract, execute (E and T in one sandbox call),
     rank, decide (METHOD.md 2 and 7.2-7.3)."""
-    specs = stage_specs(task, stage.k, stage.l, seed=seed)
+    specs = stage_specs(task, stage.k, stage.l, seed=seed, template=template)
     generations = backend.sample(specs, cancel=cancel)
     solutions = [solution_text(task, g.text) for g in generations[0]]
     tests = [unit_test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []

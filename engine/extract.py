@@ -18,6 +18,8 @@ FENCE = "```"
 
 # Top-level lines that may follow a function as part of a solution (helpers).
 _KEEP_TOP_LEVEL = ("def ", "async def ", "class ", "@", "import ", "from ")
+# What a plain completion writes after a function, as stop strings.
+_AFTER_A_FUNCTION = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#", "\nassert ", "\n@")
 _FENCE_OPEN = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n", re.MULTILINE)
 
 
@@ -29,18 +31,31 @@ _FENCE_OPEN = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n", re.MULTILINE)
 class CodeStop:
     """A solution ends at the closing fence or where the function ends.
 
-    The text starts with the assistant prefix (an opening fence and the
-    function's prompt); everything from `body_start` on is generated. The
+    The text starts with the prefix (an opening fence and the function's
+    prompt, or the whole code of a plain completion); everything from
+    `body_start` on is generated. The
     function ends at the first complete top-level line that is not a
     definition, decorator or import: explanations, example calls, `if
     __name__ == ...` blocks and prints are never generated past that point.
+    With `helpers=False` (a plain completion, where what follows the function
+    is the rest of a file: tests, a `main`, the next function) it ends at the
+    first complete top-level line of any kind.
     """
 
     body_start: int = 0
+    helpers: bool = True
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
-        return (FENCE,)
+        # Where a plain completion usually goes on after the function (a server cuts
+        # there; the rule itself then cuts exactly).
+        return (FENCE,) if self.helpers else (FENCE, *_AFTER_A_FUNCTION)
+
+    def __repr__(self) -> str:
+        # The repr keys sampling caches: a field at its default is left out, so
+        # the keys of caches written before the field existed still match.
+        extra = "" if self.helpers else ", helpers=False"
+        return f"CodeStop(body_start={self.body_start}{extra})"
 
     def cut(self, text: str) -> int | None:
         fence = text.find(FENCE, max(self.body_start, _after_opening_fence(text)))
@@ -52,25 +67,46 @@ class CodeStop:
             if nl == -1 or nl > end_of_lines:
                 break
             line = text[pos:nl]
-            if line and not line[0].isspace() and not line.startswith(_KEEP_TOP_LEVEL):
+            if line and not line[0].isspace() and (
+                not self.helpers or not line.startswith(_KEEP_TOP_LEVEL)
+            ):
                 if pos > self.body_start or not _continues_prompt_line(text, pos):
                     return pos
             pos = nl + 1
+        if fence == -1 and pos < len(text) and not text[pos].isspace():
+            # A line begun at column 0 that cannot become a helper ends the function
+            # already: no need to generate the rest of it.
+            partial = text[pos:]
+            ends = not self.helpers or not any(
+                k.startswith(partial) or partial.startswith(k) for k in _KEEP_TOP_LEVEL)
+            if ends and (pos > self.body_start or not _continues_prompt_line(text, pos)):
+                return pos
         return fence if fence != -1 else None
 
 
 @dataclass(frozen=True)
 class AssertStop:
-    """A test ends after its l-th line starting with `assert`, or at the closing fence."""
+    """A test ends after its l-th line starting with `assert`, or at the closing fence.
+
+    Lines are counted from `start` (where the test's first `assert` begins in a
+    plain completion prompt, whose code may hold asserts of its own), or after
+    the opening fence. With a `start` (no fence to close), the test also ends
+    at the first top-level line that is neither an assert nor a comment.
+    """
 
     l: int
+    start: int = 0
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
-        return (FENCE,)
+        return (FENCE, *_AFTER_A_FUNCTION[:4]) if self.start else (FENCE,)
+
+    def __repr__(self) -> str:
+        # Keys sampling caches: `start` at its default is left out (see CodeStop).
+        return f"AssertStop(l={self.l}" + (f", start={self.start})" if self.start else ")")
 
     def cut(self, text: str) -> int | None:
-        start = _after_opening_fence(text)
+        start = max(self.start, _after_opening_fence(text))
         fence = text.find(FENCE, start)
         limit = len(text) if fence == -1 else fence
         seen = 0
@@ -79,10 +115,15 @@ class AssertStop:
             nl = text.find("\n", pos, limit)
             if nl == -1:
                 break
-            if text[pos:nl].lstrip().startswith("assert"):
+            line = text[pos:nl]
+            if line.lstrip().startswith("assert"):
                 seen += 1
                 if seen >= self.l:
                     return nl + 1
+            elif self.start and line and not line[0].isspace() and not line.startswith("#"):
+                # A plain completion has no closing fence: the tests end at the
+                # first other top-level statement.
+                return pos
             pos = nl + 1
         return fence if fence != -1 else None
 

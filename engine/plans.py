@@ -20,6 +20,7 @@ import yaml
 
 from .backends.options import BackendOptions, OptionsError, structure_options
 from .errors import PlanError
+from .prompts import TEMPLATES
 from .scoring import as_fraction
 
 K_VALUES = (-1, 0, 1, 3, 5, 10)
@@ -114,6 +115,23 @@ class Plan:
             if m.name == name:
                 return m
         raise PlanError(f"{self.path}: no member named {name!r}")
+
+    @property
+    def template(self) -> int | None:
+        """The prompt template its calibration sampled with (engine/prompts.py), which
+        the cascade then sends, or None for a plan that was not calibrated. Plans
+        written before plans recorded it were calibrated with template 2."""
+        if not self.calibration:
+            return None
+        value = self.calibration.get("template", 2)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError(f"{self.path}: calibration.template: expected an integer, "
+                            f"got {value!r}")
+        if value not in TEMPLATES:
+            known = ", ".join(str(v) for v in TEMPLATES)
+            raise PlanError(f"{self.path}: calibration.template: {value} is not a prompt "
+                            f"template of this version ({known})")
+        return value
 
     def tier(self, name: str | None = None) -> TierPlan:
         """The active stages of a tier (the default tier when name is None)."""
@@ -260,6 +278,7 @@ def _check(parsed: _PlanFile, source: str) -> Plan:
     plan = Plan(source, parsed.family, parsed.tiers, default, parsed.calibration)
     for name, tier in parsed.tiers.items():
         _resolve(plan, name, tier)
+    _ = plan.template  # checked now, not when first used
     return plan
 
 

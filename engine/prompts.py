@@ -1,23 +1,56 @@
-"""Chat prompts for solutions and tests.
+"""The prompts for solutions and tests, by template version.
 
-Both prompts prefill the assistant's turn: solutions with an opening fence and
-the function's own prompt, so the model writes only the body (no restated
-docstring, no explanation: the stop rule ends it at the fence or the
-function's end); tests with an opening fence and `assert <entry_point>(`, so
-the first line is a call of the function under test. The test prompt does not
+Version 2 (chat): the code (file context and function) in a user message with
+an instruction, and the assistant's turn prefilled: solutions with an opening
+fence and the function's own prompt, tests with an opening fence and
+`assert <entry_point>(`. The function's text is sent twice.
+
+Version 3 (completion): no chat template. A solution's prompt is the code
+itself, as it stands in the file, and the model continues the function's body;
+a test's prompt is the same code followed by a comment and
+`assert <entry_point>(`, so the two prompts of a stage share all of the code
+and the backend evaluates it once. The function's text is sent once.
+
+Version 4 (chat, code once): one user message, the same for both prompts,
+asks for the function `<entry_point>` completed and then for asserts; the
+assistant's turn is prefilled with an opening fence and the code (file context
+and function), for tests followed by a comment and `assert <entry_point>(`. The
+two prompts of a stage share everything up to the end of the code, and the
+function's text is sent once.
+
+Version 5 (chat, docstring once): as version 2, but the prefilled function's
+docstring is replaced by a one-line "See above." docstring (the user turn
+holds the real one); its tests are version 2's.
+
+Every way, the model writes only the body (no restated docstring, no
+explanation: the stop rule ends it at a fence or where the function ends), a
+test's first line calls the function under test, and the test prompt does not
 depend on l: a test is cut after its l-th assert, so one cached test serves
 every l.
 
-PROMPT_TEMPLATE_VERSION keys every cache of generations: change it whenever a
-prompt, a prefix or a stop rule changes.
+The version keys every cache of generations: add one whenever a prompt, a
+prefix or a stop rule changes. A calibration samples with one and records it in
+its plan, and the cascade sends the template of its plan (`Plan.template`);
+PROMPT_TEMPLATE_VERSION is the default of both. Measured on HumanEval (greedy,
+`benchmarks/template_bench.py`), versions 3 to 5 send 20 to 60% fewer prompt
+tokens but cost the 0.5B about 12 points of pass@1: version 2 stays the default.
 """
 
 from __future__ import annotations
+
+import re
 
 from .extract import AssertStop, CodeStop
 from .types import Message, SampleSpec, Task
 
 PROMPT_TEMPLATE_VERSION = 2
+TEMPLATES = {
+    2: "chat: the code in the user turn, again in the prefilled answer",
+    3: "completion: the code once, continued as it stands in the file",
+    4: "chat, code once: one request, the code once in the prefilled answer",
+    5: "chat, docstring once: the code in the user turn, the answer prefilled without "
+       "the function's docstring",
+}
 
 MAX_SOLUTION_TOKENS = 512
 MAX_TEST_TOKENS = 192
@@ -40,6 +73,14 @@ _TEST_REQUEST = (
     "expected value. Reply with only the assert lines in one ```python code block."
 )
 
+# Template 4: one request for both prompts (they share it and the code after it).
+_ANSWER_REQUEST = (
+    "Complete the Python function `{entry}`, then write assert statements that check that "
+    "it is correct, one per line, each calling `{entry}` with concrete arguments and "
+    "comparing the result with the expected value. Reply in one ```python code block, "
+    "with no explanation."
+)
+
 
 def _code(task: Task) -> str:
     context = task.context if task.prompt_context is None else task.prompt_context
@@ -47,40 +88,105 @@ def _code(task: Task) -> str:
     return code if code.endswith("\n") else code + "\n"
 
 
-def solution_prefix(task: Task) -> str:
+# Templates whose test prompt is the solution prompt's code followed by the asserts.
+_CODE_THEN_TESTS = (3, 4)
+
+
+def _check_template(template: int) -> None:
+    if template not in TEMPLATES:
+        known = ", ".join(str(v) for v in TEMPLATES)
+        raise ValueError(f"prompt template {template!r} is not one of {known}")
+
+
+def solution_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str:
+    """The text the model continues: the whole prompt for the completion template,
+    the start of the assistant's turn for the chat template."""
+    _check_template(template)
+    if template == 3:
+        return _code(task)
+    if template == 4:
+        return "```python\n" + _code(task)
     prompt = task.prompt if task.prompt.endswith("\n") else task.prompt + "\n"
+    if template == 5:
+        parts = _without_docstring(prompt, task.entry_point)
+        if parts is not None:
+            return "```python\n" + parts
     return "```python\n" + prompt
 
 
-def unit_test_prefix(task: Task) -> str:
-    return f"```python\nassert {task.entry_point}("
+_TRIPLE_QUOTE = re.compile(r'[rRbBuU]?("""|\'\'\')')
 
 
-def solution_spec(task: Task, n: int, *, sampled: bool, seed: int = 0) -> SampleSpec:
+def _without_docstring(prompt: str, entry_point: str) -> str | None:
+    """The function from its `def` on, its docstring replaced by a pointer to the
+    user turn's copy (None when it has no docstring where one is expected)."""
+    defs = list(re.finditer(rf"^([ \t]*)(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}\b",
+                            prompt, re.M))
+    if not defs:
+        return None
+    m = _TRIPLE_QUOTE.search(prompt, defs[-1].end())
+    if m is None:
+        return None
+    line_start = prompt.rfind("\n", 0, m.start()) + 1
+    header, indent = prompt[defs[-1].start():line_start], prompt[line_start:m.start()]
+    if indent.strip() or not header.rstrip().endswith(":"):
+        return None  # the string is not the function's first statement
+    close = prompt.find(m.group(1), m.end())
+    if close == -1:
+        return None
+    return header + indent + '"""See above."""' + prompt[close + 3:]
+
+
+def unit_test_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str:
+    _check_template(template)
+    if template in _CODE_THEN_TESTS:
+        tests = f"\n\n# Tests of `{task.entry_point}`\n{_assert_start(task)}"
+        return solution_prefix(task, template) + tests
+    return f"```python\n{_assert_start(task)}"
+
+
+def _messages(request: str, template: int) -> tuple[Message, ...]:
+    return () if template == 3 else (Message("user", request),)
+
+
+def _request(task: Task, template: int, kind: str) -> str:
+    if template == 3:
+        return ""
+    if template == 4:
+        return _ANSWER_REQUEST.format(entry=task.entry_point)
+    if kind == "solution":
+        return _SOLUTION_REQUEST.format(code=_code(task))
+    return _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)
+
+
+def solution_spec(task: Task, n: int, *, sampled: bool, seed: int = 0,
+                  template: int = PROMPT_TEMPLATE_VERSION) -> SampleSpec:
     """n solutions: greedy (n must be 1) or sampled at temperature 0.8, top-p 0.95."""
-    prefix = solution_prefix(task)
+    prefix = solution_prefix(task, template)
     return SampleSpec(
-        messages=(Message("user", _SOLUTION_REQUEST.format(code=_code(task))),),
+        messages=_messages(_request(task, template, "solution"), template),
         prefix=prefix,
         n=n,
         max_tokens=MAX_SOLUTION_TOKENS,
-        stop=CodeStop(body_start=len(prefix)),
+        stop=CodeStop(body_start=len(prefix), helpers=template != 3),
         temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
         top_p=SAMPLE_TOP_P if sampled else 1.0,
         seed=seed,
     )
 
 
-def unit_test_spec(task: Task, n: int, l: int, *, sampled: bool, seed: int = 0) -> SampleSpec:
+def unit_test_spec(task: Task, n: int, l: int, *, sampled: bool, seed: int = 0,
+                   template: int = PROMPT_TEMPLATE_VERSION) -> SampleSpec:
     """n tests, each stopped after its l-th assert line."""
+    prefix = unit_test_prefix(task, template)
     return SampleSpec(
-        messages=(
-            Message("user", _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)),
-        ),
-        prefix=unit_test_prefix(task),
+        messages=_messages(_request(task, template, "test"), template),
+        prefix=prefix,
         n=n,
         max_tokens=MAX_TEST_TOKENS,
-        stop=AssertStop(l),
+        # A plain completion's code may hold asserts: count from the test's own.
+        stop=AssertStop(l, start=len(prefix) - len(_assert_start(task))
+                        if template in _CODE_THEN_TESTS else 0),
         temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
         top_p=SAMPLE_TOP_P if sampled else 1.0,
         seed=seed + 1_000_003 if sampled else seed,
@@ -94,18 +200,24 @@ def solution_text(task: Task, generated: str) -> str:
     return solution_from_reply(task.prompt, generated)
 
 
+def _assert_start(task: Task) -> str:
+    return f"assert {task.entry_point}("
+
+
 def unit_test_text(task: Task, generated: str) -> str:
-    """The test's text (without the fence) from a generation that continued the prefix."""
-    return unit_test_prefix(task).split("\n", 1)[1] + generated
+    """The test's text (from its first `assert`) from a generation that continued the
+    prefix: the same under every template."""
+    return _assert_start(task) + generated
 
 
-def stage_specs(task: Task, k: int, l: int, *, seed: int = 0) -> list[SampleSpec]:
+def stage_specs(task: Task, k: int, l: int, *, seed: int = 0,
+                template: int = PROMPT_TEMPLATE_VERSION) -> list[SampleSpec]:
     """What a stage generates: METHOD.md 1 (k = 0: one greedy solution; k = 1: one
     greedy solution and one greedy test; k > 1: k sampled of each)."""
     if k == 0:
-        return [solution_spec(task, 1, sampled=False)]
+        return [solution_spec(task, 1, sampled=False, template=template)]
     sampled = k > 1
     return [
-        solution_spec(task, k, sampled=sampled, seed=seed),
-        unit_test_spec(task, k, l, sampled=sampled, seed=seed),
+        solution_spec(task, k, sampled=sampled, seed=seed, template=template),
+        unit_test_spec(task, k, l, sampled=sampled, seed=seed, template=template),
     ]

@@ -100,8 +100,10 @@ class SampleSpec:
 
     `messages` are chat messages; the backend renders them with the model's own
     chat template and appends `prefix` as the start of the assistant's turn.
-    Greedy decoding when `temperature == 0`; otherwise temperature and top-p
-    sampling seeded with `seed + i` for the i-th sequence.
+    Without messages the spec is a plain completion: the prompt is `prefix`
+    alone, with no chat template around it. Greedy decoding when
+    `temperature == 0`; otherwise temperature and top-p sampling seeded with
+    `seed + i` for the i-th sequence.
     """
 
     messages: tuple[Message, ...]

@@ -42,7 +42,10 @@ def messages_of(spec: SampleSpec, system_prompt: str | None = None) -> list[dict
 
 
 def render_prompt(template: Any, spec: SampleSpec, system_prompt: str | None = None) -> str:
-    """The prompt text: the template's generation prompt, then the assistant prefix."""
+    """The prompt text: the template's generation prompt, then the assistant prefix;
+    a spec without messages is a plain completion, its prefix alone."""
+    if not spec.messages:
+        return spec.prefix
     rendered = template.render(messages=messages_of(spec, system_prompt),
                                add_generation_prompt=True)
     return str(rendered) + spec.prefix

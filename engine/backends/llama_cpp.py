@@ -449,10 +449,12 @@ class LlamaCppBackend:
             self._finish(seq, "stop")
             return
         piece = seq.decoder.decode(self._piece(token))
+        line_start = not seq.text or seq.text.endswith("\n")
         seq.text += piece
         seq.n_generated += 1
         seq.token_ends.append(len(seq.text))
-        if "\n" in piece or "`" in piece:
+        # A rule can only cut where a line ends, a fence begins or a line begins.
+        if "\n" in piece or "`" in piece or line_start:
             end = stop_at(seq.prefix, seq.stop, seq.text)
             if end is not None:
                 seq.text = seq.text[:end]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import math
 import os
 import re
@@ -45,7 +46,7 @@ from typing import Any
 
 from ..errors import BackendError, Cancelled, ModelError
 from ..plans import Member
-from ..types import CancelTokenLike, Generation, SampleSpec
+from ..types import CancelTokenLike, Generation, Message, SampleSpec
 from .chat import apply_stop, compile_template, messages_of, render_prompt
 from .options import OpenAIOptions
 
@@ -121,6 +122,9 @@ class OpenAIBackend:
         return render_prompt(self._template, spec, self.settings.system_prompt)
 
     def _messages(self, spec: SampleSpec) -> list[dict[str, str]]:
+        if not spec.messages:  # a plain completion, asked for in words
+            spec = dataclasses.replace(
+                spec, messages=(Message("user", _CONTINUE.format(code=spec.prefix)),))
         return messages_of(spec, self.settings.system_prompt)
 
     # ------------------------------------------------------------------ sampling
@@ -276,7 +280,7 @@ class OpenAIBackend:
         prompt_tokens = _int(usage.get("prompt_tokens"))
         if prompt_tokens is None:
             prompt_tokens = _estimate(self.render(spec) if path == "/completions" else
-                                      "".join(m.content for m in spec.messages))
+                                      "".join(m["content"] for m in self._messages(spec)))
         completion = _int(usage.get("completion_tokens"))
         counts = _split_tokens(texts, completion)
         if path != "/completions":
@@ -322,6 +326,10 @@ def _generations(
 
 
 _FENCE_LINE = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n")
+# The chat endpoint's request for a plain completion (a spec without messages).
+_CONTINUE = ("```python\n{code}\n```\n\nContinue the Python code above from where it stops "
+             "(complete the last function, or the last line). Reply with the code in one "
+             "```python code block, with no explanation.")
 
 
 def realign(prefix: str, reply: str) -> str:
@@ -329,10 +337,13 @@ def realign(prefix: str, reply: str) -> str:
 
     The chat endpoint cannot prefill. The reply's first code block is taken
     (the whole reply when it has none); the prefix without its opening fence
-    line is looked for in it: when found, the continuation is what follows it;
-    otherwise a newline and the whole block (a function the block defines again
-    replaces the prompt's, and a test line the prefix left open is invalid and
-    dropped). The closing fence is kept so that the stop rule ends there.
+    line is looked for in it, and then its shorter tails from a line start on
+    (a plain completion's prefix is a whole file's code, of which a reply
+    restates the last function or line at most): when one is found, the
+    continuation is what follows it; otherwise a newline and the whole block (a
+    function the block defines again replaces the prompt's, and a test line the
+    prefix left open is invalid and dropped). The closing fence is kept so that
+    the stop rule ends there.
     """
     body = _FENCE_LINE.sub("", prefix, count=1) if _FENCE_LINE.match(prefix) else prefix
     match = re.search(r"```[A-Za-z0-9_+-]*[ \t]*\n", reply)
@@ -343,9 +354,12 @@ def realign(prefix: str, reply: str) -> str:
     else:
         block, closing = reply, ""
     if body:
-        at = block.find(body)
-        if at != -1:
-            return block[at + len(body):] + closing
+        starts = [0] + [m.end() for m in re.finditer("\n", body) if m.end() < len(body)]
+        for start in starts:
+            tail = body[start:]
+            at = block.find(tail) if tail.strip() else -1
+            if at != -1:
+                return block[at + len(tail):] + closing
         return "\n" + block + closing
     return block + closing
 

@@ -116,7 +116,10 @@ class TransformersBackend:
         return [r if r is not None else [] for r in results]
 
     def render(self, spec: SampleSpec) -> str:
-        """The prompt text: the chat template's generation prompt, then the prefix."""
+        """The prompt text: the chat template's generation prompt, then the prefix (the
+        prefix alone for a plain completion, a spec without messages)."""
+        if not spec.messages:
+            return spec.prefix
         messages = [{"role": m.role, "content": m.content} for m in spec.messages]
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
@@ -239,9 +242,11 @@ class _RowWatcher:
             self.ends[row].append(len(self.texts[row]))
             return
         piece = self._decode_new(row)
+        line_start = not self.texts[row] or self.texts[row].endswith("\n")
         self.texts[row] += piece
         self.ends[row].append(len(self.texts[row]))
-        if "\n" in piece or "`" in piece:
+        # A rule can only cut where a line ends, a fence begins or a line begins.
+        if "\n" in piece or "`" in piece or line_start:
             end = stop_at(spec.prefix, spec.stop, self.texts[row])
             if end is not None:
                 self.cut_at[row] = end

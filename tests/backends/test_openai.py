@@ -44,7 +44,8 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
     replies = ["1) == 1\nassert sq(2) == 4\nassert sq(3) == 9\n", "0) == 0\n"]
     with Loopback(lambda i, p, b: ok(replies, usage={"prompt_tokens": 40,
                                                       "completion_tokens": 30})) as srv:
-        out = backend(srv.base_url).sample([prompts.unit_test_spec(TASK, 2, 2, sampled=True)])[0]
+        out = backend(srv.base_url).sample([prompts.unit_test_spec(TASK, 2, 2, sampled=True,
+                                                                   template=2)])[0]
     [(path, body, _)] = srv.requests
     assert path == "/v1/completions" and body["n"] == 2 and body["stop"] == ["```"]
     assert body["prompt"].startswith("<|im_start|>user\n```python\ndef sq(x):")
@@ -57,6 +58,16 @@ def test_completions_renders_the_template_sends_n_and_applies_the_stop_rule() ->
     assert sum(g.generated_tokens for g in out) == 30
     assert out[0].generated_tokens > out[1].generated_tokens  # split by length
     assert all(g.decode_seconds > 0 for g in out)
+
+
+def test_completions_sends_a_plain_completion_as_it_is_with_its_stop_strings() -> None:
+    with Loopback(lambda i, p, b: ok(["    return x * x\n\n"])) as srv:
+        [[g]] = backend(srv.base_url).sample([solution_spec(TASK, 1, sampled=False,
+                                                            template=3)])
+    [(_, body, _)] = srv.requests
+    assert body["prompt"] == TASK.prompt  # no chat template around the code
+    assert body["stop"][0] == "```" and "\ndef " in body["stop"]
+    assert solution_text(TASK, g.text) == TASK.prompt + "    return x * x\n"
 
 
 def test_a_server_that_ignores_n_gets_the_rest_one_by_one() -> None:
@@ -141,8 +152,8 @@ def test_chat_endpoint_realigns_the_reply_to_the_prefix() -> None:
 
     with Loopback(script) as srv:
         b = backend(srv.base_url, endpoint="chat", system_prompt="Be brief.")
-        sols, tests = b.sample([solution_spec(TASK, 1, sampled=False),
-                                prompts.unit_test_spec(TASK, 1, 2, sampled=False)])
+        sols, tests = b.sample([solution_spec(TASK, 1, sampled=False, template=2),
+                                prompts.unit_test_spec(TASK, 1, 2, sampled=False, template=2)])
     path, body, _ = srv.requests[0]
     assert path == "/v1/chat/completions" and "stop" not in body
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
@@ -199,3 +210,27 @@ def test_code_stop_applies_to_completions() -> None:
     assert g.text == "    return x * x\n\n"
     assert isinstance(solution_spec(TASK, 1, sampled=False).stop, CodeStop)
     assert isinstance(prompts.unit_test_spec(TASK, 1, 2, sampled=False).stop, AssertStop)
+
+
+def test_chat_endpoint_asks_for_a_plain_completion_in_words_and_realigns_the_reply() -> None:
+    # Under the completion template a spec has no messages: its prefix is the whole
+    # code. The chat endpoint cannot continue text, so it asks in words, and the
+    # reply (which restates the function, not the file) is realigned to the prefix.
+    task = Task(TASK.prompt, TASK.entry_point, context="import math\n\n\nTAU = 2 * math.pi\n")
+    reply = "```python\n" + TASK.prompt + "    return x * x\n```"
+    tests_reply = "```python\nassert sq(2) == 4\nassert sq(3) == 9\n```"
+
+    def script(i, path, body):
+        wants_tests = body["messages"][-1]["content"].count("assert sq(") > 0
+        return ok([tests_reply if wants_tests else reply], chat=True,
+                  usage={"prompt_tokens": 50, "completion_tokens": 20})
+
+    with Loopback(script) as srv:
+        b = backend(srv.base_url, endpoint="chat")
+        sols, tests = b.sample([solution_spec(task, 1, sampled=False, template=3),
+                                prompts.unit_test_spec(task, 1, 2, sampled=False, template=3)])
+    question = srv.requests[0][1]["messages"][-1]["content"]
+    assert question.startswith("```python\nimport math\n")
+    assert "Continue the Python code" in question
+    assert solution_text(task, sols[0].text) == TASK.prompt + "    return x * x\n"
+    assert prompts.unit_test_text(task, tests[0].text) == "assert sq(2) == 4\nassert sq(3) == 9\n"

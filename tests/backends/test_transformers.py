@@ -103,7 +103,7 @@ def test_a_stage_is_one_batch_of_k_rows_per_spec(backend) -> None:
         # (cut before it, inside the step's piece); no line end in 16 tokens
         ["    return x * x\n", "```\n"],
         ["    return x * x\n", "x = f(1)\n"],
-        ["x"],
+        [" ", "x"],
         # tests (one character a token, then whole lines): the second assert line ends
         # the test; the fence ends it early; no line end in 10 tokens
         [*"1) == 1\n", "assert f(2) == 4\n", "assert f(1) == 1\n"],
@@ -118,7 +118,7 @@ def test_a_stage_is_one_batch_of_k_rows_per_spec(backend) -> None:
     got = [[(g.text, g.generated_tokens, g.finish_reason) for g in group] for group in out]
     assert got == [
         [("    return x * x\n", 2, "stop"), ("    return x * x\n", 2, "stop"),
-         ("x" * 16, 16, "length")],
+         (" " + "x" * 15, 16, "length")],
         [("1) == 1\nassert f(2) == 4\n", 9, "stop"), ("1)\n", 4, "stop"),
          ("1" * 10, 10, "length")],
     ]

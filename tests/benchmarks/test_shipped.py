@@ -40,6 +40,10 @@ def test_committed_caches_are_complete():
             assert len(r["solutions"]) == r["samples"] == len(r["tests"])
         executed = RecordStore(SHIPPED / "executions" / member.name).records.values()
         assert {r["task_id"] for r in executed} >= problems, member.name
+        # Every record says how many test prompt tokens a stage evaluates.
+        counted = RecordStore(SHIPPED / "prompts" / member.name).records
+        assert all(r["greedy_test"].get("prompt_tokens_evaluated") is not None
+                   or r["key"] in counted for r in records), member.name
 
 
 def test_regenerating_the_shipped_plan_and_report_is_byte_identical(tmp_path, monkeypatch):
@@ -47,8 +51,10 @@ def test_regenerating_the_shipped_plan_and_report_is_byte_identical(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     for name in ("plan.yaml", "report.md"):
         (tmp_path / RESULTS / name).unlink()
+    template = load_plan(SHIPPED / "plan.yaml").template
     args = ["calibrate", "--dataset", "humaneval", "--out", str(RESULTS), "--offline",
-            "--no-progress", "--write-plan", str(tmp_path / "default.yaml")]
+            "--no-progress", "--template", str(template),
+            "--write-plan", str(tmp_path / "default.yaml")]
     assert cli.main(args) == 0
     for name in ("plan.yaml", "report.md"):
         assert (tmp_path / RESULTS / name).read_bytes() == (SHIPPED / name).read_bytes(), name
@@ -89,13 +95,15 @@ def test_shipped_caches_replay_through_the_live_cascade():
     chosen = {p.task_id for p in with_examples + without}
     dataset = select(full, tasks=",".join(p.task_id for p in full.problems
                                           if p.task_id in chosen))
-    family = cal.load_family_data(plan, dataset, cal.Settings(out=SHIPPED, samples=samples,
-                                                              progress=False), generate=False)
+    settings = cal.Settings(out=SHIPPED, samples=samples, progress=False,
+                            template=plan.template)
+    family = cal.load_family_data(plan, dataset, settings, generate=False)
     sim = family.simulator(samples, repeat_last=True)
     assert sum(bool(d.examples) for d in sim.data[0]) == 20 and sim.n_problems == 30
     assert replay(plan, sim) == []
-    backends = {name: CachedBackend(name, sim.data[m]) for m, name in enumerate(sim.members)}
-    cascade = Cascade(plan, backends, CachedSandbox(sim.data))
+    backends = {name: CachedBackend(name, sim.data[m], plan.template)
+                for m, name in enumerate(sim.members)}
+    cascade = Cascade(plan, backends, CachedSandbox(sim.data), template=plan.template)
     earlier = [
         (tier, p) for tier in plan.tiers for p in range(sim.n_problems)
         if (r := cascade.run(sim.data[0][p].problem.task, tier)).answer_stage

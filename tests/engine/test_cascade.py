@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 from engine_fakes import InProcessSandbox, ScriptedBackend
 
+from cascode.engine import prompts
 from cascode.engine.cancel import CancelToken
 from cascode.engine.cascade import Cascade
 from cascode.engine.errors import Cancelled
@@ -296,3 +297,20 @@ def test_executable_context_guards_imports_only():
     assert ns["LIMIT"] == 3 and "os" in ns and "User" not in ns
     assert executable_context("X = 1\n") == "X = 1\n"  # nothing to guard: unchanged
     assert executable_context("def broken(:\n") == "def broken(:\n"  # not parsing: as is
+
+
+@pytest.mark.parametrize("template", [None, 2, 3, 4, 5])
+def test_the_cascade_sends_the_template_the_plan_was_calibrated_with(
+        sandbox: InProcessSandbox, template: int | None) -> None:
+    calibrated = PLAN if template is None else PLAN + f"calibration: {{template: {template}}}\n"
+    plan = parse_plan(calibrated, "calibrated.yaml")
+    small = ScriptedBackend("small", [RIGHT], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result, _ = run(plan, {"small": small, "large": large}, sandbox, "two")
+    solution, test = small.calls[0]
+    # An uncalibrated plan gets the default template, 2.
+    assert solution == prompts.solution_spec(TASK, 3, sampled=True, template=template or 2)
+    assert test == prompts.unit_test_spec(TASK, 3, 2, sampled=True, template=template or 2)
+    # Every template reads the same scripted body and asserts into the same answer.
+    assert result.member == "small" and result.code == TASK.prompt + "    return a + b + OFFSET\n"
+    assert result.stages[0].suite[:2] == ("assert add(1, 2) == 3", "assert add(2, 2) == 4")

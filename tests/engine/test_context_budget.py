@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from cascode.engine import prompts
 from cascode.engine.context import function_at
 from cascode.engine.context.budget import context_pieces, fit_context, with_prompt_context
 from cascode.engine.prompts import solution_spec
-from cascode.engine.types import Task
+from cascode.engine.types import SampleSpec, Task
 
 MODULE = '''"""Inventory helpers."""
 
@@ -99,10 +100,21 @@ def test_two_functions_of_a_file_share_the_same_first_part() -> None:
     # Nothing below a function is shown to it: the sandbox could not run it.
     assert "def dump_items" not in pa and "def load_items" in pb
     # And so do their whole prompts, up to the function-specific part.
-    sa = solution_spec(dataclasses.replace(a, prompt_context=pa), 1, sampled=False)
-    sb = solution_spec(dataclasses.replace(b, prompt_context=pb), 1, sampled=False)
-    assert sa.messages[0].content.startswith("```python\n" + shared_a)
-    assert sb.messages[0].content.startswith("```python\n" + shared_a)
+    for template in prompts.TEMPLATES:
+        sa = solution_spec(dataclasses.replace(a, prompt_context=pa), 1, sampled=False,
+                           template=template)
+        sb = solution_spec(dataclasses.replace(b, prompt_context=pb), 1, sampled=False,
+                           template=template)
+        assert _sent(sa).startswith(shared_a) and _sent(sb).startswith(shared_a)
+
+
+def _sent(spec: SampleSpec) -> str:
+    """The code a spec sends first: its user message's code block, or where the
+    message holds no code, its prefix (without its opening fence)."""
+    fence = "```python\n"
+    if spec.messages and spec.messages[0].content.startswith(fence):
+        return spec.messages[0].content.removeprefix(fence)
+    return spec.prefix.removeprefix(fence)
 
 
 def test_the_budget_is_kept_and_named_helpers_go_before_unrelated_ones() -> None:
@@ -136,8 +148,9 @@ def test_what_is_cut_from_the_prompt_still_runs_in_the_sandbox() -> None:
 def test_a_task_without_a_budget_keeps_the_old_prompt() -> None:
     task = Task('def f(x):\n    """Return x."""\n', "f", context="import os\n")
     assert with_prompt_context(task, _chars) is task
-    spec = solution_spec(task, 1, sampled=False)
-    assert spec.messages[0].content.startswith("```python\nimport os\n\n\ndef f(x):")
+    for template in prompts.TEMPLATES:
+        spec = solution_spec(task, 1, sampled=False, template=template)
+        assert _sent(spec).startswith("import os\n\n\ndef f(x):")
 
 
 @pytest.mark.parametrize("kind", ["huge", "one-line", "broken", "binary"])

@@ -91,12 +91,17 @@ def test_code_stop_keeps_helpers_and_imports_after_the_function() -> None:
     assert solution.endswith("class Box:\n    pass\n") and "import itertools" in solution
 
 
-def test_code_stop_waits_for_complete_lines() -> None:
-    prefix = prompts.solution_prefix(TASK)
+def test_code_stop_waits_until_a_line_cannot_be_a_helper() -> None:
+    prefix = prompts.solution_prefix(TASK, 2)
     stop = CodeStop(body_start=len(prefix))
     assert stop.cut(prefix + "    return sorted(set(l") is None
     assert stop.cut(prefix + BODY) is None  # the function may go on
-    assert stop.cut(prefix + BODY + "\nprint") is None  # not a whole line yet
+    assert stop.cut(prefix + BODY + "\nde") is None  # may become a helper's `def`
+    assert stop.cut(prefix + BODY + "\ndef helper(") is None
+    assert stop.cut(prefix + BODY + "\nas") is None  # `async def`, or `assert`
+    # Decided at once: no need to generate the rest of the line.
+    assert stop.cut(prefix + BODY + "\np") == len(prefix + BODY + "\n")
+    assert stop.cut(prefix + BODY + "\nass") == len(prefix + BODY + "\n")
     assert stop.cut(prefix + BODY + "\nprint(1)\n") == len(prefix + BODY + "\n")
     assert stop.stop_strings == ("```",)
 
@@ -274,7 +279,13 @@ REPLIES = json.loads((Path(__file__).parent / "data" / "replies.json").read_text
 
 
 def reply_id(r: dict[str, object]) -> str:
-    return f"{r['model']}-{r['task_id']}-{'greedy' if r['greedy'] else 'sampled'}"
+    return (f"{r['model']}-{r['task_id']}-{'greedy' if r['greedy'] else 'sampled'}"
+            f"-t{r['prompt_template_version']}")
+
+
+def reply_template(r: dict[str, object]) -> int:
+    # Template 2's replies were recorded when it was numbered 1, with these prefixes.
+    return max(int(r["prompt_template_version"]), 2)  # type: ignore[call-overload]
 
 
 def reply_task(r: dict[str, str]) -> Task:
@@ -285,18 +296,22 @@ SOLUTIONS = [r for r in REPLIES if r["kind"] == "solution"]
 TESTS = [r for r in REPLIES if r["kind"] == "test"]
 
 
-def test_the_recording_covers_both_models() -> None:
+def test_the_recording_covers_both_models_and_every_template() -> None:
     assert {r["model"] for r in SOLUTIONS} == {r["model"] for r in TESTS} == {
         "qwen-0.5b", "qwen-1.5b"
     }
+    # The shipped template, and the plain completion with its own stop rules.
+    assert {reply_template(r) for r in SOLUTIONS} == {reply_template(r) for r in TESTS} == {2, 3}
 
 
 @pytest.mark.parametrize("reply", SOLUTIONS, ids=reply_id)
 def test_real_solution_replies(reply: dict[str, str]) -> None:
     task = reply_task(reply)
     prefix = reply["prefix"]
-    assert prefix == prompts.solution_prefix(task)  # recorded with today's prompts
-    kept = stopped(CodeStop(body_start=len(prefix)), prefix, reply["text"])
+    template = reply_template(reply)
+    spec = prompts.solution_spec(task, 1, sampled=False, template=template)
+    assert prefix == spec.prefix  # recorded with today's prompts
+    kept = stopped(spec.stop, prefix, reply["text"])
     solution = prompts.solution_text(task, kept)
     tree = ast.parse(solution)
     # HumanEval prompts start with their imports; then the function, nothing else.
@@ -305,19 +320,25 @@ def test_real_solution_replies(reply: dict[str, str]) -> None:
     assert isinstance(function, ast.FunctionDef) and function.name == task.entry_point
     assert solution.startswith(task.prompt)
     assert "```" not in solution and "print(" not in solution
-    # Only the closing fence, or usage examples, were cut.
+    # Only the closing fence, or usage examples, were cut; in a plain completion,
+    # whatever the file went on with at the top level.
     cut_off = reply["text"][len(kept) :].lstrip()
-    assert cut_off.startswith(("```", "# Example usage")), cut_off
+    if template == 2:
+        assert cut_off.startswith(("```", "# Example usage")), cut_off
+    else:
+        rest = reply["text"][len(kept):]
+        assert not rest or not rest[0].isspace(), rest
 
 
 def test_real_example_usage_after_the_function_is_cut() -> None:
-    (reply,) = [r for r in SOLUTIONS if "# Example usage" in r["text"]]
+    (reply,) = [r for r in SOLUTIONS if "# Example usage" in r["text"] and reply_template(r) == 2]
     task = reply_task(reply)
     solution = prompts.solution_text(task, reply["text"])
     assert solution.endswith('        raise ValueError("List is empty")\n    return max(l)\n')
 
 
-@pytest.mark.parametrize("reply", [r for r in SOLUTIONS if r["greedy"]], ids=reply_id)
+@pytest.mark.parametrize("reply", [r for r in SOLUTIONS if r["greedy"] and reply_template(r) == 2],
+                         ids=reply_id)
 def test_real_greedy_solutions_pass_humaneval(reply: dict[str, str]) -> None:
     # The extracted function is whole: the (reviewed, recorded) code passes the
     # dataset's own check.
@@ -334,18 +355,25 @@ def test_real_greedy_solutions_pass_humaneval(reply: dict[str, str]) -> None:
 def test_real_test_replies(reply: dict[str, str], n_asserts: int) -> None:
     task = reply_task(reply)
     prefix = reply["prefix"]
-    assert prefix == prompts.unit_test_prefix(task)
-    kept = stopped(AssertStop(n_asserts), prefix, reply["text"])
+    spec = prompts.unit_test_spec(task, 1, n_asserts, sampled=False,
+                                  template=reply_template(reply))
+    assert prefix == spec.prefix
+    kept = stopped(spec.stop, prefix, reply["text"])
     test = prompts.unit_test_text(task, kept)
     assert "```" not in test
     everything = prompts.unit_test_text(task, reply["text"].split("```")[0])
-    assert assert_lines(test, 99) == assert_lines(everything, 99)[:n_asserts]
+    kept_lines = assert_lines(test, 99)
+    if reply_template(reply) == 2:
+        assert kept_lines == assert_lines(everything, 99)[:n_asserts]
+    else:  # a plain completion's tests also end at other top-level code
+        assert len(kept_lines) <= n_asserts
+        assert kept_lines == assert_lines(everything, 99)[:len(kept_lines)]
     suite = pooled_suite([test], task.entry_point, n_asserts)
     assert suite and all(line.startswith(f"assert {task.entry_point}(") for line in suite)
 
 
 def test_real_test_cut_by_the_token_limit_loses_only_its_last_line() -> None:
-    (reply,) = [r for r in TESTS if r["finish_reason"] == "length"]
+    (reply,) = [r for r in TESTS if r["finish_reason"] == "length" and reply_template(r) == 2]
     task = reply_task(reply)
     test = prompts.unit_test_text(task, reply["text"])
     lines = assert_lines(test, 99)
@@ -355,7 +383,8 @@ def test_real_test_cut_by_the_token_limit_loses_only_its_last_line() -> None:
 
 def test_real_sampled_tests_pool_with_duplicates() -> None:
     tests = [prompts.unit_test_text(reply_task(r), r["text"]) for r in TESTS
-             if r["task_id"] == "HumanEval/0" and r["model"] == "qwen-0.5b" and not r["greedy"]]
+             if r["task_id"] == "HumanEval/0" and r["model"] == "qwen-0.5b" and not r["greedy"]
+             and reply_template(r) == 2]
     assert len(tests) == 2 and tests[0] == tests[1]
     suite = pooled_suite(tests, "has_close_elements", 2)
     assert len(suite) == 4 and suite[:2] == suite[2:]

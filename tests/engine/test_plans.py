@@ -243,3 +243,17 @@ def test_examples_field_is_a_strict_bool(tmp_path: Path) -> None:
     assert "examples: 'no'" in text
     message = load_error(tmp_path, text)
     assert "tiers['two'].examples" in message and "bool" in message
+
+
+def test_a_plan_names_the_prompt_template_it_was_calibrated_with(tmp_path: Path) -> None:
+    assert load_plan(write(tmp_path, PLAN)).template is None  # not calibrated
+    # Plans written before plans recorded it were calibrated with template 2.
+    assert load_plan(write(tmp_path, PLAN + "calibration: {samples: 10}\n")).template == 2
+    plan = load_plan(write(tmp_path, PLAN + "calibration: {template: 3}\n"))
+    assert plan.template == 3
+    with pytest.raises(PlanError, match=r"my-plan.yaml: calibration.template: expected an "
+                                        r"integer, got 'three'"):
+        load_plan(write(tmp_path, PLAN + "calibration: {template: three}\n"))
+    with pytest.raises(PlanError, match=r"calibration.template: 99 is not a prompt template "
+                                        r"of this version \(2, 3, 4, 5\)"):
+        load_plan(write(tmp_path, PLAN + "calibration: {template: 99}\n"))

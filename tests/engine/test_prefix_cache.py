@@ -114,6 +114,20 @@ def test_a_stage_shares_the_cached_prefix_between_its_solution_and_test_prompts(
     assert [g.prompt_tokens_evaluated for g in sols[1:] + tests[1:]] == [0, 0, 0, 0]
 
 
+def test_the_completion_template_evaluates_a_stages_code_once(backend) -> None:
+    from cascode.engine.prompts import stage_specs
+
+    specs = stage_specs(SECOND, 2, 2, seed=1, template=3)
+    sols, tests = backend.sample(specs)
+    # The test prompt is the solution prompt and one more line: only that line is new.
+    assert sols[0].prompt_tokens_evaluated == sols[0].prompt_tokens
+    assert 0 < tests[0].prompt_tokens_evaluated <= 16
+    assert tests[0].prompt_tokens - tests[0].prompt_tokens_evaluated >= sols[0].prompt_tokens - 2
+    # And what it writes is a body and assert lines, cut where they end.
+    assert all(not line or line[0].isspace() for s in sols for line in s.text.splitlines())
+    assert all(t.text.count("assert ") <= 1 for t in tests)  # l = 2: the first is the prefix's
+
+
 def _rss_mib() -> float:
     with open(f"/proc/{os.getpid()}/status") as f:
         for line in f:

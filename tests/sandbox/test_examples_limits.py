@@ -3,13 +3,8 @@ hangs or eats memory fails its line in the real sandbox, never the request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from cascode.engine.cascade import Cascade
 from cascode.engine.plans import parse_plan
-from cascode.engine.sandbox import create_sandbox
 from cascode.engine.sandbox.process import ProcessSandbox
 from cascode.engine.types import Generation, SampleSpec, Task, Verdict
 
@@ -41,15 +36,6 @@ class OneAnswer:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[ProcessSandbox]:
-    sb = create_sandbox()
-    if not sb.available:
-        pytest.fail(f"no sandbox path works on this machine: {sb.reason}")
-    yield sb
-    sb.close()
 
 
 def test_hanging_and_greedy_examples_fail_their_lines(sandbox: ProcessSandbox) -> None:

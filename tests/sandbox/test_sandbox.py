@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,15 +28,6 @@ from ..host_facts import (
 P, F, T, C = Verdict.PASSED, Verdict.FAILED, Verdict.TIMEOUT, Verdict.CRASHED
 FAST = ExecutionLimits(assert_timeout_s=0.2, solution_cpu_s=1.0, solution_wall_s=4.0,
                        max_consecutive_timeouts=2)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[ProcessSandbox]:
-    sb = create_sandbox()
-    if not sb.available:
-        pytest.fail(f"no sandbox path works on this machine: {sb.reason}")
-    yield sb
-    sb.close()
 
 
 def test_auto_picks_the_best_working_path(sandbox: ProcessSandbox) -> None:
