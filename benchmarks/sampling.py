@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.plans import Member
 from cascode.engine.prompts import (
     MAX_ASSERTS,
@@ -251,13 +252,9 @@ class SampleCache:
             solution, test, *_ = sampling_specs(p.task, self.n, self.seed, self.template)
             a = backend.tokenize(backend.render(solution))
             b = backend.tokenize(backend.render(test))
-            shared = 0
-            for x, y in zip(a, b, strict=False):
-                if x != y:
-                    break
-                shared += 1
             # The backend evaluates at least one token of a prompt (its logits).
-            self.counts.put(self.key(p), p.task_id, len(b) - min(shared, len(b) - 1))
+            shared = min(shared_prefix(a, b), len(b) - 1)
+            self.counts.put(self.key(p), p.task_id, len(b) - shared)
         return len(problems)
 
     def missing(self, problems: Sequence[Problem]) -> list[Problem]:

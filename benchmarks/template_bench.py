@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
 from cascode.engine.cascade import executable_context
 from cascode.engine.extract import taken_lines
@@ -70,15 +71,6 @@ def _canonical() -> dict[str, str]:
     except ImportError:
         return {}
     return {tid: r["prompt"] + r["canonical_solution"] for tid, r in read_problems().items()}
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class _Cached:
@@ -124,7 +116,7 @@ def _measure(backend: LlamaCppBackend, problem: Problem, template: int,
         "task_id": problem.task_id,
         "passed": passed,
         "solution_prompt_tokens": len(tokens[0]),
-        "stage_prompt_tokens": len(tokens[0]) + len(tokens[1]) - _shared(*tokens),
+        "stage_prompt_tokens": len(tokens[0]) + len(tokens[1]) - shared_prefix(*tokens),
         "solution_generated_tokens": gens[0]["generated_tokens"],
         "test_generated_tokens": gens[1]["generated_tokens"],
         "solution_seconds": round(gens[0]["prompt_seconds"] + gens[0]["decode_seconds"], 3),

@@ -244,6 +244,34 @@ def docstring_examples(prompt: str, entry_point: str, context: str = "") -> tupl
 _TRIPLE = re.compile(r"""(?<![\w'"])([rRuU]?)('''|\"\"\")""")
 
 
+@dataclass(frozen=True)
+class DocstringSpan:
+    """Where the first triple-quoted string after a prompt's last `def <entry_point>`
+    lies: the def line's start and indentation, the string's opening (a prefix
+    letter included) and the index just past its closing quotes."""
+
+    def_start: int
+    def_indent: str
+    open: int
+    end: int
+
+
+def docstring_span(prompt: str, entry_point: str) -> DocstringSpan | None:
+    """The span of the string after the last `def <entry_point>`, read as text (the
+    prompt need not parse), or None."""
+    defs = list(re.finditer(rf"^([ \t]*)(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}\b",
+                            prompt, re.M))
+    if not defs:
+        return None
+    m = _TRIPLE.search(prompt, defs[-1].end())
+    if m is None:
+        return None
+    close = prompt.find(m.group(2), m.end())
+    if close == -1:
+        return None
+    return DocstringSpan(defs[-1].start(), defs[-1].group(1), m.start(), close + 3)
+
+
 def _find_docstring(prompt: str, entry_point: str) -> tuple[str, frozenset[str]] | None:
     """(the cleaned docstring, the prompt's top-level names), or None."""
     tree = _parse_prompt(prompt, entry_point)
@@ -256,25 +284,17 @@ def _find_docstring(prompt: str, entry_point: str) -> tuple[str, frozenset[str]]
             doc = ast.get_docstring(node, clean=True)
             return (doc, frozenset(_bound_names(tree.body))) if doc else None
     # The prompt does not parse even closed with `pass`: read the string literal after the def.
-    defs = list(re.finditer(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}\b",
-                            prompt, re.M))
-    if not defs:
+    span = docstring_span(prompt, entry_point)
+    if span is None:
         return None
-    start = defs[-1].start()
-    m = _TRIPLE.search(prompt, defs[-1].end())
-    if m is None:
-        return None
-    close = prompt.find(m.group(2), m.end())
-    if close == -1:
-        return None
-    literal = prompt[m.start() : close + 3]
+    literal = prompt[span.open : span.end]
     try:
         value = ast.literal_eval(literal)
     except (SyntaxError, ValueError):
         return None
     if not isinstance(value, str):
         return None
-    return inspect.cleandoc(value), top_level_names(prompt[:start]) | {entry_point}
+    return inspect.cleandoc(value), top_level_names(prompt[:span.def_start]) | {entry_point}
 
 
 def _parse_prompt(prompt: str, entry_point: str) -> ast.Module | None:
@@ -283,22 +303,15 @@ def _parse_prompt(prompt: str, entry_point: str) -> ast.Module | None:
     except (SyntaxError, ValueError):
         pass
     # A stub whose body is a partial statement: close it after the docstring.
-    defs = list(re.finditer(rf"^([ \t]*)(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}\b",
-                            prompt, re.M))
-    if not defs:
+    span = docstring_span(prompt, entry_point)
+    if span is None:
         return None
-    m = _TRIPLE.search(prompt, defs[-1].end())
-    if m is None:
-        return None
-    close = prompt.find(m.group(2), m.end())
-    if close == -1:
-        return None
-    line_start = prompt.rfind("\n", 0, m.start()) + 1
-    indent = prompt[line_start : m.start()]
+    line_start = prompt.rfind("\n", 0, span.open) + 1
+    indent = prompt[line_start : span.open]
     if indent.strip():
-        indent = defs[-1].group(1) + "    "
+        indent = span.def_indent + "    "
     try:
-        return ast.parse(prompt[: close + 3] + "\n" + indent + "pass\n")
+        return ast.parse(prompt[: span.end] + "\n" + indent + "pass\n")
     except (SyntaxError, ValueError):
         return None
 

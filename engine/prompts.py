@@ -38,8 +38,7 @@ tokens but cost the 0.5B about 12 points of pass@1: version 2 stays the default.
 
 from __future__ import annotations
 
-import re
-
+from .examples import docstring_span
 from .extract import AssertStop, CodeStop
 from .types import Message, SampleSpec, Task
 
@@ -114,27 +113,17 @@ def solution_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str:
     return "```python\n" + prompt
 
 
-_TRIPLE_QUOTE = re.compile(r'[rRbBuU]?("""|\'\'\')')
-
-
 def _without_docstring(prompt: str, entry_point: str) -> str | None:
     """The function from its `def` on, its docstring replaced by a pointer to the
     user turn's copy (None when it has no docstring where one is expected)."""
-    defs = list(re.finditer(rf"^([ \t]*)(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}\b",
-                            prompt, re.M))
-    if not defs:
+    span = docstring_span(prompt, entry_point)
+    if span is None:
         return None
-    m = _TRIPLE_QUOTE.search(prompt, defs[-1].end())
-    if m is None:
-        return None
-    line_start = prompt.rfind("\n", 0, m.start()) + 1
-    header, indent = prompt[defs[-1].start():line_start], prompt[line_start:m.start()]
+    line_start = prompt.rfind("\n", 0, span.open) + 1
+    header, indent = prompt[span.def_start:line_start], prompt[line_start:span.open]
     if indent.strip() or not header.rstrip().endswith(":"):
         return None  # the string is not the function's first statement
-    close = prompt.find(m.group(1), m.end())
-    if close == -1:
-        return None
-    return header + indent + '"""See above."""' + prompt[close + 3:]
+    return header + indent + '"""See above."""' + prompt[span.end:]
 
 
 def unit_test_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str:

@@ -10,6 +10,7 @@ call these, so the prompt and the cut are the same everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ModelError
@@ -64,3 +65,13 @@ def apply_stop(spec: SampleSpec, text: str) -> tuple[str, bool]:
     """`text` cut by the spec's stop rule, and whether it was cut."""
     end = stop_at(spec.prefix, spec.stop, text)
     return (text, False) if end is None else (text[:end], True)
+
+
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two prompts share (what a prefix cache can reuse)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -37,7 +37,7 @@ from ..errors import BackendError, ModelError
 from ..models import resolve_model_file
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
-from .chat import compile_template, render_prompt, stop_at
+from .chat import compile_template, render_prompt, shared_prefix, stop_at
 from .options import LlamaCppOptions
 
 log = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ class LlamaCppBackend:
         """Drop the cached prompt when this batch could need its cells."""
         if not self._cached:
             return
-        shared = max((_common(p, self._cached) for p in prompts), default=0)
+        shared = max((shared_prefix(p, self._cached) for p in prompts), default=0)
         need = sum(len(p) for p in {tuple(p) for p in prompts}) + sum(
             s.n * s.max_tokens for s in specs)
         if need + len(self._cached) - shared > self.n_ctx:
@@ -501,15 +501,6 @@ class LlamaCppBackend:
             pass
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _longest_shared_prefix(
     tokens: Sequence[int], evaluated: list[tuple[tuple[int, ...], int]]
 ) -> tuple[int, int]:
@@ -517,11 +508,7 @@ def _longest_shared_prefix(
     keeping at least one token to evaluate (its logits start the sequence)."""
     best, source = 0, -1
     for other, seq_id in evaluated:
-        n = 0
-        for a, b in zip(tokens, other, strict=False):
-            if a != b:
-                break
-            n += 1
+        n = shared_prefix(tokens, other)
         if n > best:
             best, source = n, seq_id
     return min(best, len(tokens) - 1), source

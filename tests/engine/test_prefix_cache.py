@@ -14,6 +14,7 @@ import os
 import pytest
 from test_llama_cpp import CountingToken
 
+from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.backends.llama_cpp import PROMPT_BATCH
 from cascode.engine.errors import Cancelled
 from cascode.engine.prompts import solution_spec
@@ -39,15 +40,6 @@ def _tokens(backend, spec: SampleSpec) -> list[int]:  # type: ignore[no-untyped-
     return backend.tokenize(backend.render(spec))
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 @pytest.fixture
 def backend(qwen05b):  # type: ignore[no-untyped-def]
     qwen05b.prefix_cache = True
@@ -63,7 +55,7 @@ def test_a_second_request_evaluates_only_the_tokens_after_the_shared_prefix(back
     assert first.prompt_tokens_evaluated == len(_tokens(backend, a))  # nothing cached yet
     (second,), = backend.sample([b])
     ta, tb = _tokens(backend, a), _tokens(backend, b)
-    shared = _common(ta, tb)
+    shared = shared_prefix(ta, tb)
     assert shared > 200  # the system prompt and the file's helpers
     assert second.prompt_tokens_evaluated == len(tb) - shared
     assert second.prompt_tokens == len(tb)
@@ -93,7 +85,7 @@ def test_a_changed_token_in_the_middle_invalidates_everything_after_it(backend) 
     backend.sample([a])
     (g,), = backend.sample([edited])
     ta, te = _tokens(backend, a), _tokens(backend, edited)
-    change = _common(ta, te)
+    change = shared_prefix(ta, te)
     assert 0 < change < len(te) - 100  # the edit sits in the middle of the prompt
     assert g.prompt_tokens_evaluated == len(te) - change
     backend.prefix_cache = False
