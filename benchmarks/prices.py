@@ -65,9 +65,7 @@ def price_from_cache(samples: Sequence[Samples], price_per_hour: float) -> Membe
     for s in samples:
         # Two distinct prompts per batch (the sampled items share the greedy ones'),
         # counted as evaluated where the cache recorded it (a shared opening once).
-        evaluated = s.greedy_solution.prompt_tokens_evaluated
-        prompt_t += (s.greedy_solution.prompt_tokens if evaluated is None else evaluated)
-        prompt_t += s.test_prompt_tokens
+        prompt_t += s.greedy_solution.prompt_tokens_charged + s.test_prompt_tokens
         for group in ((s.greedy_solution,), (s.greedy_test,), s.solutions, s.tests):
             prompt_s += sum(g.prompt_seconds for g in group)
             decode_s += sum(g.decode_seconds for g in group)
@@ -131,8 +129,7 @@ def measure_member(
                 seconds += sum(g.decode_seconds for g in group)
                 tokens += sum(g.generated_tokens for g in group)
                 prompt_s += sum(g.prompt_seconds for g in group)
-                evaluated = group[0].prompt_tokens_evaluated
-                prompt_t += group[0].prompt_tokens if evaluated is None else evaluated
+                prompt_t += group[0].prompt_tokens_charged
         decode[str(batch)] = seconds / max(tokens, 1.0)
     return {
         "prompt_seconds_per_token": prompt_s / max(prompt_t, 1.0),

@@ -158,8 +158,7 @@ class Samples:
         """Prompt tokens a stage's test prompt adds to its solution prompt: the tokens
         the backend evaluated for it after the solution prompt (the two share their
         opening), or its whole length in caches sampled before that was recorded."""
-        evaluated = self.greedy_test.prompt_tokens_evaluated
-        return self.greedy_test.prompt_tokens if evaluated is None else evaluated
+        return self.greedy_test.prompt_tokens_charged
 
 
 def hardware() -> str:
@@ -201,13 +200,12 @@ class SampleCache:
     def __init__(self, out_dir: Path, member: Member, fingerprint: str, n: int, seed: int = 0,
                  template: int = PROMPT_TEMPLATE_VERSION):
         self.store = RecordStore(out_dir / "samples" / member.name)
-        self.out_dir = out_dir
+        self.counts = PromptCounts(out_dir, member.name)
         self.member = member
         self.fingerprint = fingerprint
         self.n = n
         self.seed = seed
         self.template = template
-        self._counts: PromptCounts | None = None
 
     def key(self, problem: Problem) -> str:
         return sample_key(self.fingerprint, problem.task, self.n, self.seed, self.template)
@@ -226,23 +224,11 @@ class SampleCache:
                 samples = dataclasses.replace(samples, greedy_test=test)
         return samples
 
-    @property
-    def counts(self) -> PromptCounts:
-        if self._counts is None:
-            self._counts = PromptCounts(self.out_dir, self.member.name)
-        return self._counts
-
     def uncounted(self, problems: Sequence[Problem]) -> list[Problem]:
         """Problems whose cached record does not say how many of its test prompt's tokens
         a stage evaluates (sampled before the backend recorded it), nor the counts store."""
-        out = []
-        for p in problems:
-            record = self.store.get(self.key(p))
-            if (record is not None
-                    and record["greedy_test"].get("prompt_tokens_evaluated") is None
-                    and self.counts.get(self.key(p)) is None):
-                out.append(p)
-        return out
+        return [p for p in problems
+                if (s := self.get(p)) is not None and s.greedy_test.prompt_tokens_evaluated is None]
 
     def count_prompts(self, backend: Any, problems: Sequence[Problem]) -> int:
         """Count, with the member's own tokenizer, the test prompt tokens a stage

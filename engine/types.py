@@ -145,6 +145,14 @@ class Generation:
     # None where the backend cannot tell.
     prompt_tokens_evaluated: int | None = None
 
+    @property
+    def prompt_tokens_charged(self) -> int:
+        """The prompt tokens this sequence costs: those evaluated, or the whole prompt
+        where the backend could not tell."""
+        if self.prompt_tokens_evaluated is None:
+            return self.prompt_tokens
+        return self.prompt_tokens_evaluated
+
     def tokens_up_to(self, char_index: int) -> int:
         """Generated tokens needed to produce text[:char_index]."""
         if not self.token_ends:
