@@ -33,13 +33,14 @@ class CodeStop:
 
     The text starts with the prefix (an opening fence and the function's
     prompt, or the whole code of a plain completion); everything from
-    `body_start` on is generated. The
-    function ends at the first complete top-level line that is not a
-    definition, decorator or import: explanations, example calls, `if
-    __name__ == ...` blocks and prints are never generated past that point.
-    With `helpers=False` (a plain completion, where what follows the function
-    is the rest of a file: tests, a `main`, the next function) it ends at the
-    first complete top-level line of any kind.
+    `body_start` on is generated. The function ends at the first top-level
+    line that is not a definition, decorator or import: explanations, example
+    calls, `if __name__ == ...` blocks and prints are never generated past
+    that point. A line is judged as soon as its first characters rule out a
+    helper (the rest of it is not generated). With `helpers=False` (a plain
+    completion, where what follows the function is the rest of a file: tests,
+    a `main`, the next function) it ends at the first top-level line of any
+    kind.
     """
 
     body_start: int = 0
