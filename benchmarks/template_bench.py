@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -48,21 +47,13 @@ from cascode.engine.sandbox import create_sandbox
 from cascode.engine.types import Verdict
 
 from .datasets import Problem, load_dataset, select
+from .evaluate import wilson
 from .store import RecordStore, digest
 
 MODELS = {
     "0.5b": ("qwen-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m"),
     "1.5b": ("qwen-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m"),
 }
-
-
-def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    p = passed / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 def _canonical() -> dict[str, str]:
