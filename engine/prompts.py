@@ -134,18 +134,18 @@ def unit_test_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str
     return f"```python\n{_assert_start(task)}"
 
 
-def _messages(request: str, template: int) -> tuple[Message, ...]:
-    return () if template == 3 else (Message("user", request),)
-
-
-def _request(task: Task, template: int, kind: str) -> str:
+def _messages(task: Task, template: int, kind: str) -> tuple[Message, ...]:
+    """The user turn of a `kind` ("solution" or "test") prompt; none for a plain
+    completion."""
     if template == 3:
-        return ""
+        return ()
     if template == 4:
-        return _ANSWER_REQUEST.format(entry=task.entry_point)
-    if kind == "solution":
-        return _SOLUTION_REQUEST.format(code=_code(task))
-    return _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)
+        request = _ANSWER_REQUEST.format(entry=task.entry_point)
+    elif kind == "solution":
+        request = _SOLUTION_REQUEST.format(code=_code(task))
+    else:
+        request = _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)
+    return (Message("user", request),)
 
 
 def solution_spec(task: Task, n: int, *, sampled: bool, seed: int = 0,
@@ -153,7 +153,7 @@ def solution_spec(task: Task, n: int, *, sampled: bool, seed: int = 0,
     """n solutions: greedy (n must be 1) or sampled at temperature 0.8, top-p 0.95."""
     prefix = solution_prefix(task, template)
     return SampleSpec(
-        messages=_messages(_request(task, template, "solution"), template),
+        messages=_messages(task, template, "solution"),
         prefix=prefix,
         n=n,
         max_tokens=MAX_SOLUTION_TOKENS,
@@ -169,7 +169,7 @@ def unit_test_spec(task: Task, n: int, l: int, *, sampled: bool, seed: int = 0,
     """n tests, each stopped after its l-th assert line."""
     prefix = unit_test_prefix(task, template)
     return SampleSpec(
-        messages=_messages(_request(task, template, "test"), template),
+        messages=_messages(task, template, "test"),
         prefix=prefix,
         n=n,
         max_tokens=MAX_TEST_TOKENS,
