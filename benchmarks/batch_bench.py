@@ -17,6 +17,7 @@ import json
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
 from cascode.engine.models import EMBEDDED, resolve_model_file
@@ -75,7 +76,7 @@ def bench_batching(backend: LlamaCppBackend, k: int = 10) -> dict[str, float]:
     }
 
 
-def bench_overhead(backends: dict[str, LlamaCppBackend]) -> dict[str, float]:
+def bench_overhead(backends: dict[str, LlamaCppBackend]) -> dict[str, Any]:
     """One request through the live cascade: wall time outside the models' work."""
     from cascode.engine.cascade import Cascade
     from cascode.engine.plans import parse_plan

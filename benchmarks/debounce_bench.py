@@ -37,7 +37,7 @@ KEYSTROKES = 4000
 def trace(mean_key_s: float, seed: int) -> list[float]:
     """Keystroke times: words of 3-8 keys, a gap between words, a pause after one in six."""
     rng = np.random.default_rng(seed)
-    t, times = 0.0, []
+    t, times = 0.0, list[float]()
     while len(times) < KEYSTROKES:
         for _ in range(int(rng.integers(3, 9))):
             t += float(rng.lognormal(np.log(mean_key_s), 0.35))

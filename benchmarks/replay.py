@@ -19,7 +19,14 @@ from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
-from cascode.engine.types import CancelTokenLike, Generation, PassMatrix, SampleSpec, Verdict
+from cascode.engine.types import (
+    CancelTokenLike,
+    ExecutionLimits,
+    Generation,
+    PassMatrix,
+    SampleSpec,
+    Verdict,
+)
 
 from .execution import ProblemData
 from .simulate import Option, Simulator, answer_item
@@ -106,8 +113,14 @@ class CachedSandbox:
                             self.verdicts[(solution, example.source)] = bool(
                                 d.example_passed[i, j])
 
+    available = True
+    reason = ""
+
+    def close(self) -> None:
+        pass
+
     def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *, context: str = "",
-                   limits: object = None) -> PassMatrix:
+                   limits: ExecutionLimits | None = None) -> PassMatrix:
         rows = tuple(
             tuple(Verdict.PASSED if self.verdicts[(s, t)] else Verdict.FAILED for t in tests)
             for s in solutions

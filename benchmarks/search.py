@@ -183,7 +183,7 @@ def interpolate(a: Fraction, xs: Sequence[Fraction], ys: Sequence[Fraction]) -> 
 
 def saving_vs_front(
     front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
-    single_front: Sequence[int], groups: Sequence[bool] | None = None,
+    single_front: Sequence[int] | np.ndarray, groups: Sequence[bool] | None = None,
     tokens: Sequence[Number] | None = None,
 ) -> Saving:
     """The stricter figure: against the single-member Pareto front, its cost
@@ -200,7 +200,7 @@ def saving_vs_front(
 
 def _front_points(
     front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
-    single_front: Sequence[int],
+    single_front: Sequence[int] | np.ndarray,
 ) -> list[Fraction | None]:
     xs = [_exact(acc[i]) for i in single_front]
     ys = [_exact(cost[i]) for i in single_front]

@@ -88,7 +88,7 @@ def _measure(backend: LlamaCppBackend, problem: Problem, template: int,
         t0 = time.perf_counter()
         (sol,), (test,) = backend.sample(specs)
         wall = time.perf_counter() - t0
-        gens = [{"text": g.text, "generated_tokens": g.generated_tokens,
+        gens: list[dict[str, Any]] = [{"text": g.text, "generated_tokens": g.generated_tokens,
                  "prompt_seconds": g.prompt_seconds, "decode_seconds": g.decode_seconds}
                 for g in (sol, test)]
     else:

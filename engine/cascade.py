@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from . import cancel as cancel_mod
@@ -46,7 +46,7 @@ class Cascade:
     def __init__(
         self,
         plan: Plan,
-        backends: Callable[[str], Backend] | dict[str, Backend],
+        backends: Callable[[str], Backend] | Mapping[str, Backend],
         sandbox: Sandbox | None,
         *,
         template: int | None = None,
@@ -54,7 +54,7 @@ class Cascade:
         """`template`: the prompt template sent (engine/prompts.py); by default the one
         the plan was calibrated with, whose figures it promises."""
         self.plan = plan
-        self._backend = backends.__getitem__ if isinstance(backends, dict) else backends
+        self._backend = backends.__getitem__ if isinstance(backends, Mapping) else backends
         self.sandbox = sandbox
         if template is None:
             template = plan.template or PROMPT_TEMPLATE_VERSION

@@ -38,7 +38,8 @@ import tempfile
 import time
 
 try:
-    import _cascode_confine as confine
+    # The worker runs as a script, with _confine.py loaded under this name (paths.py).
+    import _cascode_confine as confine  # type: ignore[import-not-found]  # pyright: ignore
 except ImportError:  # imported as a package module (tests, type checks)
     from . import _confine as confine
 
