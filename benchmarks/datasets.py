@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.context.request import Request, completed_source
 from cascode.engine.errors import DatasetError
 from cascode.engine.types import Task
 
@@ -37,13 +38,26 @@ class Problem:
 
     task: Task
     hidden_test: str
+    # A problem that is a file (the real-code set): the editor's request. An answer is
+    # then judged in its file, placed where the editor places it, and the hidden test
+    # runs after the whole completed file.
+    request: Request | None = None
+    # What the reports group by: ("kind", "method"), ("project", ...), ("split", ...).
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def task_id(self) -> str:
         return self.task.task_id
 
+    def label(self, name: str, default: str = "") -> str:
+        return dict(self.labels).get(name, default)
+
     def program(self, solution: str) -> str:
         """The program that passes iff `solution` passes the hidden tests."""
+        if self.request is not None:
+            # An answer that adds nothing leaves the file as the user had it.
+            completed = completed_source(self.request, solution) or self.request.source
+            return completed.rstrip() + "\n\n" + self.hidden_test.strip() + "\n"
         parts = [self.task.context.rstrip(), solution.rstrip(), self.hidden_test.strip()]
         return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -59,7 +73,10 @@ class Dataset:
         """sha256 of the problems' content (it keys nothing, it is reported)."""
         digest = hashlib.sha256()
         for p in self.problems:
-            for part in (p.task_id, p.task.prompt, p.task.context, p.hidden_test):
+            parts: tuple[str, ...] = (p.task_id, p.task.prompt, p.task.context, p.hidden_test)
+            if p.request is not None:
+                parts += (p.request.source, repr(p.request.cursor))
+            for part in parts:
                 digest.update(part.encode())
                 digest.update(b"\0")
         return digest.hexdigest()

@@ -85,15 +85,16 @@ def extract(problem: Problem, samples: Samples) -> Extracted:
 
 
 def execution_key(problem: Problem, ex: Extracted) -> str:
-    return digest(
-        {
-            "format": EXECUTION_FORMAT,
-            "context": problem.task.context,
-            "solutions": [_sha(s) for s in ex.unique_solutions],
-            "lines": list(ex.unique_lines),
-            "hidden": _sha(problem.hidden_test),
-        }
-    )
+    key = {
+        "format": EXECUTION_FORMAT,
+        "context": problem.task.context,
+        "solutions": [_sha(s) for s in ex.unique_solutions],
+        "lines": list(ex.unique_lines),
+        "hidden": _sha(problem.hidden_test),
+    }
+    if problem.request is not None:  # judged in its file: the file decides the verdicts
+        key["file"] = _sha(f"{problem.request.cursor}\0{problem.request.source}")
+    return digest(key)
 
 
 class ExecutionCache:

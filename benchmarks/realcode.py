@@ -1,0 +1,300 @@
+"""The real-code data set: functions of real, permissively licensed projects, each a file
+as its user has it when asking for a completion (`benchmarks/data/realcode/README.md`).
+
+A problem becomes the editor's request (`engine.context.request`): the function at the
+cursor, the task with the file around it fitted to the context budget, and an answer
+placed where the editor places it; the hidden tests then run after the completed file.
+
+    python -m cascode.benchmarks.realcode check [--project P] [--id ID]
+    python -m cascode.benchmarks.realcode stats
+
+`check` proves every problem: the real body, placed as an answer would be, passes the
+hidden tests, and every wrong body fails them. `stats` counts problems by project,
+kind, split and examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascode.engine.context.request import Request, request_at, request_task
+from cascode.engine.errors import DatasetError
+from cascode.engine.examples import task_examples
+from cascode.engine.types import Verdict
+
+from .datasets import Dataset, Problem
+
+log = logging.getLogger(__name__)
+
+DATA = Path(__file__).parent / "data" / "realcode"
+KINDS = ("stub", "partial", "method", "context")
+SPLITS = ("calibration", "validation", "test")
+_PROJECT_FIELDS = ("name", "version", "license", "url", "split")
+_FIELDS = ("id", "project", "path", "function", "kind", "source", "cursor", "body", "wrong",
+           "hidden")
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    version: str
+    license: str
+    url: str
+    split: str
+
+
+@dataclass(frozen=True)
+class Wrong:
+    body: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One problem as stored: the file, the cursor, the real and the wrong bodies."""
+
+    id: str
+    project: Project
+    path: str  # the module's path in the project's distribution
+    function: str  # qualified name: `Class.method` or `function`
+    kind: str
+    source: str
+    cursor: tuple[int, int]
+    body: str  # the real code that follows the cursor, indented as in the file
+    wrong: tuple[Wrong, ...]
+    hidden: str
+    request: Request
+
+    def solution(self, body: str) -> str:
+        """A whole function at column 0, as the cascade answers: what is written of the
+        function (its prompt) followed by `body` (indented as in the file)."""
+        indent = self.request.fc.indent
+        lines = body.splitlines(keepends=True)
+        dedented = [x[len(indent):] if x.startswith(indent) else x.lstrip(" \t")
+                    for x in lines]
+        return self.request.fc.prompt + "".join(dedented)
+
+
+def load_projects(root: Path = DATA) -> dict[str, Project]:
+    path = root / "projects.json"
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read: {e}") from None
+    projects = {}
+    for i, item in enumerate(items):
+        missing = [f for f in _PROJECT_FIELDS if not isinstance(item.get(f), str)]
+        if missing:
+            raise DatasetError(f"{path}: project {i}: missing or non-string {missing[0]!r}")
+        if item["split"] not in SPLITS:
+            raise DatasetError(f"{path}: project {item['name']}: split must be one of "
+                               f"{', '.join(SPLITS)}")
+        projects[item["name"]] = Project(*(item[f] for f in _PROJECT_FIELDS))
+    return projects
+
+
+def read_records(root: Path = DATA, strict: bool = False) -> list[Record]:
+    """Every readable problem of `root/*.jsonl`, in file order. A problem that cannot be
+    read (a missing field, a cursor outside the file, a source that does not parse, no
+    function to complete at the cursor) is skipped with a warning naming its id, or is a
+    DatasetError with `strict`."""
+    projects = load_projects(root)
+    records: list[Record] = []
+    skipped = 0
+    for path in sorted(root.glob("*.jsonl")):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                raw = json.loads(line)
+                if not isinstance(raw, dict):
+                    raise DatasetError(f"{where}: expected a JSON object")
+                records.append(_record(where, raw, projects))
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{where}: not valid JSON: {e.msg}") from None
+            except DatasetError as e:
+                if strict:
+                    raise
+                skipped += 1
+                log.warning("skipped: %s", e)
+    seen: set[str] = set()
+    for r in records:
+        if r.id in seen:
+            raise DatasetError(f"{root}: duplicate id {r.id!r}")
+        seen.add(r.id)
+    if skipped:
+        log.warning("%s: skipped %d problems (--strict refuses the data set instead)", root,
+                    skipped)
+    return records
+
+
+def _record(where: str, raw: dict[str, Any], projects: dict[str, Project]) -> Record:
+    rid = raw.get("id", "(no id)")
+    where = f"{where} ({rid})"
+    for f in _FIELDS:
+        if f not in raw:
+            raise DatasetError(f"{where}: missing field {f!r}")
+    for f in ("id", "project", "path", "function", "kind", "source", "body", "hidden"):
+        if not isinstance(raw[f], str) or not raw[f].strip():
+            raise DatasetError(f"{where}: field {f!r} must be a non-empty string")
+    if raw["project"] not in projects:
+        raise DatasetError(f"{where}: project {raw['project']!r} is not in projects.json")
+    if raw["kind"] not in KINDS:
+        raise DatasetError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    cursor = raw["cursor"]
+    if (not isinstance(cursor, list) or len(cursor) != 2
+            or not all(isinstance(c, int) for c in cursor)):
+        raise DatasetError(f"{where}: cursor must be [line, column]")
+    source: str = raw["source"]
+    lines = source.splitlines()
+    line, col = cursor
+    if not (0 <= line < len(lines) + 1 and 0 <= col <= len(lines[line] if line < len(lines)
+                                                              else "")):
+        raise DatasetError(f"{where}: cursor {cursor} is outside the file "
+                           f"({len(lines)} lines)")
+    try:
+        compile(source, where, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise DatasetError(f"{where}: source does not parse: line {e.lineno}: {e.msg}") from None
+    try:
+        compile(raw["hidden"], where, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise DatasetError(f"{where}: hidden does not parse: line {e.lineno}: {e.msg}") from None
+    wrong = raw["wrong"]
+    if (not isinstance(wrong, list) or not all(
+            isinstance(w, dict) and isinstance(w.get("body"), str) and isinstance(w.get("why"), str)
+            for w in wrong)):
+        raise DatasetError(f"{where}: wrong must be a list of {{\"body\", \"why\"}} objects")
+    request = request_at(source, (line, col))
+    if request is None:
+        raise DatasetError(f"{where}: no function to complete at the cursor {cursor}")
+    name = raw["function"].rsplit(".", 1)[-1]
+    if request.fc.name != name:
+        raise DatasetError(f"{where}: the cursor is in {request.fc.name}, not {name}")
+    if request.rest != (raw["kind"] == "partial"):
+        raise DatasetError(
+            f"{where}: kind {raw['kind']} but the editor sees "
+            f"{'the rest of a written function' if request.rest else 'a stub'} at the cursor")
+    record = Record(raw["id"], projects[raw["project"]], raw["path"], raw["function"],
+                    raw["kind"], source, (line, col), raw["body"],
+                    tuple(Wrong(w["body"], w["why"]) for w in wrong), raw["hidden"], request)
+    for what, body in [("body", record.body), *(("a wrong body", w.body) for w in record.wrong)]:
+        try:
+            compile(record.solution(body), where, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            raise DatasetError(f"{where}: {what} does not make a function that parses: "
+                               f"line {e.lineno}: {e.msg}") from None
+    return record
+
+
+def to_problem(record: Record, context_tokens: int = 1024) -> Problem:
+    """The record as the editor asks it: the task the server would build."""
+    task = request_task(record.request, context_tokens=context_tokens)
+    task = _replace_id(task, f"realcode/{record.id}")
+    labels = (("kind", record.kind), ("project", record.project.name),
+              ("split", record.project.split),
+              ("examples", "yes" if task_examples(task) else "no"))
+    return Problem(task, record.hidden, record.request, labels)
+
+
+def _replace_id(task: Any, task_id: str) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(task, task_id=task_id)
+
+
+def load_realcode(split: str | None = None, *, strict: bool = False, root: Path = DATA,
+                  context_tokens: int = 1024) -> Dataset:
+    """The real-code problems (of one split, or all), as Problems the editor would ask."""
+    if split is not None and split not in SPLITS:
+        raise DatasetError(f"realcode: no split {split!r} (use {', '.join(SPLITS)})")
+    records = [r for r in read_records(root, strict)
+               if split is None or r.project.split == split]
+    if not records:
+        raise DatasetError(f"{root}: no problems" + (f" in split {split}" if split else ""))
+    name = "realcode" if split is None else f"realcode-{split}"
+    problems = tuple(to_problem(r, context_tokens) for r in records)
+    return Dataset(name, problems, str(root))
+
+
+# ---------------------------------------------------------------------------
+# The check: every real body passes, every wrong body fails
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    what: str
+
+
+def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
+    """Every real body, placed as an answer, passes its hidden tests; every wrong body
+    (at least two a problem) fails them."""
+    failures = []
+    for r in records:
+        problem = to_problem(r)
+        if len(r.wrong) < 2:
+            failures.append(Failure(r.id, f"{len(r.wrong)} wrong bodies (at least 2)"))
+        verdict = sandbox.run_program(problem.program(r.solution(r.body)))
+        if verdict != Verdict.PASSED:
+            failures.append(Failure(r.id, f"the real body does not pass: {verdict.name}"))
+        for w in r.wrong:
+            if sandbox.run_program(problem.program(r.solution(w.body))) == Verdict.PASSED:
+                failures.append(Failure(r.id, f"a wrong body passes ({w.why})"))
+    return failures
+
+
+def stats(records: Sequence[Record]) -> dict[str, Any]:
+    problems = [to_problem(r) for r in records]
+    by: dict[str, Counter[str]] = {k: Counter() for k in ("project", "kind", "split",
+                                                          "examples")}
+    for p in problems:
+        for k in by:
+            by[k][p.label(k)] += 1
+    return {"problems": len(problems), **{k: dict(sorted(v.items())) for k, v in by.items()}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cascode.benchmarks.realcode",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("command", choices=("check", "stats"))
+    parser.add_argument("--project", help="only this project's problems")
+    parser.add_argument("--id", help="only this problem")
+    parser.add_argument("--root", type=Path, default=DATA, help="the data set's folder")
+    parser.add_argument("--strict", action="store_true",
+                        help="a problem that cannot be read is an error, not skipped")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        records = read_records(args.root, args.strict)
+    except DatasetError as e:
+        print(f"realcode: {e}", file=sys.stderr)
+        return 2
+    records = [r for r in records
+               if (args.project is None or r.project.name == args.project)
+               and (args.id is None or r.id == args.id)]
+    if args.command == "stats":
+        print(json.dumps(stats(records), indent=2))
+        return 0
+    from cascode.engine.sandbox import create_sandbox
+
+    with create_sandbox() as sandbox:
+        failures = check(records, sandbox)
+    for f in failures:
+        print(f"FAIL {f.id}: {f.what}")
+    print(f"{len(records)} problems, {sum(1 + len(r.wrong) for r in records)} bodies, "
+          f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
