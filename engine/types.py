@@ -38,7 +38,7 @@ class Task:
     # with its first member's tokenizer (engine/context/budget.py).
     context_budget: ContextBudget | None = None
     # Example lines from the project's test files (METHOD.md 7.1); the docstring's
-    # own examples are extracted from `prompt` (engine/examples.py `task_examples`).
+    # own examples are extracted from `prompt` (engine/examples/ `task_examples`).
     test_examples: tuple[Example, ...] = ()
 
 

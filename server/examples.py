@@ -1,6 +1,6 @@
 """The project's test files as example lines (METHOD.md 7.1) for the server's documents.
 
-One `ProjectExamples` (engine/examples.py) per project root: the deepest
+One `ProjectExamples` (engine/examples/project.py) per project root: the deepest
 workspace folder holding the document, else the nearest folder above it with
 pyproject.toml, setup.cfg, setup.py or .git. The handlers tell it what the
 editor does: an open or changed test file overrides the file on disk

@@ -1,4 +1,4 @@
-"""Example lines E (engine/examples.py): docstrings, test files, a project's tests."""
+"""Example lines E (engine/examples/): docstrings, test files, a project's tests."""
 
 from __future__ import annotations
 
