@@ -1,5 +1,7 @@
 """The settings lifecycle: fetch the client's settings, resolve them, and apply them
-(plan, tier, sandbox, cache), keeping the previous value of each one that fails."""
+(plan, tier, sandbox, cache), keeping the previous value of each one that fails. From a
+client that is not trusted (TCP), the settings that load or run things are dropped
+first (`refuse_remote`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,17 @@ from cascode.engine.host import load_plan_file
 from cascode.engine.plans import Plan
 
 from .preload import Preloader
-from .settings import SECTION, ClientOptions, Problem, Settings, resolve, value_of, with_value
+from .settings import (
+    SECTION,
+    ClientOptions,
+    Problem,
+    Settings,
+    refuse_remote,
+    refused_message,
+    resolve,
+    value_of,
+    with_value,
+)
 from .state import ServerState
 
 log = logging.getLogger(__name__)
@@ -28,6 +40,7 @@ class Configuration:
         self._configured = asyncio.Event()
         self._lock = asyncio.Lock()
         self._sandbox_made = False
+        self._refused: list[str] = []  # the keys last refused from a remote client
 
     async def settled(self) -> None:
         """Return once settings were applied and no change that arrived first is pending."""
@@ -39,7 +52,7 @@ class Configuration:
         async with self._lock:
             try:
                 raw = await self._fetch(pushed)
-                await self._apply(ClientOptions.from_raw(raw), initial)
+                await self._apply(self._allowed(ClientOptions.from_raw(raw)), initial)
             except Exception as e:  # noqa: BLE001 - the server keeps serving
                 log.exception("applying settings")
                 self.state.show(f"cascode: settings not applied: {e}")
@@ -72,6 +85,16 @@ class Configuration:
         if isinstance(pushed, dict):
             merged.update(ClientOptions.from_raw(pushed.get(SECTION, pushed)).values)
         return merged
+
+    def _allowed(self, options: ClientOptions) -> ClientOptions:
+        """`options` less what this client may not set; says so once per change."""
+        if self.state.client_trusted:
+            return options
+        options, refused = refuse_remote(options)
+        if refused and refused != self._refused:
+            self.state.show(refused_message(refused), types.MessageType.Warning)
+        self._refused = refused
+        return options
 
     async def _apply(self, options: ClientOptions, initial: bool) -> None:
         state, host = self.state, self.state.host

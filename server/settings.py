@@ -6,6 +6,11 @@ into the other field by field: a field whose value does not structure keeps
 its previous value and yields a `Problem` naming the key and the value; the
 other fields still apply; unknown keys are ignored.
 
+A field whose metadata has `remote` loads or runs things: a client over TCP (not
+the editor that started the server) may set it only to one of those values, unless
+the user started the server with `--allow-remote-settings`; `refuse_remote` drops
+the other values before `resolve`, so the field keeps its local value.
+
 Every setting is documented once, by the docstring under its field. The VS Code
 manifest and the README table are generated from those docstrings:
 
@@ -39,7 +44,8 @@ class Settings:
     enable: bool = True
     """Offer completions. When off, the server answers every completion request with no items."""
 
-    plan_file: str = ""
+    # The plan names the model files to load and the endpoints to send code to.
+    plan_file: str = attrs.field(default="", metadata={"remote": ("",)})
     """Path of the plan file (the family and its tiers). Empty: the plan packaged with cascode.
     A plan file that fails to load is reported and the previous plan stays in force."""
 
@@ -48,12 +54,15 @@ class Settings:
     plan's `default_tier`. A change applies to the next request; an unknown tier is reported
     and the previous one stays in force."""
 
-    sandbox_layers: str = attrs.field(default="auto", metadata={"key": "sandbox.layers"})
+    # `auto` takes the best path that works here and bwrap is the best path: any other
+    # forced path can only weaken the isolation.
+    sandbox_layers: str = attrs.field(
+        default="auto", metadata={"key": "sandbox.layers", "remote": ("auto", "bwrap")})
     """Isolation used to run generated code: `auto` (the best that works here) or a forced
     path (`bwrap`, `unshare`, `landlock`, `rlimits`). `cascode doctor` lists what works here."""
 
     sandbox_allow_unsafe: bool = attrs.field(
-        default=False, metadata={"key": "sandbox.allowUnsafe"}
+        default=False, metadata={"key": "sandbox.allowUnsafe", "remote": (False,)}
     )
     """Run generated code with resource limits only when no isolation layer works. Off: answers
     are then returned unverified instead."""
@@ -206,6 +215,29 @@ def resolve(options: ClientOptions, previous: Settings) -> tuple[Settings, list[
     return attrs.evolve(previous, **changes), problems
 
 
+def refuse_remote(options: ClientOptions) -> tuple[ClientOptions, list[str]]:
+    """`options` of a client over TCP without the settings it may not set (their keys,
+    in field order): a field with `remote` metadata keeps its local value unless the
+    client sent one of those values."""
+    kept = dict(options.values)
+    refused = []
+    for key, field in _FIELDS.items():
+        allowed = field.metadata.get("remote")
+        if allowed is None or key not in kept:
+            continue
+        value = kept[key]
+        if not any(type(value) is type(v) and value == v for v in allowed):
+            del kept[key]
+            refused.append(key)
+    return ClientOptions(kept), refused
+
+
+def refused_message(keys: list[str]) -> str:
+    names = ", ".join(f"{SECTION}.{key}" for key in keys)
+    return (f"cascode: {names} from this client ignored: over TCP these settings keep their "
+            "local values unless the server runs with `cascode serve --allow-remote-settings`")
+
+
 def with_value(settings: Settings, key: str, value: Any) -> Settings:
     """`settings` with one field replaced, by key (used to restore a field that failed)."""
     return attrs.evolve(settings, **{_FIELDS[key].name: value})
@@ -269,9 +301,19 @@ def markdown_table() -> str:
     for key, field in _FIELDS.items():
         default = json.dumps(field.default)
         lines.append(
-            f"| `{SECTION}.{key}` | {_json_schema_type(field)} | `{default}` | {docs[field.name]} |"
+            f"| `{SECTION}.{key}` | {_json_schema_type(field)} | `{default}` | {docs[field.name]}"
+            f"{_remote_note(field)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _remote_note(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    allowed = field.metadata.get("remote")
+    if allowed is None:
+        return ""
+    values = " or ".join(f"`{json.dumps(v)}`" for v in allowed)
+    return (f" A client over TCP may set only {values}, unless the server runs with "
+            "`cascode serve --allow-remote-settings`.")
 
 
 _CLIENT_PREFIXES = (f"{SECTION}.server.", f"{SECTION}.trace.")

@@ -64,6 +64,10 @@ class ServerState:
         self.message = "starting"
         self.busy = 0  # requests running in the engine
         self.answers = AnswerLog()
+        # Whether the client may set the settings that load or run things (settings.py,
+        # `remote`): over stdio the editor started the server; over TCP only when the
+        # user said so (`cascode serve --allow-remote-settings`).
+        self.client_trusted = True
         self.test_examples = TestExamples()  # the projects' test files, as example lines
         self.stats = Stats()  # shown, accepted and dismissed answers (`cascode stats`)
 

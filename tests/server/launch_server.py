@@ -1,4 +1,5 @@
-"""Starts `cascode serve`'s server over stdio with a scripted backend (tests, benchmark).
+"""Starts `cascode serve`'s server with a scripted backend (tests, benchmark): over stdio,
+or as `cascode serve`'s arguments say (`--tcp`, `--token-file`, ...).
 
 CASCODE_TEST_SCRIPT names the JSON script (see fake_backend.py). The sandbox is
 the real one when it is installed and CASCODE_TEST_SANDBOX is not "fake". With
@@ -7,6 +8,7 @@ CASCODE_TEST_TASKS, each task the engine answers is appended to that file.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_backend import scripted_factory  # noqa: E402
 from fake_sandbox import child_process_sandbox  # noqa: E402
 
+from cascode.server import cli  # noqa: E402
 from cascode.server.server import create_language_server  # noqa: E402
 
 
@@ -44,7 +47,9 @@ def main() -> None:
                                     sandbox_factory=_sandbox_factory())
     if os.environ.get("CASCODE_TEST_TASKS"):
         _record_tasks(server.controller.state.host, Path(os.environ["CASCODE_TEST_TASKS"]))
-    server.start_io()
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    cli.serve(server, cli.listen_options(parser.parse_args()))
 
 
 def _record_tasks(host, path: Path) -> None:

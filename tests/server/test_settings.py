@@ -10,6 +10,7 @@ from cascode.server.settings import (
     ClientOptions,
     Settings,
     markdown_table,
+    refuse_remote,
     resolve,
     vscode_configuration,
 )
@@ -122,3 +123,20 @@ def test_trigger_takes_one_of_its_values():
         'manual; keeping "manual"']
     assert vscode_configuration()["properties"]["cascode.trigger"]["enum"] == ["automatic",
                                                                               "manual"]
+
+
+def test_a_remote_client_may_not_set_what_loads_or_runs_things():
+    sent = ClientOptions.from_raw({
+        "tier": "fast", "planFile": "/tmp/evil.yaml", "sandbox": {"layers": "rlimits",
+                                                                  "allowUnsafe": True}})
+    allowed, refused = refuse_remote(sent)
+    assert refused == ["planFile", "sandbox.layers", "sandbox.allowUnsafe"]
+    assert resolve(allowed, Settings())[0] == Settings(tier="fast")
+    # The values that load nothing and cannot weaken the sandbox are taken.
+    sent = ClientOptions.from_raw({"planFile": "", "sandbox.layers": "bwrap",
+                                   "sandbox.allowUnsafe": False})
+    assert refuse_remote(sent) == (sent, [])
+    assert refuse_remote(ClientOptions.from_raw({"sandbox.allowUnsafe": 0}))[1] == [
+        "sandbox.allowUnsafe"]
+    assert "only `\"\"`, unless the server runs with `cascode serve --allow-remote-settings`" \
+        in markdown_table()
