@@ -69,7 +69,8 @@ class ServerState:
         # user said so (`cascode serve --allow-remote-settings`).
         self.client_trusted = True
         self.test_examples = TestExamples()  # the projects' test files, as example lines
-        self.stats = Stats()  # shown, accepted and dismissed answers (`cascode stats`)
+        # Shown, accepted and dismissed answers (`cascode stats`), written off the loop.
+        self.stats = Stats(on_set_aside=self._stats_set_aside)
 
     @property
     def tier(self) -> str:
@@ -90,3 +91,8 @@ class ServerState:
     def show(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
         log.warning("%s", message)
         self.ls.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def _stats_set_aside(self, message: str) -> None:
+        # Already logged by stats.py; the user sees it once, as a warning.
+        self.ls.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Warning, message=message))

@@ -13,19 +13,29 @@ every character outside the astral planes.
 
 The file holds totals; a server keeps only what it counted since its last write and
 adds that to the file's totals when it writes (under a lock), so that several editor
-windows can share one file.
+windows can share one file. A server writes on a thread of its own, never on the event
+loop: the lock may be held by another window, the disk may be slow.
+
+A file that is not a stats file of this version (corrupt, or written by another
+version of cascode) is never overwritten: it is moved aside, to
+`stats.json.corrupt-<time>` or `stats.json.version-<n>-<time>`, and a new one started;
+the log and the user (through the server) are told, and `cascode stats` lists it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +45,8 @@ log = logging.getLogger(__name__)
 VERSION = 1
 FILE_NAME = "stats.json"
 KEEP_LATENCIES = 500  # per (tier, member), the most recent
+LOCK_TIMEOUT_S = 10.0  # a write gives up (and retries later) after waiting this long
+ASIDE_KINDS = ("corrupt", "version")  # `stats.json.<kind>-...`: files moved aside
 _KEEP_CLOSED = 256  # closed answers remembered for a late `accepted(id)`
 COUNTS = ("shown", "accepted_whole", "accepted_part", "dismissed")
 
@@ -81,16 +93,29 @@ Table = dict[Key, Counts]
 # -- The file ---------------------------------------------------------------------------
 
 
+class UnknownVersion(ValueError):
+    """A stats file of a version this cascode does not know (a newer one wrote it)."""
+
+    def __init__(self, version: Any) -> None:
+        super().__init__(f"version {json.dumps(version)}, not {VERSION}")
+        self.version = version
+
+
 def load(path: Path) -> Table:
-    """The totals in `path`; empty when there is no file. Raises ValueError (or OSError)
-    when the file cannot be read or is not a version-1 stats file."""
+    """The totals in `path`; empty when there is no file. Raises UnknownVersion for a
+    stats file of another version, ValueError (or KeyError, TypeError) for a file that
+    is not a stats file, OSError when it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError(f"not a version-{VERSION} stats file")
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("version") != VERSION:
+        if "version" in data:
+            raise UnknownVersion(data["version"])
+        raise ValueError("no version")
     table: Table = {}
     for row in data["members"]:
         counts = Counts(**{n: int(row[n]) for n in COUNTS},
@@ -99,13 +124,46 @@ def load(path: Path) -> Table:
     return table
 
 
+_UNREADABLE = (ValueError, KeyError, TypeError)  # what `load` raises for a bad file
+
+
 def load_or_empty(path: Path) -> Table:
-    """`load`, with an unreadable file logged and taken as empty (it will be replaced)."""
+    """`load`, with an unreadable file logged and taken as empty (for reading only: a
+    write moves such a file aside first)."""
     try:
         return load(path)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("statistics file %s is unreadable (%s); starting it afresh", path, e)
+    except (OSError, *_UNREADABLE) as e:
+        log.warning("statistics file %s is unreadable (%s)", path, e)
         return {}
+
+
+def aside_name(path: Path, error: Exception, now: float | None = None) -> Path:
+    """Where an unreadable `path` is moved: `stats.json.corrupt-<time>`, or
+    `stats.json.version-<n>-<time>` for a file of another version; never an existing
+    file."""
+    kind = aside_kind(error)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
+    candidate = path.with_name(f"{path.name}.{kind}-{stamp}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{kind}-{stamp}-{n}")
+    return candidate
+
+
+def aside_kind(error: Exception) -> str:
+    """`corrupt`, or `version-<n>` for a stats file of another version."""
+    if isinstance(error, UnknownVersion) and type(error.version) is int:
+        return f"version-{error.version}"
+    return "corrupt"
+
+
+def set_aside_files(path: Path) -> list[Path]:
+    """The unreadable files moved aside from `path`, oldest first."""
+    if not path.parent.is_dir():
+        return []
+    found = [p for kind in ASIDE_KINDS for p in path.parent.glob(f"{path.name}.{kind}-*")]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
 
 
 def dump(table: Table, path: Path) -> None:
@@ -128,10 +186,34 @@ def dump(table: Table, path: Path) -> None:
             tmp.unlink()
 
 
+def add_to_file(path: Path, counts: Table,
+                timeout_s: float = LOCK_TIMEOUT_S) -> str | None:
+    """Add `counts` to the totals in `path`, under its lock (blocking: call it off the
+    event loop). A file that is not a stats file of this version is moved aside first,
+    never overwritten; returns the message that says so (already logged), else None.
+    Raises OSError (TimeoutError when the lock stays held) when nothing was written."""
+    notice = None
+    with _locked(path, timeout_s):
+        try:
+            table = load(path)
+        except _UNREADABLE as e:
+            aside = aside_name(path, e)
+            os.rename(path, aside)  # an OSError here: nothing is written
+            notice = (f"cascode: the statistics file {path} could not be read ({e}); it is "
+                      f"kept as {aside.name} and a new one is started")
+            log.warning("%s", notice)
+            table = {}
+        for key, c in counts.items():
+            table.setdefault(key, Counts()).add(c)
+        dump(table, path)
+    return notice
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, timeout_s: float) -> Iterator[None]:
     """An exclusive lock next to `path` (where fcntl exists), so that two servers do
-    not both read the old totals and overwrite each other's."""
+    not both read the old totals and overwrite each other's. Raises TimeoutError when
+    another process holds it for `timeout_s`."""
     try:
         import fcntl
     except ImportError:  # Windows: a lost update between two windows is acceptable
@@ -139,7 +221,16 @@ def _locked(path: Path) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{f.name} stayed locked for {timeout_s:g} s") from None
+                time.sleep(0.05)
         try:
             yield
         finally:
@@ -235,18 +326,32 @@ def _indent(text: str) -> int:
 
 class Stats:
     """Counts what happens to shown answers; writes them at most every `interval_s`
-    seconds (on the next event) and on `flush()`."""
+    seconds (on the next event) and on `flush()`.
+
+    Called on the event loop, `flush()` hands the counts to a writer thread of its own
+    and returns at once; elsewhere it writes before returning. `on_set_aside(message)`
+    is told (on the loop) when the file was moved aside."""
 
     def __init__(self, path: Path | None = None, *, interval_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_set_aside: Callable[[str], None] | None = None,
+                 lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.path = path if path is not None else stats_file()
         self.interval_s = interval_s
+        self.on_set_aside = on_set_aside
+        self.lock_timeout_s = lock_timeout_s
         self._clock = clock
         self._last_write = clock()
         self._pending: Table = {}
         self._open: dict[str, _Open] = {}  # by uri: one ghost text per document
         self._closed: OrderedDict[str, tuple[Key, str]] = OrderedDict()  # id -> outcome
         self._aliases: OrderedDict[str, str] = OrderedDict()  # re-shown id -> first id
+        # Handed to a write that has not succeeded yet: touched only by `_write`, which
+        # runs one at a time (`_write_lock`), and read by `summary` (`_unwritten_lock`).
+        self._unwritten: Table = {}
+        self._write_lock = threading.Lock()
+        self._unwritten_lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
 
     # The events ---------------------------------------------------------------------
 
@@ -368,29 +473,66 @@ class Stats:
     def summary(self) -> list[dict[str, Any]]:
         """The file's totals plus what this server counted since, per tier and member."""
         table = load_or_empty(self.path)
-        for key, counts in self._pending.items():
+        with self._unwritten_lock:
+            since = [*self._unwritten.items(), *self._pending.items()]
+        for key, counts in since:
             table.setdefault(key, Counts()).add(counts)
         return summarize(table)
 
-    def flush(self) -> None:
-        """Add what was counted since the last write to the file. Never raises: a file
-        that cannot be written is logged, and the counts wait for the next try."""
+    def flush(self) -> Future[str | None] | None:
+        """Add what was counted since the last write to the file: on the writer thread
+        when called on an event loop (returns that write's future), else at once. Never
+        raises: a file that cannot be written is logged, and the counts wait for the
+        next write."""
         self._last_write = self._clock()
         pending = {k: c for k, c in self._pending.items() if not c.empty()}
-        if not pending:
-            return
-        try:
-            with _locked(self.path):
-                table = load_or_empty(self.path)
-                for key, counts in pending.items():
-                    table.setdefault(key, Counts()).add(counts)
-                dump(table, self.path)
-        except OSError as e:
-            log.warning("could not write the statistics file %s: %s", self.path, e)
-            return
         self._pending.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._report(self._write(pending))
+            return None
+        if self._writer is None:
+            # One thread, so that writes happen in order; its queue is finished before
+            # the interpreter exits (concurrent.futures joins it).
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="cascode-stats")
+        future = self._writer.submit(self._write, pending)
 
-    # Inside -------------------------------------------------------------------------
+        def report(f: Future[str | None]) -> None:
+            if f.cancelled():
+                return
+            if f.exception() is not None:
+                log.error("writing the statistics file failed", exc_info=f.exception())
+            elif f.result() is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._report, f.result())
+
+        future.add_done_callback(report)
+        return future
+
+    def _write(self, pending: Table) -> str | None:
+        """Add `pending`, and whatever an earlier write could not, to the file; returns
+        the message when the file was moved aside. Blocking."""
+        with self._write_lock:
+            with self._unwritten_lock:
+                for key, counts in pending.items():
+                    self._unwritten.setdefault(key, Counts()).add(counts)
+                todo = {k: dataclasses.replace(c, latencies_s=list(c.latencies_s))
+                        for k, c in self._unwritten.items()}
+            if not todo:
+                return None
+            try:
+                notice = add_to_file(self.path, todo, self.lock_timeout_s)
+            except OSError as e:
+                log.warning("could not write the statistics file %s: %s", self.path, e)
+                return None
+            with self._unwritten_lock:
+                self._unwritten.clear()
+            return notice
+
+    def _report(self, notice: str | None) -> None:
+        if notice is not None and self.on_set_aside is not None:
+            self.on_set_aside(notice)
 
     def _counts(self, key: Key) -> Counts:
         return self._pending.setdefault(key, Counts())

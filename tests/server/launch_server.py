@@ -3,7 +3,8 @@ or as `cascode serve`'s arguments say (`--tcp`, `--token-file`, ...).
 
 CASCODE_TEST_SCRIPT names the JSON script (see fake_backend.py). The sandbox is
 the real one when it is installed and CASCODE_TEST_SANDBOX is not "fake". With
-CASCODE_TEST_TASKS, each task the engine answers is appended to that file.
+CASCODE_TEST_TASKS, each task the engine answers is appended to that file. With
+CASCODE_TEST_STATS_INTERVAL, the statistics are written that often (seconds).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def main() -> None:
                                     sandbox_factory=_sandbox_factory())
     if os.environ.get("CASCODE_TEST_TASKS"):
         _record_tasks(server.controller.state.host, Path(os.environ["CASCODE_TEST_TASKS"]))
+    if os.environ.get("CASCODE_TEST_STATS_INTERVAL"):
+        server.controller.state.stats.interval_s = float(os.environ["CASCODE_TEST_STATS_INTERVAL"])
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     cli.serve(server, cli.listen_options(parser.parse_args()))

@@ -3,8 +3,11 @@ the server telling them from a real client's didChange."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 
 import pytest
 
@@ -173,14 +176,89 @@ def test_persistence_round_trip_and_merging(path):
     assert (tier["shown"], tier["accepted"], tier["dismissed"]) == (3, 1, 1)
 
 
-def test_corrupt_file_is_logged_and_replaced(path, caplog):
+def test_a_corrupt_file_is_moved_aside_unchanged_and_a_new_one_started(path, caplog):
     path.write_text("{not json")
-    s = Stats(path)
+    told: list[str] = []
+    s = Stats(path, on_set_aside=told.append)
     _shown(s)
     with caplog.at_level(logging.WARNING):
         s.flush()
-    assert "unreadable" in caplog.text
+    (aside,) = stats.set_aside_files(path)
+    assert aside.name.startswith("stats.json.corrupt-")
+    assert aside.read_text() == "{not json"
     assert stats.load(path)[("balanced", "small")].shown == 1
+    assert len(told) == 1 and f"kept as {aside.name}" in told[0] and told[0] in caplog.text
+    _shown(s, "a2", text="    return 0")
+    s.flush()  # the new file is read and added to; nothing more is moved
+    assert stats.set_aside_files(path) == [aside] and len(told) == 1
+    assert stats.load(path)[("balanced", "small")].shown == 2
+
+
+def test_a_newer_version_file_is_moved_aside_unchanged(path):
+    newer = json.dumps({"version": stats.VERSION + 1, "rows": [{"tier": "fast"}]})
+    path.write_text(newer)
+    s = Stats(path)
+    _shown(s)
+    s.flush()
+    (aside,) = stats.set_aside_files(path)
+    assert aside.name.startswith(f"stats.json.version-{stats.VERSION + 1}-")
+    assert aside.read_text() == newer
+    assert json.loads(path.read_text())["version"] == stats.VERSION
+    assert stats.load(path)[("balanced", "small")].shown == 1
+
+
+def test_two_files_moved_aside_in_the_same_second_keep_both(path):
+    path.write_text("first")
+    error = ValueError("bad")
+    taken = stats.aside_name(path, error, now=0.0)
+    taken.write_text("earlier")
+    assert stats.aside_name(path, error, now=0.0) == taken.with_name(taken.name + "-2")
+
+
+@contextlib.contextmanager
+def _lock_held(path):
+    """Hold the stats file's lock as another server would (a lock of its own)."""
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+async def test_a_flush_on_the_event_loop_does_not_wait_for_the_lock(path):
+    s = Stats(path)
+    _shown(s)
+    with _lock_held(path):
+        started = time.monotonic()
+        future = s.flush()
+        assert future is not None and time.monotonic() - started < 0.5
+        ticks = 0
+        for _ in range(10):  # the loop keeps running while the write waits
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert ticks == 10 and not future.done() and not path.exists()
+    await asyncio.wait_for(asyncio.wrap_future(future), 10)
+    assert stats.load(path)[("balanced", "small")].shown == 1
+
+
+async def test_a_lock_held_too_long_keeps_the_counts_for_the_next_write(path, caplog):
+    s = Stats(path, lock_timeout_s=0.2)
+    _shown(s)
+    with _lock_held(path), caplog.at_level(logging.WARNING):
+        future = s.flush()
+        assert future is not None
+        await asyncio.wrap_future(future)
+    assert "stayed locked" in caplog.text and not path.exists()
+    assert _row(s)["shown"] == 1  # still counted
+    _shown(s, "a2", member="large")
+    future = s.flush()
+    assert future is not None
+    await asyncio.wrap_future(future)
+    table = stats.load(path)
+    assert (table[("balanced", "small")].shown, table[("balanced", "large")].shown) == (1, 1)
 
 
 def test_unwritable_state_dir_keeps_the_counts(tmp_path):
@@ -275,3 +353,65 @@ async def test_server_counts_an_inserted_answer_and_a_dismissed_one(tmp_path, mo
     assert (tier["tier"], tier["shown"], tier["accepted_whole"], tier["dismissed"]) == (
         "balanced", 2, 1, 1)
     assert tier["p50_s"] is not None
+
+
+def test_cli_lists_the_files_moved_aside(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CASCODE_STATE_DIR", str(tmp_path))
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps({"version": stats.VERSION + 1}))
+    assert main(["stats"]) == 0
+    captured = capsys.readouterr()
+    assert f"{path} is unreadable" in captured.err
+    assert f"the server will move it aside (to stats.json.version-{stats.VERSION + 1}-<time>)" \
+        in captured.err
+    assert path.read_text() == json.dumps({"version": stats.VERSION + 1})  # only read
+
+    s = Stats(path)
+    _shown(s)
+    s.flush()
+    (aside,) = stats.set_aside_files(path)
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert "  small" in out
+    assert f"moved aside, not counted (unreadable or of another version): {aside}" in out
+    assert main(["stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["set_aside"] == [str(aside)]
+    assert main(["stats", "--reset"]) == 0
+    assert f"moved aside, not counted (unreadable or of another version): {aside}" in (
+        capsys.readouterr().out)
+    assert aside.exists() and not path.exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+async def test_the_server_answers_while_the_stats_lock_is_held_and_keeps_a_corrupt_file(
+        tmp_path, monkeypatch, capsys):
+    from lsp_session import ADD_LINE, ADD_STUB, session
+
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "stats.json"
+    path.write_text("{not json")
+    monkeypatch.setenv("CASCODE_STATE_DIR", str(state))
+    # Every counted event writes: the first answer shown starts a write at once.
+    async with session(tmp_path, extra_env={"CASCODE_TEST_STATS_INTERVAL": "0"}) as s:
+        first = s.open(ADD_STUB)
+        with _lock_held(path):  # another window's server is writing
+            assert (await asyncio.wait_for(s.inline(first, ADD_LINE), 10)).items
+            # The write waits for the lock (up to 10 s) off the event loop: the
+            # server goes on answering meanwhile.
+            started = time.monotonic()
+            await asyncio.wait_for(s.command("cascode.listTiers"), 3)
+            second = s.open(ADD_STUB, uri="file:///work/second.py")
+            assert (await asyncio.wait_for(s.inline(second, ADD_LINE), 3)).items
+            assert time.monotonic() - started < 3
+            assert path.read_text() == "{not json"
+        message = await s.wait_for_message("could not be read")
+    (aside,) = stats.set_aside_files(path)
+    assert aside.read_text() == "{not json"
+    assert f"kept as {aside.name}" in message
+    assert main(["stats", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["set_aside"] == [str(aside)]
+    tier = next(r for r in report["rows"] if r["member"] is None)
+    assert (tier["shown"], tier["dismissed"]) == (2, 2)
