@@ -1,12 +1,19 @@
-"""Answering a completion request: the stub under the cursor (or the rest of a function
-written up to it), the asserts of the project's test files that call it, the cascade on the
-engine thread (cancellable), and the edit that places the answer (`Answer`). An automatic
-request may be declined (server/trigger.py) and waits a debounce; an answer the user types
-along stays shown without a new run."""
+"""Answering a completion request, in steps that each do one job:
+
+- `ask`: the document, the cursor in code points, whether the editor asked as the user
+  typed (`automatic`) and whether the request may start the models (`run`);
+- `prepare`: the function under the cursor (`engine.context.request`), the trigger rules
+  (server/trigger.py), the task with the project's test files' asserts: a `Prepared`
+  request, or the `Declined` reason (sent to the client's log);
+- `run`: the cascade on the engine thread, cancellable, after the debounce of an
+  automatic request (a newer request on the same document cancels it);
+- `place`: the edit that puts the answer in the file, its provenance, the `Answer`.
+
+An answer the user types along stays shown without a new run (`_typed_along`).
+"""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import dataclasses
 import logging
@@ -16,15 +23,9 @@ from typing import Any
 from lsprotocol import types
 
 from cascode.engine.cancel import CancelToken
-from cascode.engine.context import (
-    FunctionContext,
-    body_edit,
-    continuation_edit,
-    continues_at,
-    function_at,
-)
+from cascode.engine.context.request import Request, answer_edit, request_at, request_task
 from cascode.engine.errors import Cancelled, CascodeError
-from cascode.engine.types import Event, Task
+from cascode.engine.types import Event, Result, Task
 
 from . import edits
 from .configuration import Configuration
@@ -32,7 +33,7 @@ from .examples import workspace_folders
 from .progress import Progress
 from .provenance import event_message, finished_message, provenance
 from .state import ServerState
-from .trigger import Debounce, declined
+from .trigger import Debounce, decline, same_code
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,34 @@ class Answer:
     provenance: dict[str, Any]
     codec: Any  # the document's pygls PositionCodec
     codec_lines: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """A request as the completer sees it."""
+
+    uri: str
+    doc: Any  # the pygls TextDocument
+    lines: list[str]
+    cursor: edits.Pos
+    automatic: bool  # the editor asked as the user typed (else the user asked)
+    run: bool  # may start the models (False: only an answer already computed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What the cascade is asked for a request that may be answered."""
+
+    asked: Asked
+    request: Request
+    task: Task
+
+
+@dataclasses.dataclass(frozen=True)
+class Declined:
+    """Why a request gets no answer."""
+
+    reason: str
 
 
 @dataclasses.dataclass
@@ -76,65 +105,92 @@ class Completer:
 
     async def answer(
         self, uri: str, position: types.Position, token: types.ProgressToken | None,
-        automatic: bool = False,
+        automatic: bool = False, run: bool = True,
     ) -> Answer | None:
         """The answer for the function at `position`, or None (no function to complete
         there, declined, disabled, ...). `automatic`: the editor asked as the user typed
-        (server/trigger.py decides whether that gets an answer); else the user asked."""
-        state = self.state
+        (server/trigger.py decides whether that gets an answer); else the user asked.
+        `run` False: only an answer already computed (shown, or in the answer cache)."""
         await self.configuration.settled()
+        asked = self.ask(uri, position, automatic, run)
+        if asked is None:
+            return None
+        along = self._typed_along(asked)
+        if along is not None:
+            return along
+        self._shown.pop(uri, None)
+        prepared = await self.prepare(asked)
+        if isinstance(prepared, Declined):
+            self._log_declined(asked, prepared.reason)
+            return None
+        ran = await self.run(prepared, token)
+        if ran is None:
+            return None
+        return self.place(prepared, *ran)
+
+    def ask(self, uri: str, position: types.Position, automatic: bool,
+            run: bool) -> Asked | None:
+        """The request on an open Python document, or None (disabled, no plan yet, not
+        Python, unknown document)."""
+        state = self.state
         if not state.settings.enable or state.host.plan is None:
             return None
         doc = state.ls.workspace.text_documents.get(uri)
         if doc is None or not _is_python(uri, doc.language_id):
             return None
-        source = doc.source
         pos = doc.position_codec.position_from_client_units(doc.lines, position)
-        lines = edits.lines_of(source)
+        lines = edits.lines_of(doc.source)
         cursor = edits.clamp(lines, (pos.line, pos.character))
-        along = self._typed_along(uri, lines, cursor, doc, automatic)
-        if along is not None:
-            return along
-        self._shown.pop(uri, None)
-        if automatic and state.settings.trigger == "manual":
-            return None
-        found = _function_at(source, lines, *cursor)
-        if found is None:
-            return None
-        fc, rest = found
-        if automatic:
-            why = declined(lines, cursor, fc)
-            if why is None and rest and _same_code(fc.prompt) in self._answered.get(uri, ()):
-                why = "the function is an answer already given"
-            if why is not None:
-                log.debug("automatic request at %s:%d:%d declined: %s", uri, *cursor, why)
-                return None
-        budget = state.settings.context_tokens
-        task = fc.task(budget if budget >= 0 else None)
-        if not state.settings.file_context:
-            task = dataclasses.replace(fc.task(), context="")
-        if state.settings.test_examples:
-            task = await self._with_test_examples(uri, task)
+        return Asked(uri, doc, lines, cursor, automatic, run)
 
+    async def prepare(self, asked: Asked) -> Prepared | Declined:
+        """The task for the function at the cursor, or why the request gets no answer."""
+        state = self.state
+        settings = state.settings
+        source = "\n".join(asked.lines)
+        request = request_at(source, asked.cursor)
+        if request is None:
+            return Declined("no function to complete at the cursor")
+        why = decline(asked.lines, asked.cursor, request.fc, automatic=asked.automatic,
+                      manual=settings.trigger == "manual", rest=request.rest,
+                      answered=self._answered.get(asked.uri, ()))
+        if why is not None:
+            return Declined(why)
+        task = request_task(request, context_tokens=settings.context_tokens,
+                            file_context=settings.file_context)
+        if settings.test_examples:
+            task = await self._with_test_examples(asked.uri, task)
+        if not asked.run and state.host.cached(task, state.tier) is None:
+            return Declined("no answer computed yet for this function (a completion request "
+                            "does not start the models: cascode.completionRequests)")
+        return Prepared(asked, request, task)
+
+    async def run(self, prepared: Prepared,
+                  token: types.ProgressToken | None) -> tuple[Result, bool] | None:
+        """(the answer, whether it came from the answer cache), or None when it failed
+        (the user was told). A newer request on the same document cancels this one,
+        also while an automatic request waits out its debounce."""
+        state, asked = self.state, prepared.asked
+        uri = asked.uri
         previous = self._inflight.get(uri)
-        if previous is not None and not previous.done():
+        if asked.run and previous is not None and not previous.done():
             previous.cancel("superseded by a newer request on the same document")
         me = asyncio.current_task()
         assert me is not None
-        self._inflight[uri] = me
+        if asked.run:
+            self._inflight[uri] = me
         try:
-            if automatic and state.host.cached(task, state.tier) is None:
+            if asked.automatic and asked.run and state.host.cached(prepared.task,
+                                                                   state.tier) is None:
                 # Wait for the next keystroke (a newer request cancels this one here).
                 await asyncio.sleep(self._debounce.delay(uri, state.settings.debounce_ms))
-            result, cached = await self._run(task, token)
-        except Cancelled:
+            return await self._run(prepared.task, token)
+        except (Cancelled, asyncio.CancelledError):
             raise
         except CascodeError as e:
             state.show(f"cascode: {e}")
             state.send_status("error", str(e))
             return None
-        except asyncio.CancelledError:
-            raise
         except Exception as e:  # noqa: BLE001 - one failed request must not stop the server
             log.exception("completion failed")
             state.show(f"cascode: completion failed: {e}")
@@ -143,43 +199,57 @@ class Completer:
             if self._inflight.get(uri) is me:
                 del self._inflight[uri]
 
+    def place(self, prepared: Prepared, result: Result, cached: bool) -> Answer | None:
+        """The answer as an edit of the document, with its provenance (remembered for
+        `cascode.lastAnswer` and for typing along); None when it cannot be placed."""
+        state, asked, task = self.state, prepared.asked, prepared.task
         try:
-            if rest:
-                placed = continuation_edit(fc, result.code, lines, cursor)
-                if placed is None:
-                    state.send_status("ready", f"tier {result.tier}: the model added nothing")
-                    return None
-                edit = edits.Edit(*placed)
-            else:
-                start, end, text = body_edit(fc, result.code, cursor)
-                edit = edits.minimal_edit(source,
-                                          edits.apply(source, edits.Edit(start, end, text)))
+            placed = answer_edit(prepared.request, result.code)
+            if placed is None:
+                state.send_status("ready", f"tier {result.tier}: the model added nothing")
+                return None
+            edit = edits.Edit(*placed)
+            if not prepared.request.rest:
+                source = "\n".join(asked.lines)
+                edit = edits.minimal_edit(source, edits.apply(source, edit))
         except Exception as e:  # noqa: BLE001 - an answer that cannot be placed is dropped
             log.exception("placing the answer")
             state.show(f"cascode: the answer could not be placed in the file: {e}")
             return None
-        answer_id = uuid.uuid4().hex[:12]
-        prov = provenance(result, answer_id=answer_id, uri=uri, function=task.entry_point,
-                          cached=cached)
+        prov = provenance(result, answer_id=uuid.uuid4().hex[:12], uri=asked.uri,
+                          function=task.entry_point, cached=cached)
         state.answers.remember(prov)
         state.send_status("busy" if state.busy else "ready",
                           f"tier {result.tier}: {finished_message(result, cached)}")
-        answer = Answer(uri, task.entry_point, lines, cursor, edit, prov,
+        doc = asked.doc
+        answer = Answer(asked.uri, task.entry_point, asked.lines, asked.cursor, edit, prov,
                         doc.position_codec, doc.lines)
-        shown = edits.covering(lines, edit, cursor)
-        self._shown[uri] = _Shown("\n".join(lines), edits.offset(lines, shown.start),
-                                  edits.offset(lines, shown.end), answer, state.tier)
-        answered = self._answered.setdefault(uri, [])
-        answered.append(_same_code(result.code))
+        shown = edits.covering(asked.lines, edit, asked.cursor)
+        self._shown[asked.uri] = _Shown(
+            "\n".join(asked.lines), edits.offset(asked.lines, shown.start),
+            edits.offset(asked.lines, shown.end), answer, state.tier)
+        answered = self._answered.setdefault(asked.uri, [])
+        answered.append(same_code(result.code))
         del answered[:-16]
         return answer
 
-    def _typed_along(self, uri: str, lines: list[str], cursor: edits.Pos,
-                     doc: Any, automatic: bool) -> Answer | None:
+    def _log_declined(self, asked: Asked, reason: str) -> None:
+        """A request that gets no answer, and why: in the client's log (not a pop-up),
+        where a user who wonders why nothing shows can read it."""
+        kind = "automatic" if asked.automatic else "explicit"
+        message = (f"cascode: {kind} request at {asked.uri}:{asked.cursor[0] + 1}:"
+                   f"{asked.cursor[1] + 1} not answered: {reason}")
+        log.debug("%s", message)
+        self.state.ls.window_log_message(
+            types.LogMessageParams(type=types.MessageType.Log, message=message))
+
+    def _typed_along(self, asked: Asked) -> Answer | None:
         """The shown answer again, when the only change since it was shown is text typed
         at the cursor that continues it: no new cascade run. Also, for an automatic
         request, when nothing changed (manual mode keeps what the user asked for); an
         explicit request then goes through the answer cache as usual."""
+        uri, lines, cursor, doc = asked.uri, asked.lines, asked.cursor, asked.doc
+        automatic = asked.automatic
         shown = self._shown.get(uri)
         if shown is None or shown.tier != self.state.tier:
             return None
@@ -219,16 +289,15 @@ class Completer:
             return task
         return dataclasses.replace(task, test_examples=examples)
 
-    async def _run(self, task: Any, token: types.ProgressToken | None) -> tuple[Any, bool]:
+    async def _run(self, task: Task, token: types.ProgressToken | None) -> tuple[Result, bool]:
         state, host = self.state, self.state.host
         tier = state.tier
         cached = host.cached(task, tier)
         if cached is not None:
             if token is not None:  # the client asked for progress on its own token: close it
-                (await Progress.start(state.ls, token, "cascode")).end(
-                    finished_message(cached, True))
+                Progress.start(state.ls, token, "cascode").end(finished_message(cached, True))
             return cached, True
-        progress = await Progress.start(state.ls, token, "cascode")
+        progress = Progress.start(state.ls, token, "cascode")
         cancel = CancelToken()
         self._tokens.add(cancel)
         loop = asyncio.get_running_loop()
@@ -280,41 +349,7 @@ class Completer:
             task.cancel()
 
 
-def _same_code(code: str) -> str:
-    """A function's text for comparison: no trailing whitespace, no blank lines."""
-    return "\n".join(x.rstrip() for x in code.strip().splitlines() if x.strip())
-
-
-def _header_complete(fc: FunctionContext) -> bool:
-    unit = fc.body_indent[len(fc.indent):] or "    "
-    try:
-        ast.parse(fc.prompt + unit + "pass\n")
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
 def _is_python(uri: str, language_id: str | None) -> bool:
     if language_id:
         return language_id == "python"
     return uri.endswith((".py", ".pyi"))
-
-
-def _function_at(source: str, lines: list[str], line: int,
-                 character: int) -> tuple[FunctionContext, bool] | None:
-    """The function to complete at the cursor and whether only its rest is asked for
-    (a body already written, the cursor at its end); None where there is nothing to
-    complete (not in a function, written lines of it below the cursor, unparsable)."""
-    try:
-        fc = function_at(source, line, character)
-    except Exception:  # noqa: BLE001 - a file the scanner chokes on gets no completion
-        log.exception("finding the function at %d:%d", line, character)
-        return None
-    if fc is None:
-        return None
-    if fc.is_stub:
-        # A header still being typed (`def f(a, b` with no colon yet) gets nothing.
-        return (fc, False) if _header_complete(fc) else None
-    if continues_at(fc, lines, (line, character)):
-        return fc, True
-    return None

@@ -27,23 +27,21 @@ class Preloader:
             return
         loop = asyncio.get_running_loop()
         state.send_status("loading", f"loading {', '.join(names)}")
-        started = loop.create_task(Progress.start(state.ls, None, "cascode: loading models"))
+        progress = Progress.start(state.ls, None, "cascode: loading models")
 
         def on_progress(name: str, i: int, n: int) -> None:
             message = f"loading {name} ({i + 1}/{n})"
-            loop.call_soon_threadsafe(self._report, started, message)
+            loop.call_soon_threadsafe(self._report, progress, message)
 
         future = state.host.preload(names, on_progress)
-        loop.create_task(self._loaded(asyncio.wrap_future(future), started))
+        loop.create_task(self._loaded(asyncio.wrap_future(future), progress))
 
-    def _report(self, started: asyncio.Task[Progress], message: str) -> None:
+    def _report(self, progress: Progress, message: str) -> None:
         self.state.send_status("loading", message)
-        if started.done() and not started.exception():
-            started.result().report(message)
+        progress.report(message)
 
-    async def _loaded(self, done: asyncio.Future[None], started: asyncio.Task[Progress]) -> None:
+    async def _loaded(self, done: asyncio.Future[None], progress: Progress) -> None:
         state = self.state
-        progress = await started
         try:
             await done
         except CascodeError as e:

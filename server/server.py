@@ -121,8 +121,11 @@ def create_language_server(
         ls: CascodeLanguageServer, params: types.CompletionParams
     ) -> types.CompletionList:
         started = time.monotonic()
+        # Editors send these as the user types (VS Code's quick suggestions): unless the
+        # client says its requests are the user asking, offer only a computed answer.
+        explicit = ls.controller.state.settings.completion_requests == "explicit"
         answer = await _answer(ls, params.text_document.uri, params.position,
-                               params.work_done_token)
+                               params.work_done_token, automatic=not explicit, run=explicit)
         if answer is None:
             return types.CompletionList(is_incomplete=False, items=[])
         edit = edits.covering(answer.lines, answer.edit, answer.cursor)
@@ -202,11 +205,12 @@ async def _answer(
     position: types.Position,
     work_done_token: types.ProgressToken | None,
     automatic: bool = False,
+    run: bool = True,
 ) -> Answer | None:
     from cascode.engine.errors import Cancelled
 
     try:
-        return await ls.controller.answer(uri, position, work_done_token, automatic)
+        return await ls.controller.answer(uri, position, work_done_token, automatic, run)
     except Cancelled as e:
         raise JsonRpcRequestCancelled(f"cascode: {e}") from None
 

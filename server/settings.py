@@ -102,6 +102,15 @@ class Settings:
     milliseconds: adapted to your typing (half of it after a pause of a second, up to four
     times it while you type fast). A newer request cancels a waiting or running one."""
 
+    completion_requests: str = attrs.field(
+        default="answered", metadata={"enum": ("answered", "explicit")})
+    """What a `textDocument/completion` request (the suggestion list) may start. `answered`: it
+    offers only an answer already computed for the function (shown as ghost text, or in the
+    answer cache) and never starts the models: editors send these requests as you type (VS
+    Code's quick suggestions), and ghost text is where answers are asked for. `explicit`: each
+    request is the user asking, and runs the tier like an explicit inline request (the Neovim
+    plugin's completion-item mapping sets this)."""
+
     cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
     """How many answers to keep in memory: asking again for the same stub in the same file
     answers at once. 0 disables the cache."""

@@ -22,10 +22,32 @@ from __future__ import annotations
 import io
 import time
 import tokenize
+from collections.abc import Collection
 
 from cascode.engine.context import FunctionContext
 
 _CLOSERS = set(")]}'\":,")
+
+
+def decline(lines: list[str], cursor: tuple[int, int], fc: FunctionContext, *,
+            automatic: bool, manual: bool, rest: bool, answered: Collection[str]) -> str | None:
+    """Why a request gets no answer, or None when it may run: an explicit request always
+    may; an automatic one not in manual mode, not where `declined` says so, and not at
+    the end of a function that is an answer already given (`answered`: those functions'
+    text, as `same_code` gives it)."""
+    if not automatic:
+        return None
+    if manual:
+        return "manual mode (cascode.trigger): only explicit requests are answered"
+    why = declined(lines, cursor, fc)
+    if why is None and rest and same_code(fc.prompt) in answered:
+        why = "the function is an answer already given"
+    return why
+
+
+def same_code(code: str) -> str:
+    """A function's text for comparison: no trailing whitespace, no blank lines."""
+    return "\n".join(x.rstrip() for x in code.strip().splitlines() if x.strip())
 
 
 def declined(lines: list[str], cursor: tuple[int, int], fc: FunctionContext) -> str | None:

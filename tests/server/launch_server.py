@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +62,7 @@ def _record_tasks(host, path: Path) -> None:
     answer = host.answer
 
     def recording(task, tier, **kwargs):
-        record = {"entry_point": task.entry_point,
+        record = {"entry_point": task.entry_point, "started": time.time(),
                   "test_examples": [dataclasses.asdict(e) for e in task.test_examples]}
         with path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

@@ -67,6 +67,20 @@ class Session:
     def messages(self) -> list[str]:
         return [m.message for m in self.client.messages]
 
+    @property
+    def log_messages(self) -> list[str]:
+        """What the server wrote to the client's log (window/logMessage)."""
+        return [m.message for m in self.client.log_messages]
+
+    async def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for m in self.log_messages:
+                if text in m:
+                    return m
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no log message containing {text!r}; got {self.log_messages}")
+
     async def wait_for_status(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:

@@ -3,6 +3,7 @@ a half-written function, the automatic-trigger rules, manual mode, typing along.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -83,36 +84,48 @@ async def test_written_lines_below_the_cursor_get_no_answer(tmp_path):
         assert not (await s.inline(uri, LAST + 2, 4, automatic=True)).items
 
 
-@pytest.mark.parametrize(("line", "column", "why"), [
-    ("    retu", 6, "in the middle of a word"),
-    ("    (1)", 4, "code right of the cursor"),
-    ("    # to do", 11, "inside a comment"),
-    ('    s = "abc', 12, "inside a string"),
+@pytest.mark.parametrize(("body", "at", "why"), [
+    ("    ", (0, 5), "in the middle of a word"),  # def a|dd(a, b):
+    ("    ", (0, 7), "code right of the cursor"),  # def add|(a, b):
+    ("    x = 1  # note", (2, 17), "inside a comment"),
+    ('    s = "abc', (2, 12), "inside a string"),
 ])
 async def test_automatic_requests_are_declined_where_a_completion_gets_in_the_way(
-        tmp_path, line, column, why):
-    source = STUB.format(line=line)
-    async with session(tmp_path, _script()) as s:
+        tmp_path, body, at, why):
+    tasks = tmp_path / "tasks.jsonl"
+    source = STUB.format(line=body)
+    async with session(tmp_path, _script(),
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(source)
-        assert not (await s.inline(uri, 2, column, automatic=True)).items, why
-        # Asked for explicitly, the same place gets an answer (or none for a body).
-        if line.strip() in ("(1)",):
-            assert not (await s.inline(uri, 2, column)).items
+        assert not (await s.inline(uri, *at, automatic=True)).items
+        logged = await s.wait_for_log(f"automatic request at {uri}:{at[0] + 1}:{at[1] + 1}")
+        assert logged.endswith(f"not answered: {why}")
+        assert _tasks(tasks) == 0  # declined before any run
+        # Asked for explicitly, the same place is answered.
+        assert (await s.inline(uri, *at)).items
+        assert _tasks(tasks) == 1
 
 
 async def test_automatic_requests_answer_where_it_fits(tmp_path):
-    async with session(tmp_path, _script()) as s:
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(),
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(STUB.format(line="    "))
         assert (await s.inline(uri, 2, 4, automatic=True)).items
         # Inside the docstring (right before its closing quotes): declined.
         assert not (await s.inline(uri, 1, 33, automatic=True)).items
+        assert (await s.wait_for_log(f"{uri}:2:34")).endswith("inside a string")
         # At the end of the docstring line: answered.
         assert (await s.inline(uri, 1, 36, automatic=True)).items
         # A docstring still open: declined automatically, answered when asked.
         open_doc = 'def add(a, b):\n    """Return the sum of a and b.\n'
         uri2 = s.open(open_doc, uri="file:///work/open.py")
+        runs = _tasks(tasks)
         assert not (await s.inline(uri2, 1, 33, automatic=True)).items
+        assert (await s.wait_for_log(f"{uri2}:2:34")).endswith("the docstring is still open")
+        assert _tasks(tasks) == runs
         assert (await s.inline(uri2, 1, 33)).items
+        assert _tasks(tasks) == runs + 1
 
 
 async def test_manual_mode_answers_only_when_asked(tmp_path):
@@ -121,8 +134,43 @@ async def test_manual_mode_answers_only_when_asked(tmp_path):
                        extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(STUB.format(line="    "))
         assert not (await s.inline(uri, 2, 4, automatic=True)).items
+        assert "manual mode" in await s.wait_for_log(f"automatic request at {uri}:3:5")
         assert _tasks(tasks) == 0  # no cascade ran
         assert (await s.inline(uri, 2, 4)).items
+        assert _tasks(tasks) == 1
+
+
+async def test_completion_requests_offer_only_a_computed_answer(tmp_path):
+    """As VS Code's quick suggestions send them while the user types: no run, and the
+    inline request in flight on the document is not cancelled."""
+    tasks = tmp_path / "tasks.jsonl"
+    script_data = _script() | {"steps": 20, "step_seconds": 0.05}
+    async with session(tmp_path, script_data, client_name="visual-studio-code",
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        uri = s.open(STUB.format(line="    "))
+        assert not (await s.completion(uri, 2, 4)).items
+        assert "no answer computed yet" in await s.wait_for_log(f"{uri}:3:5")
+        assert _tasks(tasks) == 0
+        # A completion request while an inline run is in flight leaves the run alone.
+        inline = asyncio.ensure_future(s.inline(uri, 2, 4, automatic=True))
+        await asyncio.sleep(0.5)
+        assert not (await s.completion(uri, 2, 4)).items
+        (item,) = (await inline).items
+        assert _tasks(tasks) == 1
+        # Once computed, the suggestion list offers it too, still without a run.
+        (entry,) = (await s.completion(uri, 2, 4)).items
+        assert entry.text_edit.new_text.endswith("return a + b")
+        assert _tasks(tasks) == 1
+
+
+async def test_completion_requests_run_when_the_client_says_they_are_explicit(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    async with session(tmp_path, _script(), settings={"completionRequests": "explicit",
+                                                      "trigger": "manual"},
+                       extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
+        uri = s.open(STUB.format(line="    "))
+        (entry,) = (await s.completion(uri, 2, 4)).items
+        assert entry.text_edit.new_text.endswith("return a + b")
         assert _tasks(tasks) == 1
 
 

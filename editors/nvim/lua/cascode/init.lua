@@ -20,7 +20,10 @@ local defaults = {
   root_markers = { "pyproject.toml", "setup.py", "setup.cfg", ".git" },
   --- The `cascode` settings section sent to the server (keys as in VS Code without the
   --- `cascode.` prefix), e.g. { tier = "fast", planFile = "~/plans/mine.yaml" }.
-  settings = {},
+  --- completionRequests = "explicit": the plugin sends textDocument/completion only from
+  --- keymaps.complete, so each one is the user asking. If a completion plugin (nvim-cmp,
+  --- blink.cmp) also asks cascode as you type, set it to "answered".
+  settings = { completionRequests = "explicit" },
   --- true: ghost text (needs vim.lsp.inline_completion, Neovim 0.12); false: only the
   --- completion item (keymaps.complete); nil: ghost text where available.
   inline = nil,
