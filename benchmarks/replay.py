@@ -11,16 +11,14 @@ accepted code and generated tokens.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-from cascode.engine.backends.chat import stop_at
+from cascode.engine.backends.scripted import ScriptedBackend
 from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
 from cascode.engine.types import (
-    CancelTokenLike,
     ExecutionLimits,
     Generation,
     PassMatrix,
@@ -32,25 +30,9 @@ from .execution import ProblemData
 from .simulate import Option, Simulator, answer_item
 
 
-def _cut(spec: SampleSpec, g: Generation) -> Generation:
-    """A cached generation as it would have ended under `spec`'s stop rule."""
-    end = stop_at(spec.prefix, spec.stop, g.text)
-    if end is None or end >= len(g.text):
-        return g
-    text = g.text[:end]
-    tokens = g.tokens_up_to(end) if text else 0
-    share = tokens / g.generated_tokens if g.generated_tokens else 0.0
-    return dataclasses.replace(
-        g,
-        text=text,
-        generated_tokens=tokens,
-        decode_seconds=g.decode_seconds * share,
-        token_ends=tuple(min(e, end) for e in g.token_ends[:tokens]),
-    )
-
-
-class CachedBackend:
-    """One member's cached generations, served to the live engine's specs."""
+class CachedBackend(ScriptedBackend):
+    """One member's cached generations, served to the live engine's specs (cut by the
+    base class, `engine.backends.scripted`)."""
 
     def __init__(self, name: str, data: Sequence[ProblemData],
                  template: int = PROMPT_TEMPLATE_VERSION) -> None:
@@ -62,31 +44,19 @@ class CachedBackend:
             test = unit_test_spec(task, 1, 2, sampled=False, template=template)
             self.by_prompt[_prompt(solution)] = d
             self.by_prompt[_prompt(test)] = d
-        self.calls = 0
 
-    def sample(
-        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
-    ) -> list[list[Generation]]:
-        self.calls += 1
-        out = []
-        for spec in specs:
-            d = self.by_prompt[_prompt(spec)]
-            s = d.samples
-            is_test = isinstance(spec.stop, AssertStop)
-            if spec.greedy:
-                if spec.n != 1:
-                    raise ValueError("a greedy spec asks for one sequence")
-                items = [s.greedy_test if is_test else s.greedy_solution]
-            else:
-                pool = s.tests if is_test else s.solutions
-                if spec.n > len(pool):
-                    raise ValueError(f"{spec.n} sequences asked, {len(pool)} cached")
-                items = list(pool[: spec.n])
-            out.append([_cut(spec, g) for g in items])
-        return out
-
-    def close(self) -> None:
-        pass
+    def pick(self, spec: SampleSpec, i: int) -> Generation:
+        """The greedy cached item, or the i-th sampled one."""
+        s = self.by_prompt[_prompt(spec)].samples
+        is_test = isinstance(spec.stop, AssertStop)
+        if spec.greedy:
+            if spec.n != 1:
+                raise ValueError("a greedy spec asks for one sequence")
+            return s.greedy_test if is_test else s.greedy_solution
+        pool = s.tests if is_test else s.solutions
+        if spec.n > len(pool):
+            raise ValueError(f"{spec.n} sequences asked, {len(pool)} cached")
+        return pool[i]
 
 
 def _prompt(spec: SampleSpec) -> tuple[str, ...]:

@@ -27,9 +27,12 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
+
+from cascode.engine.backends.scripted import ScriptedBackend
+from cascode.engine.types import SampleSpec
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "server_bench.json"
 
@@ -59,23 +62,14 @@ _BODY = "    return math.sqrt(a * a + b * b)\n```"
 _TEST = "3, 4) == 5.0\nassert hypotenuse(5, 12) == 13.0\n```"
 
 
-class ConstantBackend:
+class ConstantBackend(ScriptedBackend):
     """Answers every spec with the same text at once (no model)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def sample(self, specs: Sequence[Any], *, cancel: Any = None) -> list[list[Any]]:
-        from cascode.engine.types import Generation
-
-        out = []
-        for spec in specs:
-            text = _TEST if spec.prefix.endswith("(") else _BODY
-            out.append([Generation(text, 60, 20, 0.0, 0.0) for _ in range(spec.n)])
-        return out
-
-    def close(self) -> None:
-        pass
+    def pick(self, spec: SampleSpec, i: int) -> str:
+        return _TEST if spec.prefix.endswith("(") else _BODY
 
 
 def constant_factory(member: Any) -> ConstantBackend:

@@ -17,20 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cascode.engine.backends.chat import apply_stop
+from cascode.engine.backends import scripted
 from cascode.engine.extract import AssertStop
-from cascode.engine.types import (
-    CancelTokenLike,
-    Generation,
-    PassMatrix,
-    SampleSpec,
-    Task,
-    Verdict,
-)
+from cascode.engine.types import PassMatrix, SampleSpec, Task, Verdict
 
 from .datasets import Dataset, from_humaneval_records
-
-CHARS_PER_TOKEN = 4
 
 
 def synthetic_records(n: int, name: str = "synthetic", start: int = 0,
@@ -63,10 +54,11 @@ def _offset(task: Task) -> int:
     return int(m.group(1)) if m else 0
 
 
-class ScriptedBackend:
+class ScriptedBackend(scripted.ScriptedBackend):
     """A member whose solutions are right with probability `skill` and whose
     assert lines are right with probability `test_skill` (greedy items use the
-    draw of seed -1). Counts its calls and the sequences it generated."""
+    draw of seed -1). Counts its calls and the sequences it generated; a token
+    is 4 characters."""
 
     def __init__(self, name: str, skill: float, test_skill: float,
                  seconds_per_token: float = 0.01) -> None:
@@ -74,8 +66,6 @@ class ScriptedBackend:
         self.skill = skill
         self.test_skill = test_skill
         self.seconds_per_token = seconds_per_token
-        self.calls = 0
-        self.sequences = 0
 
     def _rng(self, task: Task, kind: str, seed: int) -> np.random.Generator:
         h = hashlib.sha256(f"{self.name}|{task.entry_point}|{kind}|{seed}".encode()).digest()
@@ -84,7 +74,8 @@ class ScriptedBackend:
     def _value(self, rng: np.random.Generator, skill: float, offset: int) -> int:
         return offset if rng.random() < skill else offset + int(rng.integers(1, 3))
 
-    def _text(self, spec: SampleSpec, task: Task, i: int) -> str:
+    def pick(self, spec: SampleSpec, i: int) -> str:
+        task = _task_of(spec)
         seed = -1 if spec.greedy else spec.seed + i
         offset = _offset(task)
         if isinstance(spec.stop, AssertStop):
@@ -99,39 +90,6 @@ class ScriptedBackend:
         rng = self._rng(task, "solution", seed)
         c = self._value(rng, self.skill, offset)
         return f"    return x + {c}\n```\n"
-
-    def sample(
-        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
-    ) -> list[list[Generation]]:
-        self.calls += 1
-        out = []
-        for spec in specs:
-            task = _task_of(spec)
-            group = []
-            for i in range(spec.n):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                full = self._text(spec, task, i)
-                text, _ = apply_stop(spec, full)
-                ends = tuple(min(len(text), j) for j in range(CHARS_PER_TOKEN, len(text)
-                                                              + CHARS_PER_TOKEN, CHARS_PER_TOKEN))
-                prompt_tokens = _prompt_chars(spec) // CHARS_PER_TOKEN
-                group.append(Generation(
-                    text, prompt_tokens, len(ends),
-                    prompt_tokens * self.seconds_per_token / 10 / spec.n,
-                    len(ends) * self.seconds_per_token, ends,
-                ))
-                self.sequences += 1
-            out.append(group)
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-def _prompt_chars(spec: SampleSpec) -> int:
-    # The request's text: the messages (chat), or the prefix alone (plain completion).
-    return sum(len(m.content) for m in spec.messages) if spec.messages else len(spec.prefix)
 
 
 def _task_of(spec: SampleSpec) -> Task:

@@ -1,9 +1,10 @@
 """A scripted backend and an in-process sandbox for unit tests of the cascade's logic.
 
 The backend answers from a script instead of a model, but otherwise behaves
-like a real one: it continues each spec's prefix, applies the spec's stop rule
-to the text (so the cut happens where a model's generation would stop), counts
-tokens (one per word) and checks the cancel token. The sandbox executes the
+like a real one (`engine.backends.scripted`, the loop every scripted backend
+shares): it continues each spec's prefix, applies the spec's stop rule to the
+text (so the cut happens where a model's generation would stop), counts tokens
+(four characters each) and checks the cancel token. The sandbox executes the
 trusted snippets of these tests in-process with `exec` (the real sandbox
 never runs code in the caller's process).
 """
@@ -13,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cascode.engine.backends import scripted
 from cascode.engine.errors import SandboxUnavailable
 from cascode.engine.extract import CodeStop
 from cascode.engine.types import (
-    CancelTokenLike,
     ExecutionLimits,
-    Generation,
     PassMatrix,
     SampleSpec,
     Verdict,
@@ -26,13 +26,14 @@ from cascode.engine.types import (
 
 
 @dataclass
-class ScriptedBackend:
+class ScriptedBackend(scripted.ScriptedBackend):
     """Answers solution specs from `solutions` and test specs from `tests`, in order.
 
     Each entry is the text generated after the spec's prefix (for a solution,
     the body after the prompt; for a test, the rest of the first
     `assert entry(` line and what follows). Entries are reused cyclically when
-    a spec asks for more sequences than the script has.
+    a spec asks for more sequences than the script has. `calls` holds each
+    `sample` call's specs.
     """
 
     name: str
@@ -41,37 +42,17 @@ class ScriptedBackend:
     on_sample: Callable[[], None] | None = None  # called before sampling (e.g. to cancel)
     calls: list[list[SampleSpec]] = field(default_factory=list)
     closed: bool = False
+    seconds_per_token: float = 0.001
 
-    def sample(
-        self, specs: Sequence[SampleSpec], *, cancel: CancelTokenLike | None = None
-    ) -> list[list[Generation]]:
+    def begin(self, specs: Sequence[SampleSpec]) -> None:
         self.calls.append(list(specs))
         if self.on_sample is not None:
             self.on_sample()
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        out = []
-        for spec in specs:
-            script = self.solutions if isinstance(spec.stop, CodeStop) else self.tests
-            assert script, f"{self.name}: nothing scripted for {spec.stop!r}"
-            gens = []
-            for i in range(spec.n):
-                text = script[i % len(script)]
-                full = spec.prefix + text
-                cut = spec.stop.cut(full)
-                generated = full[len(spec.prefix) : cut] if cut is not None else text
-                tokens = max(1, len(generated.split()))
-                gens.append(
-                    Generation(
-                        text=generated,
-                        prompt_tokens=10,
-                        generated_tokens=tokens,
-                        prompt_seconds=0.01,
-                        decode_seconds=0.001 * tokens,
-                    )
-                )
-            out.append(gens)
-        return out
+
+    def pick(self, spec: SampleSpec, i: int) -> str:
+        script = self.solutions if isinstance(spec.stop, CodeStop) else self.tests
+        assert script, f"{self.name}: nothing scripted for {spec.stop!r}"
+        return script[i % len(script)]
 
     def close(self) -> None:
         self.closed = True

@@ -3,10 +3,11 @@ hangs or eats memory fails its line in the real sandbox, never the request."""
 
 from __future__ import annotations
 
+from cascode.engine.backends.scripted import ScriptedBackend
 from cascode.engine.cascade import Cascade
 from cascode.engine.plans import parse_plan
 from cascode.engine.sandbox.process import ProcessSandbox
-from cascode.engine.types import Generation, SampleSpec, Task, Verdict
+from cascode.engine.types import SampleSpec, Task, Verdict
 
 PLAN = """\
 family:
@@ -28,14 +29,11 @@ PROMPT = '''def double(x: int) -> int:
 '''
 
 
-class OneAnswer:
+class OneAnswer(ScriptedBackend):
     name = "small"
 
-    def sample(self, specs: list[SampleSpec], *, cancel: object = None) -> list[list[Generation]]:
-        return [[Generation("    return 2 * x\n", 10, 5, 0.01, 0.01)] for _ in specs]
-
-    def close(self) -> None:
-        pass
+    def pick(self, spec: SampleSpec, i: int) -> str:
+        return "    return 2 * x\n"
 
 
 def test_hanging_and_greedy_examples_fail_their_lines(sandbox: ProcessSandbox) -> None:
