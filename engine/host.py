@@ -57,32 +57,53 @@ def plan_key(plan: Plan) -> str:
 
 
 class AnswerCache:
-    """Least-recently-used answers, keyed by (function text, file context, plan, tier)."""
+    """Least-recently-used answers, keyed by (function text, file context, plan, tier).
+
+    Read from the server's event loop and written from the engine thread: every
+    method holds the cache's lock.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[Hashable, Result] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Result | None:
-        result = self._items.get(key)
-        if result is not None:
-            self._items.move_to_end(key)
-        return result
+        with self._lock:
+            result = self._items.get(key)
+            if result is not None:
+                self._items.move_to_end(key)
+            return result
 
     def put(self, key: Hashable, result: Result) -> None:
-        if self.size <= 0:
-            return
-        self._items[key] = result
-        self._items.move_to_end(key)
-        self.resize(self.size)
+        with self._lock:
+            if self.size <= 0:
+                return
+            self._items[key] = result
+            self._items.move_to_end(key)
+            self._trim()
 
     def resize(self, size: int) -> None:
-        self.size = size
-        while len(self._items) > max(size, 0):
+        with self._lock:
+            self.size = size
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._items) > max(self.size, 0):
             self._items.popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return len(self._items)
+
+
+@dataclass(frozen=True)
+class _Current:
+    """The plan in force and its family, swapped as one value by `set_plan`."""
+
+    plan: Plan
+    key: str
+    family: Family
 
 
 class EngineHost:
@@ -96,9 +117,7 @@ class EngineHost:
         self._backend_factory = backend_factory
         self._sandbox_factory = sandbox_factory or default_sandbox_factory
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascode-engine")
-        self.plan: Plan | None = None
-        self.plan_key = ""
-        self.family: Family | None = None
+        self._current: _Current | None = None
         self.sandbox: Sandbox | None = None
         self.sandbox_note = ""
         self.cache = AnswerCache(128)
@@ -112,15 +131,35 @@ class EngineHost:
 
     # -- plan and family -----------------------------------------------------
 
+    @property
+    def plan(self) -> Plan | None:
+        current = self._current
+        return current.plan if current is not None else None
+
+    @property
+    def plan_key(self) -> str:
+        current = self._current
+        return current.key if current is not None else ""
+
+    @property
+    def family(self) -> Family | None:
+        current = self._current
+        return current.family if current is not None else None
+
     def set_plan(self, plan: Plan) -> None:
-        """Use `plan` from now on; its models load lazily or through `preload`."""
-        old = self.family
-        self.plan = plan
-        self.plan_key = plan_key(plan)
-        self.family = Family(plan.family, self._backend_factory)
+        """Use `plan` from now on; its models load lazily or through `preload`. A request
+        that already runs keeps the plan and family it started with."""
+        new = _Current(plan, plan_key(plan), Family(plan.family, self._backend_factory))
+        with self._lock:
+            old, self._current = self._current, new
         if old is not None:
             # Closed on the engine thread, after whatever request still uses it.
-            self._executor.submit(old.close)
+            self._executor.submit(old.family.close)
+
+    def plan_tier(self, tier: str | None) -> str:
+        """The name of `tier` (None or "": the plan's default); PlanError if unknown."""
+        assert self.plan is not None
+        return self.plan.tier(tier or None).name
 
     def members_of(self, tier: str) -> list[str]:
         assert self.plan is not None
@@ -188,9 +227,11 @@ class EngineHost:
 
     # -- requests ------------------------------------------------------------
 
-    def cache_key(self, task: Task, tier: str) -> Hashable:
+    def cache_key(self, task: Task, tier: str, seed: int = 0,
+                  plan_key: str | None = None) -> Hashable:
         return (task.prompt, task.context, task.prompt_context, task.context_budget,
-                task.test_examples, self.plan_key, tier)
+                task.test_examples, self.plan_key if plan_key is None else plan_key, tier,
+                seed)
 
     def cached(self, task: Task, tier: str) -> Result | None:
         """The cached answer for `task` on `tier`, if any (does not block)."""
@@ -202,26 +243,30 @@ class EngineHost:
         tier: str,
         *,
         cancel: CancelTokenLike,
-        on_event: Callable[[Event], None],
+        on_event: Callable[[Event], None] | None = None,
+        seed: int = 0,
     ) -> Answered:
         """Answer `task` on `tier`: from the cache, or by running the cascade (blocking:
-        call through `run_blocking`); a fresh answer is cached."""
-        key = self.cache_key(task, tier)
+        call through `run_blocking`); a fresh answer is cached. The plan and family are
+        those in force when it starts, whatever `set_plan` does meanwhile."""
+        current = self._current
+        if current is None:
+            raise CascodeError("no plan is loaded")
+        key = self.cache_key(task, tier, seed, current.key)
         hit = self.cache.get(key)
         if hit is not None:
             return Answered(hit, True)
-        if self.plan is None or self.family is None:
-            raise CascodeError("no plan is loaded")
         cancel.raise_if_cancelled()
-        cascade = Cascade(self.plan, self.family.get, self._usable_sandbox())
-        result = cascade.run(task, tier or None, cancel=cancel, on_event=on_event)
+        cascade = Cascade(current.plan, current.family.get, self._usable_sandbox())
+        result = cascade.run(task, tier or None, cancel=cancel, on_event=on_event, seed=seed)
         self.cache.put(key, result)
         return Answered(result, False)
 
     def close(self) -> None:
-        family, sandbox = self.family, self.sandbox
-        self.family = None
-        self.sandbox = None
+        with self._lock:
+            current, self._current = self._current, None
+        family = current.family if current is not None else None
+        sandbox, self.sandbox = self.sandbox, None
 
         def close_all() -> None:
             if family is not None:

@@ -52,25 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascode.engine.cascade import Cascade
-    from cascode.engine.family import Family
-    from cascode.engine.plans import load_plan
+    from cascode.engine.cancel import CancelToken
+    from cascode.engine.host import EngineHost, load_plan_file
 
     task, where = _read_task(args.target, args.context_tokens)
-    plan = load_plan(args.plan_file)
-    tier = plan.tier(args.tier)  # checks the tier name before anything loads
-    family = Family(plan.family)
-    for stage in tier.stages:  # missing models fail here, in one line, before any work
-        family.get(stage.member.name)
-    sandbox = _sandbox(args)
+    # The engine as the language server holds it: one host, its plan, family and sandbox.
+    host = EngineHost()
     try:
-        result = Cascade(plan, family, sandbox).run(
-            task, tier.name, on_event=_progress if sys.stderr.isatty() else None, seed=args.seed
-        )
+        host.set_plan(load_plan_file(args.plan_file or ""))
+        tier = host.plan_tier(args.tier)  # checks the tier name before anything loads
+        # Missing models fail here, in one line, before any work.
+        host.preload(host.members_of(tier), lambda *_: None).result()
+        host.make_sandbox(args.sandbox_layers or "auto", args.allow_unsafe)
+        result = host.answer(task, tier, cancel=CancelToken(),
+                             on_event=_progress if sys.stderr.isatty() else None,
+                             seed=args.seed).result
     finally:
-        if sandbox is not None:
-            sandbox.close()
-        family.close()
+        host.close()
     if args.json:
         print(json.dumps(_trace(result, where), indent=2))
     else:
@@ -82,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untyped-def]
     from pathlib import Path
 
-    from cascode.engine.context import continues_at, function_at, last_function
+    from cascode.engine.context import last_function
+    from cascode.engine.context.request import request_at, request_task
     from cascode.engine.errors import ContextError
 
     if target == "-":
@@ -105,22 +104,27 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         fc = last_function(source)
         if fc is None:
             raise ContextError(f"{path}: no function to complete")
+        task = fc.task(context_tokens if context_tokens >= 0 else None)
     else:
         n_lines = source.count("\n") + 1
         if line < 1 or line > n_lines:
             raise ContextError(f"{path}:{line}: no such line (the file has {n_lines})")
-        fc = function_at(source, line - 1, 0)
-        if fc is None:
-            raise ContextError(f"{path}:{line}: no function at this line")
         lines = source.splitlines()
+        # The cursor at the end of the line, where an editor's user would ask.
         cursor = (line - 1, len(lines[line - 1]) if line - 1 < len(lines) else 0)
-        if not fc.is_stub and not continues_at(fc, lines, cursor):
+        request = request_at(source, cursor)
+        if request is None:
+            from cascode.engine.context import function_at
+
+            fc = function_at(source, line - 1, 0)
+            if fc is None:
+                raise ContextError(f"{path}:{line}: no function at this line")
             raise ContextError(
                 f"{path}:{line}: {fc.name} has written lines below this line; give the line "
                 f"of its last written line ({fc.end_line}) to complete the rest of it")
+        task = request_task(request, context_tokens=context_tokens)
     # A prompt on stdin is used as given; a file's context is budgeted, and its project's
     # test files give example lines.
-    task = fc.task(context_tokens if context_tokens >= 0 else None)
     return _with_test_examples(task, Path(path)), target
 
 
@@ -134,12 +138,6 @@ def _with_test_examples(task: Task, path: Path) -> Task:
     examples = ProjectExamples([root]).examples(
         task.entry_point, top_level_names(task.context), path)
     return dataclasses.replace(task, test_examples=examples)
-
-
-def _sandbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from cascode.engine.sandbox import create_sandbox
-
-    return create_sandbox(args.sandbox_layers, allow_unsafe=args.allow_unsafe)
 
 
 def _progress(event) -> None:  # type: ignore[no-untyped-def]
