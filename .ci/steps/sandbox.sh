@@ -1,7 +1,8 @@
 # The sandbox's system dependencies: bubblewrap (the first isolation path), libseccomp
-# (loaded by pyseccomp, from the `sandbox` extra) and util-linux's unshare (the outer
-# namespace of the hostile-input suite). Sourced by .ci/run with the venv active and
-# the repo root as cwd; idempotent.
+# (loaded by pyseccomp, from the `sandbox` extra) and util-linux's unshare (the
+# hostile-input suite's outer pid namespace where the host permits one: a net, the
+# suite runs without it). Sourced by .ci/run with the venv active and the repo root
+# as cwd; idempotent.
 
 _sandbox_missing=()
 command -v bwrap >/dev/null 2>&1 || _sandbox_missing+=(bubblewrap)

@@ -1,17 +1,24 @@
 """Runs the hostile cases on one forced sandbox path and writes one JSON line per case.
 
-Never run this directly on a machine you care about: test_hostile.py starts it as
-pid 1 of a throwaway pid and mount namespace (`unshare --pid --fork --mount-proc`)
-with HOME pointing at a folder the test made, so that a leaked `kill(-1, 9)` ends
-only this namespace and a leaked `rm -rf ~` only that folder.
+Never run this directly on a machine you care about: test_hostile.py starts it
+with HOME pointing at a folder the test made, so that a leaked `rm -rf ~` ends
+only that folder. It needs no namespaces: it makes itself a child subreaper
+(prctl PR_SET_CHILD_SUBREAPER), so that whatever a hostile program forks stays
+among its descendants even after leaving its parent (a daemon's double fork);
+each case's strays are reported, then killed and reaped, and whatever is left
+at the end is killed too. It dies with the test (PR_SET_PDEATHSIG). Where the
+host permits, the test also makes it pid 1 of a throwaway pid namespace: the
+one leak no subreaper contains is a `kill(-1, 9)`.
 
 Usage: hostile_runner.py PATH WORKDIR OUT_JSONL [CASE ...]
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -30,6 +37,20 @@ LIMITS = ExecutionLimits(assert_timeout_s=0.25, solution_cpu_s=3.0, solution_wal
                          memory_mb=256, max_consecutive_timeouts=2)
 
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Adopt every orphaned descendant, and die (SIGKILL) with the parent."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    for option, value in ((PR_SET_CHILD_SUBREAPER, 1), (PR_SET_PDEATHSIG, signal.SIGKILL)):
+        if libc.prctl(option, value, 0, 0, 0) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"prctl({option}, {value}): {os.strerror(e)}")
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file and folder under root: (size, mtime_ns)."""
     out: dict[str, tuple[int, int]] = {}
@@ -42,7 +63,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def processes() -> dict[int, str]:
-    """Processes visible here (the runner's own pid namespace): pid -> command."""
+    """Processes visible here (the host's, or the runner's pid namespace): pid -> command."""
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -69,11 +90,40 @@ def descendants_of(pid: int) -> set[int]:
     return out
 
 
+def kill_strays(worker_pid: int | None) -> list[int]:
+    """Stop, kill and reap every descendant of this process outside the worker's tree
+    (everything, with None) until none is left; the strays found first, with what
+    they run. Orphans come here (the subreaper), so none escapes the tree."""
+    me, found = os.getpid(), []
+    deadline = time.monotonic() + 30
+    while True:
+        keep = set() if worker_pid is None else {worker_pid} | descendants_of(worker_pid)
+        strays = descendants_of(me) - keep
+        if not strays:
+            return found
+        found = found or sorted(strays)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes survive SIGKILL: {sorted(strays)}")
+        for sig in (signal.SIGSTOP, signal.SIGKILL):  # stopped first: a fork bomb stops growing
+            for pid in strays:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        for pid in strays:  # our own children (adopted orphans included) are ours to reap
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        time.sleep(0.01)
+
+
 def main() -> int:
     path, workdir, out_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     wanted = set(sys.argv[4:])
-    if os.getpid() != 1:
-        sys.exit("refusing to run: not pid 1 of a throwaway pid namespace")
+    become_subreaper()
+    # A terminated runner still cleans up (the `finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     home = Path(os.environ["HOME"])
     assert home.resolve().is_relative_to(workdir.resolve()), "HOME must be the test's folder"
     os.environ["CASCODE_TEST_SECRET"] = "leaked"
@@ -94,18 +144,18 @@ def main() -> int:
 
     out = out_path.open("w")
     sandbox = create_sandbox(path)
-    header = {"path": path, "available": sandbox.available, "reason": sandbox.reason,
-              "layers": sandbox.layers, "refused": sandbox.refused}
-    out.write(json.dumps(header) + "\n")
-    out.flush()
-    if not sandbox.available:
-        return 0
-    worker = sandbox._worker
-    assert worker is not None
-    worker_pid = worker.proc.pid
-    fill = {"victim": str(victim), "victim_visible": str(victim_visible), "secret": str(secret),
-            "port": port, "home": str(home)}
     try:
+        header = {"path": path, "available": sandbox.available, "reason": sandbox.reason,
+                  "layers": sandbox.layers, "refused": sandbox.refused}
+        out.write(json.dumps(header) + "\n")
+        out.flush()
+        if not sandbox.available:
+            return 0
+        worker = sandbox._worker
+        assert worker is not None
+        worker_pid = worker.proc.pid
+        fill = {"victim": str(victim), "victim_visible": str(victim_visible),
+                "secret": str(secret), "port": port, "home": str(home)}
         for c in CASES:
             if wanted and c.name not in wanted:
                 continue
@@ -114,6 +164,9 @@ def main() -> int:
             out.flush()
     finally:
         sandbox.close()
+        left = kill_strays(None)
+        if left:
+            print(f"hostile_runner: killed what outlived the sandbox: {left}", file=sys.stderr)
         import shutil
 
         shutil.rmtree(victim_visible, ignore_errors=True)
@@ -123,7 +176,6 @@ def main() -> int:
 def run_case(sandbox, c: Case, fill: dict, listener: socket.socket, worker_pid: int,
              watched: list[Path]) -> dict:
     before = {str(w): snapshot(w) for w in watched}
-    procs_before = descendants_of(os.getpid())
     solution = c.solution.format(**fill)
     tests = [t.format(**fill) for t in c.tests]
     problems: list[str] = []
@@ -156,12 +208,14 @@ def run_case(sandbox, c: Case, fill: dict, listener: socket.socket, worker_pid: 
         problems.append("a connection reached the listener on 127.0.0.1")
     except BlockingIOError:
         pass
-    # No process outlived its request (daemons, stray children).
+    # No process outlived its request (daemons, stray children); any that did is
+    # killed here, so that it cannot touch the next case.
     time.sleep(0.05)
-    strays = descendants_of(os.getpid()) - procs_before - descendants_of(worker_pid) - {
-        worker_pid}
+    commands = processes()
+    w = sandbox._worker
+    strays = kill_strays(w.proc.pid if w is not None else None)
     if strays:
-        problems.append(f"stray processes: {sorted(strays)}")
+        problems.append(f"stray processes: {[(p, commands.get(p, '?')) for p in strays]}")
     # The next request still works.
     after = sandbox.run_matrix(["def f(x):\n    return x * 2\n"],
                                ["assert f(2) == 4", "assert f(2) == 5"], limits=LIMITS)

@@ -1,11 +1,20 @@
 """The hostile-input suite, under every path that `sandbox.layers` can force here.
 
-Each path's cases run in one hostile_runner.py process that is pid 1 of a
-throwaway pid and mount namespace, with HOME at a folder made for the test:
-a sandbox failure can then hurt only that namespace and that folder. The
-runner checks, per case: the verdicts, that the worker survived, that nothing
-outside scratch changed, that the listener on 127.0.0.1 was not reached, that
-no process outlived the request, and that the next request still works.
+Each path's cases run in one hostile_runner.py process, with HOME at a folder
+made for the test. The runner is a child subreaper: whatever a hostile program
+forks stays its descendant, and is reported, killed and reaped. It needs no
+namespaces, so the suite runs where user and pid namespaces are blocked
+(containers, Ubuntu 24.04), which is where the Landlock path is the one used.
+Where the host permits them, the runner is also pid 1 of a throwaway pid and
+mount namespace (`unshare`), a net for the one leak a subreaper cannot contain,
+a `kill(-1, 9)`; CASCODE_TEST_HOSTILE_BARE=1 leaves the net out. The runner
+checks, per case: the verdicts, that the worker survived, that nothing outside
+scratch changed, that the listener on 127.0.0.1 was not reached, that no
+process outlived the request, and that the next request still works.
+
+A path the host rules out (`host_facts.host_refusal`: no Landlock in the
+kernel, namespaces refused for bwrap and unshare) is skipped with the host's
+reason, even under CI=true; a missing bubblewrap fails under CI=true.
 """
 
 from __future__ import annotations
@@ -30,35 +39,49 @@ from hostile_cases import CASES  # noqa: E402
 PATHS = ["bwrap", "unshare", "landlock"]
 
 
+def _net() -> list[str]:
+    """The throwaway pid namespace around the runner, where the host permits one."""
+    if os.environ.get("CASCODE_TEST_HOSTILE_BARE") == "1":
+        return []
+    if namespaces_blocked() is not None or not shutil.which("unshare"):
+        return []
+    outer = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    if os.geteuid() != 0:
+        outer += ["--user", "--map-root-user"]
+    return [*outer, "--"]
+
+
 def _run_path(path: str, workdir: Path) -> dict[str, dict]:
     # What the host itself rules out, found independently of the sandbox (no
     # Landlock in the kernel, namespaces refused): the only skips that stay in CI.
-    # The throwaway pid namespace around the runner needs namespaces on every path.
-    blocked = namespaces_blocked()
-    if blocked is not None:
-        pytest.skip(f"no throwaway namespace for the runner: {blocked}")
     refusal = host_refusal(path)
     if refusal is not None:
         pytest.skip(f"{path}: {refusal}")
-    need(shutil.which("unshare"), "util-linux unshare is needed for the outer namespace")
     if path == "bwrap":
         need(bwrap_installed(), "bubblewrap (bwrap) is not installed")
     home = workdir / "home"
     home.mkdir()
     out = workdir / "results.jsonl"
-    outer = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-    if os.geteuid() != 0:
-        outer += ["--user", "--map-root-user"]
     env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
            "LANG": "C.UTF-8"}
-    proc = subprocess.run(
-        [*outer, "--", sys.executable, str(HERE / "hostile_runner.py"), path, str(workdir),
-         str(out)],
-        env=env, cwd=workdir, capture_output=True, text=True, timeout=300,
+    net = _net()
+    proc = subprocess.Popen(
+        [*net, sys.executable, str(HERE / "hostile_runner.py"), path, str(workdir), str(out)],
+        env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the runner kills what it started, then exits
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        pytest.fail(f"{path}: the runner did not finish in 300 s: {stderr[-2000:]}")
     lines = out.read_text().splitlines() if out.exists() else []
     if not lines:
-        pytest.fail(f"the runner wrote nothing (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        pytest.fail(f"the runner wrote nothing (exit {proc.returncode}): {stderr[-2000:]}")
     header = json.loads(lines[0])
     if not header["available"]:
         # The host permits this path and its prerequisites are installed: any refusal
@@ -66,7 +89,8 @@ def _run_path(path: str, workdir: Path) -> dict[str, dict]:
         pytest.fail(f"{path} refused on a host that permits it: {header['reason']}")
     results = {r["case"]: r for r in map(json.loads, lines[1:])}
     results["__header__"] = header
-    results["__stderr__"] = {"text": proc.stderr[-4000:], "rc": proc.returncode}
+    results["__stderr__"] = {"text": stderr[-4000:], "rc": proc.returncode,
+                             "net": " ".join(net) or "none"}
     return results
 
 
@@ -99,3 +123,35 @@ def test_hostile_case(hostile_results, path: str, name: str) -> None:
     result = results.get(name)
     assert result is not None, f"no result for {name}: {results['__stderr__']}"
     assert result["problems"] == [], result
+
+
+# What the runner rests on where no pid namespace holds the cases: a process that
+# leaves its parent (a daemon's double fork) is still its descendant, found,
+# killed and reaped.
+_DAEMON = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import hostile_runner as runner
+runner.become_subreaper()
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(600)
+    os._exit(0)
+os.wait()
+time.sleep(0.2)
+orphans = sorted(runner.descendants_of(os.getpid()))
+found = runner.kill_strays(None)
+print(json.dumps({"orphans": orphans, "found": found,
+                  "left": sorted(runner.descendants_of(os.getpid()))}))
+"""
+
+
+def test_the_runner_adopts_kills_and_reaps_a_daemon() -> None:
+    proc = subprocess.run([sys.executable, "-c", _DAEMON, str(HERE)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert len(got["orphans"]) == 1 and got["found"] == got["orphans"], got
+    assert got["left"] == []
+    assert not Path(f"/proc/{got['found'][0]}").exists()  # killed and reaped, not a zombie
