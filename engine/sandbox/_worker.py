@@ -36,6 +36,7 @@ import signal
 import sys
 import tempfile
 import time
+import types
 
 try:
     # The worker runs as a script, with _confine.py loaded under this name (paths.py).
@@ -164,7 +165,7 @@ def _run_job(board: mmap.mmap, job: dict[str, object]) -> None:
                 signal.setitimer(signal.ITIMER_PROF, cpu_t)
                 signal.setitimer(signal.ITIMER_REAL, wall_t)
                 if isinstance(source, str):
-                    source = compile(source, "<sandbox>", "exec")
+                    source = compile(source, "<sandbox>", "exec", dont_inherit=True)
                 if source is None:
                     raise SyntaxError("the assert line does not compile")
                 exec(source, g)  # type: ignore[arg-type]
@@ -179,7 +180,13 @@ def _run_job(board: mmap.mmap, job: dict[str, object]) -> None:
             verdict = ord("F")
         return verdict
 
-    g: dict[str, object] = {"__name__": "__sandbox__", "__builtins__": builtins}
+    # A real module, registered under its name: dataclasses and typing look the module
+    # of a class up in sys.modules (string annotations of `from __future__ import
+    # annotations` fail without it). This child runs one solution, then exits.
+    module = types.ModuleType("__sandbox__")
+    module.__dict__["__builtins__"] = builtins
+    sys.modules["__sandbox__"] = module
+    g: dict[str, object] = module.__dict__
     verdict = run(setup, g)  # the context and the solution
     board[0] = verdict
     if verdict != ord("P"):
@@ -283,7 +290,7 @@ class Worker:
         code = self.compiled.get(source, False)
         if code is False:
             try:
-                code = compile(source, "<sandbox>", "exec")
+                code = compile(source, "<sandbox>", "exec", dont_inherit=True)
             except BaseException:  # SyntaxError, ValueError (NUL bytes), RecursionError
                 code = None
             if len(self.compiled) > 8192:

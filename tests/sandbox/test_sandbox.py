@@ -77,6 +77,23 @@ def test_context_runs_before_each_solution(sandbox: ProcessSandbox) -> None:
     assert m.verdicts == ((F,),)
 
 
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n"])
+def test_dataclasses_work_with_and_without_string_annotations(
+        sandbox: ProcessSandbox, future: str) -> None:
+    # A module-level dataclass needs its module in sys.modules (string annotations) and
+    # real annotations where the file has no __future__ import (the worker's own must
+    # not leak into the code it compiles).
+    context = (f"{future}import dataclasses\n\n@dataclasses.dataclass\nclass Point:\n"
+               "    x: int\n    y: int = 0\n")
+    m = sandbox.run_matrix(["def norm1(p):\n    return abs(p.x) + abs(p.y)\n"],
+                           ["assert norm1(Point(3, -4)) == 7",
+                            "assert Point.__annotations__['x'] in (int, 'int')"],
+                           context=context)
+    assert m.verdicts == ((P, P),)
+    program = context + "assert dataclasses.fields(Point)[0].name == 'x'\n"
+    assert sandbox.run_program(program) == P
+
+
 def test_timeouts_stop_a_solution_early_and_others_go_on(sandbox: ProcessSandbox) -> None:
     solutions = ["def f():\n    while True:\n        pass\n", "def f():\n    return 1\n"]
     tests = ["f()"] * 6 + ["assert f() == 1"]
