@@ -1,4 +1,4 @@
-"""The calibration pipeline (METHOD.md 4): sample, execute, simulate, search, write.
+"""The calibration pipeline (docs/method.md 4): sample, execute, simulate, search, write.
 
 `load_family_data` fills the caches (generating and executing only what is
 missing) and returns the simulator's inputs; `search` runs the split, the grid
@@ -61,7 +61,7 @@ class Settings:
     split_seed: int = 0  # first seed tried by the split
     price_per_hour: float = 0.44
     per_boundary: bool = False
-    # The last member may run twice: greedily, then sampling (METHOD.md 7.4).
+    # The last member may run twice: greedily, then sampling (docs/method.md 7.4).
     repeat_last: bool = True
     max_tiers: int = 4
     concurrency: int = 1
@@ -273,7 +273,7 @@ def search(family: FamilyData, settings: Settings) -> Search:
     the_split = split(family.greedy_passed(), settings.split_seed)
     masks = the_split.masks()
     # The papers' plans and the plans that check the user's examples first, in one
-    # search (METHOD.md 7.6-7.7).
+    # search (docs/method.md 7.6-7.7).
     grid = Grid.concat([sim.grid(masks, per_boundary=settings.per_boundary, examples=flag)
                         for flag in (False, True)])
     choice = choose_theta(grid, settings.per_boundary)
@@ -292,7 +292,7 @@ def search(family: FamilyData, settings: Settings) -> Search:
 
 def tier_front(choice: ThetaChoice, grid: Grid) -> list[int]:
     """The front the tiers come from: the validation front, at the chosen theta, of
-    the plans that check the user's examples (METHOD.md 7: an answer says what
+    the plans that check the user's examples (docs/method.md 7: an answer says what
     proved it, and a plan with examples labels what a plan without them leaves
     unverified, for the sandbox time of the examples); the chosen front when the
     grid has no such plan."""

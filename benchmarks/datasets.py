@@ -347,7 +347,7 @@ def _check_unique(path: Path, problems: Sequence[Problem]) -> None:
 def without_examples(dataset: Dataset) -> Dataset:
     """The dataset with the examples taken out of every prompt's docstring (doctest
     blocks, and any other line the engine would read as an example), named
-    `<name>-no-examples`: the path where a user wrote none (METHOD.md 7)."""
+    `<name>-no-examples`: the path where a user wrote none (docs/method.md 7)."""
     import dataclasses
 
     problems = tuple(

@@ -1,4 +1,4 @@
-"""The execution cache (METHOD.md 4.2): every cached solution of a member against
+"""The execution cache (docs/method.md 4.2): every cached solution of a member against
 every assert line its cached tests offer (first MAX_ASSERTS of each, valid ones),
 and against the dataset's hidden tests.
 
@@ -154,7 +154,7 @@ def example_key(problem: Problem, ex: Extracted, examples: Sequence[Example]) ->
 
 
 class ExampleCache:
-    """Every cached solution against the problem's example lines E (METHOD.md 7.7),
+    """Every cached solution against the problem's example lines E (docs/method.md 7.7),
     executed once, as the live stage runs them (the guarded file context)."""
 
     def __init__(self, out_dir: Path, member_name: str) -> None:

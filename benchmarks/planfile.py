@@ -1,4 +1,4 @@
-"""The plan file written by a calibration (the engine's format, METHOD.md 4.7).
+"""The plan file written by a calibration (the engine's format, docs/method.md 4.7).
 
 Everything in it comes from the caches and the settings (the date and the
 hardware are those recorded with the cached generations), so regenerating it

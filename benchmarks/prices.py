@@ -1,4 +1,4 @@
-"""Member prices (METHOD.md 3): seconds per generated token when decoding b
+"""Member prices (docs/method.md 3): seconds per generated token when decoding b
 sequences in one batch, seconds per prompt token, and the papers' dollar price
 per token.
 

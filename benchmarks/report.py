@@ -1,4 +1,4 @@
-"""The calibration report: Markdown tables and matplotlib plots (METHOD.md 4-5).
+"""The calibration report: Markdown tables and matplotlib plots (docs/method.md 4-5).
 
 Figures: every plan against the cascade and single-member fronts (the papers'
 Figures 5 and 7), the theta sweep of one plan (Figure 6), and cost-accuracy
@@ -177,7 +177,7 @@ def _row(search: Search, row: int, name: str | None = None) -> str:
 def _savings_section(search: Search) -> list[str]:
     g = search.grid
     singles = np.flatnonzero(g.single_member())
-    lines = ["", "## Savings of the chosen front (METHOD.md 4.6)", "",
+    lines = ["", "## Savings of the chosen front (docs/method.md 4.6)", "",
              "| split | vs random single-member (+-1 pt) | skipped | vs single-member front "
              "(interpolated) | skipped |", "|---|---|---|---|---|"]
     for name, sp in SPLITS.items():
@@ -189,7 +189,7 @@ def _savings_section(search: Search) -> list[str]:
 
 
 def has_examples(search: Search) -> np.ndarray:
-    """bool per problem: the problem's prompt carries example lines (METHOD.md 7.1)."""
+    """bool per problem: the problem's prompt carries example lines (docs/method.md 7.1)."""
     return np.array([bool(d.examples) for d in search.family.data[0]], dtype=bool)
 
 
@@ -210,11 +210,11 @@ def _interval(passed: np.ndarray) -> str:
 
 def examples_section(search: Search) -> list[str]:
     """The fronts with and without examples on the test split, and the problems with
-    and without examples apart, with 95% Wilson intervals (METHOD.md 7.7)."""
+    and without examples apart, with 95% Wilson intervals (docs/method.md 7.7)."""
     g, sp = search.grid, search.split
     with_e = has_examples(search)
     test = sp.test
-    lines = ["", "## With and without the user's examples (METHOD.md 7)", "",
+    lines = ["", "## With and without the user's examples (docs/method.md 7)", "",
              f"{int(with_e.sum())} of {len(with_e)} problems carry example lines "
              f"({int((with_e & test).sum())} of {int(test.sum())} on the test split). Each "
              "front is the validation front at the chosen theta among the plans with that "

@@ -1,4 +1,4 @@
-"""The sampling cache (METHOD.md 4.2): once per member and problem, the greedy
+"""The sampling cache (docs/method.md 4.2): once per member and problem, the greedy
 solution, the greedy test, N sampled solutions and N sampled tests, generated
 in one batched call, with the tokens and seconds of every item.
 

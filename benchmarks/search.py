@@ -1,5 +1,5 @@
 """The split, the Pareto fronts, the savings metric and the theta choice
-(METHOD.md 4.1, 4.4-4.6).
+(docs/method.md 4.1, 4.4-4.6).
 
 Everything here compares exact numbers: the grid's `exact` means (fractions of
 integer sums), savings as fractions, converted to float only for display, so
@@ -130,7 +130,7 @@ def saving_vs_random(
     front: Sequence[int], cost: Sequence[Number], acc: Sequence[Number],
     singles: Sequence[int] | np.ndarray, groups: Sequence[bool] | None = None,
 ) -> Saving:
-    """METHOD.md 4.6: against the mean cost of all single-member plans within
+    """docs/method.md 4.6: against the mean cost of all single-member plans within
     +- 1 point of accuracy (exact: the window and the means are fractions).
     With `groups` (per grid row: the plan uses examples), each point is measured
     against the single-member plans of its own group."""

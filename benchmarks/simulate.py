@@ -1,4 +1,4 @@
-"""The offline simulator (METHOD.md 4.3-4.4): every plan evaluated from the caches.
+"""The offline simulator (docs/method.md 4.3-4.4): every plan evaluated from the caches.
 
 A stage's outcome (scores, best solution, N_t, whether the best passes the
 hidden tests, its tokens and seconds) does not depend on theta, so it is
@@ -7,7 +7,7 @@ scoring functions. The grid then only applies the engine's `accepts` to whole
 arrays (thetas x problems) and walks the members cheapest first, sharing every
 plan prefix.
 
-Costs are exact (METHOD.md 4.4): a stage's time cost on a problem is rounded
+Costs are exact (docs/method.md 4.4): a stage's time cost on a problem is rounded
 once, from its exact value, to integer microseconds, and its token cost to
 integer picodollars; plans sum those integers over problems, so that the grid,
 the fronts and the theta choice are the same whatever the order of summation
@@ -50,11 +50,11 @@ def theta_fraction(tenths: int) -> Fraction:
 
 
 def member_options(n_samples: int) -> list[Option]:
-    """Every (k, l) of METHOD.md 1 that the cache can serve, in grid order."""
+    """Every (k, l) of docs/method.md 1 that the cache can serve, in grid order."""
     out: list[Option] = []
     for k in K_VALUES:
         if k > 1 and k > n_samples:
-            continue  # plans with k > N are skipped (METHOD.md 4.3)
+            continue  # plans with k > N are skipped (docs/method.md 4.3)
         for ln in L_VALUES:
             if (ln == 0) == (k <= 0):
                 out.append((k, ln))
@@ -73,7 +73,7 @@ class StageOutcome:
     tokens: np.ndarray  # int: generated tokens (solutions + tests up to the l-th assert)
     micros: np.ndarray  # int: time cost (prompt + decode + sandbox), microseconds
     picodollars: np.ndarray  # int: the papers' token cost, picodollars
-    # METHOD.md 7: example lines the best passed, and E's size (0: no examples or
+    # docs/method.md 7: example lines the best passed, and E's size (0: no examples or
     # a plan that does not use them); whether the stage generated tests (k >= 1).
     examples_passed: np.ndarray | None = None
     n_examples: np.ndarray | None = None
@@ -169,7 +169,7 @@ def stage_micros(
     prompt_tokens: int, prompt_seconds_per_token: float, tokens: int,
     decode_seconds_per_token: float, sandbox_micros: Fraction | int,
 ) -> int:
-    """A stage's time cost on one problem (METHOD.md 3) in integer microseconds:
+    """A stage's time cost on one problem (docs/method.md 3) in integer microseconds:
     prompt tokens x seconds per prompt token + generated tokens x seconds per token
     at the stage's batch, plus the sandbox's microseconds, computed exactly (integer
     arithmetic on the floats' exact values) and rounded once."""
@@ -198,7 +198,7 @@ class Simulator:
 
     A plan has one (k, l) per slot: a slot per member, in the family's order,
     and with `repeat_last` one more for the last member, whose second stage
-    samples after its greedy one (METHOD.md 7.4: the greedy answer is checked
+    samples after its greedy one (docs/method.md 7.4: the greedy answer is checked
     on the examples first). `slots[i]` is slot i's member.
     """
 
@@ -333,7 +333,7 @@ class Simulator:
         examples: bool = False,
     ) -> PlanRun:
         """One plan on every problem, as the live cascade runs it: the stage whose
-        candidate answers (the pool's, METHOD.md 7.5), its best solution, pass and
+        candidate answers (the pool's, docs/method.md 7.5), its best solution, pass and
         costs. `thetas` has one value, or one per member boundary."""
         active = [(m, k, ln) for m, (k, ln) in enumerate(plan) if k >= 0]
         if not active:
@@ -530,7 +530,7 @@ class Grid:
     thetas: tuple[tuple[int, ...], ...]
     sums: np.ndarray  # int64
     sizes: tuple[int, ...]  # problems per split
-    examples: tuple[bool, ...] = ()  # per row: the plan checks the examples (METHOD.md 7.6)
+    examples: tuple[bool, ...] = ()  # per row: the plan checks the examples (docs/method.md 7.6)
     slots: tuple[int, ...] = ()  # each plan slot's member (Simulator.slots)
 
     def uses_examples(self, row: int) -> bool:
@@ -586,8 +586,8 @@ class Grid:
 
 def all_plans(n_members: int, n_samples: int, examples: bool = False,
               repeat_last: bool = False) -> Iterator[tuple[Option, ...]]:
-    """Every valid plan of METHOD.md 1 in grid order (for tests and counting); a
-    non-last k = 0 stage only in plans that use examples (METHOD.md 7.4); with
+    """Every valid plan of docs/method.md 1 in grid order (for tests and counting); a
+    non-last k = 0 stage only in plans that use examples (docs/method.md 7.4); with
     `repeat_last`, a last slot for the last member's sampled second stage."""
     options = member_options(n_samples)
     for plan in itertools.product(options, repeat=n_members + int(repeat_last)):

@@ -28,7 +28,7 @@ def synthetic_records(n: int, name: str = "synthetic", start: int = 0,
                       examples: bool = False) -> list[dict[str, str]]:
     """n problems in HumanEval's format (functions f_<start> to f_<start + n - 1>).
     With `examples`, two problems in three carry a doctest example in their
-    docstring (METHOD.md 7.1)."""
+    docstring (docs/method.md 7.1)."""
     records = []
     for i in range(start, start + n):
         offset = i % 7

@@ -1,4 +1,4 @@
-"""The cascade: run the tier's members cheapest first until one accepts (METHOD.md 2)."""
+"""The cascade: run the tier's members cheapest first until one accepts (docs/method.md 2)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class Cascade:
 
             task = with_prompt_context(
                 task, token_counter(self._backend(active[0].member.name)))
-        # The pool (METHOD.md 7.5): the stage whose candidate answers so far, and its key.
+        # The pool (docs/method.md 7.5): the stage whose candidate answers so far, and its key.
         answer, answer_key = -1, -1
         running = [s for s in active if not skips_stage(s.k, s.last, len(examples))]
         for pos, stage in enumerate(running):
@@ -178,7 +178,7 @@ def run_stage(
     template: int = PROMPT_TEMPLATE_VERSION,
 ) -> StageTrace:
     """One member's stage: generate, extract, execute (E and T in one sandbox call),
-    rank, decide (METHOD.md 2 and 7.2-7.3)."""
+    rank, decide (docs/method.md 2 and 7.2-7.3)."""
     specs = stage_specs(task, stage.k, stage.l, seed=seed, template=template)
     generations = backend.sample(specs, cancel=cancel)
     solutions = [solution_text(task, g.text) for g in generations[0]]

@@ -1,6 +1,6 @@
 """Extraction of code and of test lines from model replies, and the stop rules.
 
-METHOD.md section 2 step 2: from each test take its first l lines that start
+docs/method.md section 2 step 2: from each test take its first l lines that start
 with `assert`; a taken line is valid if it parses as one `assert` statement
 and calls the function under test; the valid lines of all k tests are pooled
 as generated (duplicates kept). The live engine and the simulator both call

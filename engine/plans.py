@@ -2,7 +2,7 @@
 
 A plan file is YAML (schema in README "Plan files"). It is structured into
 frozen attrs classes with cattrs, rejecting unknown keys, and then checked
-against METHOD.md section 1. Every error names the file, the tier and the field.
+against docs/method.md section 1. Every error names the file, the tier and the field.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Stage:
 @attrs.frozen
 class ListedStage:
     """A stage of a tier written as a list (`- {member: m, k: 3, l: 2}`): the form
-    in which a member may run twice, greedily and then sampling (METHOD.md 7.4)."""
+    in which a member may run twice, greedily and then sampling (docs/method.md 7.4)."""
 
     member: str
     k: int
@@ -69,7 +69,7 @@ class Tier:
     # member -> stage, or a list of stages in the family's order (a member may repeat)
     stages: Mapping[str, Stage] | tuple[ListedStage, ...]
     description: str = ""
-    # Check answers against the user's examples first (METHOD.md 7); false runs
+    # Check answers against the user's examples first (docs/method.md 7); false runs
     # the papers' method alone.
     examples: bool = True
     measured: Mapping[str, Any] | None = None  # written by `cascode calibrate`

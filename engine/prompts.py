@@ -55,7 +55,7 @@ MAX_SOLUTION_TOKENS = 512
 MAX_TEST_TOKENS = 192
 SAMPLE_TEMPERATURE = 0.8
 SAMPLE_TOP_P = 0.95
-# Sampled tests are cached with up to this many asserts (METHOD.md 4.2).
+# Sampled tests are cached with up to this many asserts (docs/method.md 4.2).
 MAX_ASSERTS = 4
 
 # Both requests open with the code, so the two prompts of a stage share their
@@ -201,7 +201,7 @@ def unit_test_text(task: Task, generated: str) -> str:
 
 def stage_specs(task: Task, k: int, l: int, *, seed: int = 0,
                 template: int = PROMPT_TEMPLATE_VERSION) -> list[SampleSpec]:
-    """What a stage generates: METHOD.md 1 (k = 0: one greedy solution; k = 1: one
+    """What a stage generates: docs/method.md 1 (k = 0: one greedy solution; k = 1: one
     greedy solution and one greedy test; k > 1: k sampled of each)."""
     if k == 0:
         return [solution_spec(task, 1, sampled=False, template=template)]

@@ -1,4 +1,4 @@
-"""CodeT-style scoring, the stage rule and the pool: METHOD.md 2.4-2.5 and 7.2-7.5.
+"""CodeT-style scoring, the stage rule and the pool: docs/method.md 2.4-2.5 and 7.2-7.5.
 
 Pure functions, shared by the live cascade and the offline simulator. The
 acceptance test is written so that it works elementwise on NumPy integer
@@ -59,7 +59,7 @@ def accept_threshold(theta: float | Fraction, k: int, n_tests: int) -> float:
 def accepts(best_score: Any, k: Any, n_tests: Any, theta: Fraction) -> Any:
     """Accept iff score(best) >= theta * k * N_t and N_t > 0.
 
-    A stage with no valid test line never accepts (METHOD.md 2.5). Works on ints
+    A stage with no valid test line never accepts (docs/method.md 2.5). Works on ints
     and, elementwise, on NumPy integer arrays.
     """
     return (best_score * theta.denominator >= theta.numerator * k * n_tests) & (n_tests > 0)
@@ -67,7 +67,7 @@ def accepts(best_score: Any, k: Any, n_tests: Any, theta: Fraction) -> Any:
 
 def best_ranked(example_passed: Sequence[int], scores: Sequence[int]) -> int:
     """Index of the best solution by (example lines passed, CodeT score), ties to the
-    solution generated first (METHOD.md 7.2). With no examples every count is 0 and
+    solution generated first (docs/method.md 7.2). With no examples every count is 0 and
     this is `best_solution`."""
     if not scores:
         raise ValueError("no solutions to choose from")
@@ -82,7 +82,7 @@ def stage_rule(
     best_score: Any, k: Any, n_tests: Any, theta: Fraction, examples_passed: Any,
     n_examples: Any, generated: bool,
 ) -> Any:
-    """Whether a stage's best solution meets its stage's rule (METHOD.md 2.5, 7.3-7.4).
+    """Whether a stage's best solution meets its stage's rule (docs/method.md 2.5, 7.3-7.4).
 
     With examples (n_examples > 0): the best passes every example line and, when the
     stage generated tests, the section-2 rule on T holds too. Without examples: the
@@ -97,7 +97,7 @@ def stage_rule(
 
 
 def pool_key(examples_passed: Any, met_rule: Any) -> Any:
-    """A candidate's rank in the pool (METHOD.md 7.5): example lines passed, then
+    """A candidate's rank in the pool (docs/method.md 7.5): example lines passed, then
     whether it met its own stage's rule. A later stage's candidate replaces the
     pool's answer when its key is at least as high (`pool_replaces`). Elementwise
     on NumPy arrays."""
@@ -111,7 +111,7 @@ def pool_replaces(new_key: Any, pool: Any) -> Any:
 
 def skips_stage(k: int, last: bool, n_examples: Any) -> Any:
     """A non-last stage without generated tests proves nothing without examples: it
-    is skipped and costs nothing (METHOD.md 7.4). Elementwise on arrays."""
+    is skipped and costs nothing (docs/method.md 7.4). Elementwise on arrays."""
     if k > 0 or last:
         return n_examples < 0  # never (elementwise False)
     return n_examples == 0
@@ -155,7 +155,7 @@ def decide_stage(
     passed: Sequence[Sequence[bool]], n_solutions: int, k: int, theta: Fraction, last: bool,
     *, examples: Sequence[Sequence[bool]] = (), n_examples: int = 0, generated: bool = True,
 ) -> Decision:
-    """Score a stage's pass matrices and apply its rule (METHOD.md 2.4-2.5, 7.2-7.4).
+    """Score a stage's pass matrices and apply its rule (docs/method.md 2.4-2.5, 7.2-7.4).
 
     `passed` has one row per solution over T (it may be empty when there are no
     test lines); `examples` one row per solution over the example lines E (empty

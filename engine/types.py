@@ -1,6 +1,6 @@
 """Types shared by the engine, the server and the benchmarks: one module, no logic.
 
-Everything here is a frozen value. Field names are the vocabulary of METHOD.md:
+Everything here is a frozen value. Field names are the vocabulary of docs/method.md:
 a stage of member i has k solutions, k tests cut at l asserts, a suite T of N_t
 valid assert lines and a pass matrix P[s][t].
 """
@@ -37,14 +37,14 @@ class Task:
     # The file's pieces for the prompt, fitted to a token budget by the cascade
     # with its first member's tokenizer (engine/context/budget.py).
     context_budget: ContextBudget | None = None
-    # Example lines from the project's test files (METHOD.md 7.1); the docstring's
+    # Example lines from the project's test files (docs/method.md 7.1); the docstring's
     # own examples are extracted from `prompt` (engine/examples/ `task_examples`).
     test_examples: tuple[Example, ...] = ()
 
 
 @dataclass(frozen=True)
 class Example:
-    """One line of E (METHOD.md 7.1): an assert the user wrote, as the sandbox runs it.
+    """One line of E (docs/method.md 7.1): an assert the user wrote, as the sandbox runs it.
 
     `source` is what the sandbox executes after the context and the solution:
     setup lines (a doctest's `>>> x = ...`, a test file's imports) and then one
@@ -279,13 +279,13 @@ class StageTrace:
     decode_seconds: float
     sandbox_seconds: float
     verified: bool = True  # False when the sandbox refused to execute
-    # The exact acceptance rule (integer arithmetic, METHOD.md 2.5), before the
+    # The exact acceptance rule (integer arithmetic, docs/method.md 2.5), before the
     # last member's "accepted regardless"; `threshold` is only for display.
     meets_threshold: bool = False
     # Prompt tokens the backend evaluated (the rest came from its prefix cache);
     # None where the backend cannot tell.
     prompt_tokens_evaluated: int | None = None
-    # Each solution's verdicts on the example lines E (METHOD.md 7.2); empty rows
+    # Each solution's verdicts on the example lines E (docs/method.md 7.2); empty rows
     # when E is empty.
     example_matrix: tuple[tuple[bool, ...], ...] = ()
     n_examples: int = 0
@@ -325,10 +325,10 @@ class Result:
     stages: tuple[StageTrace, ...]
     verified: bool  # met its stage's rule: every example line, and generated tests where run
     note: str = ""  # why an answer is unverified, when it is
-    # The example lines E the answer was checked against (METHOD.md 7.1).
+    # The example lines E the answer was checked against (docs/method.md 7.1).
     examples: tuple[Example, ...] = ()
     # Index into `stages` of the stage whose candidate answered (the pool may pick
-    # an earlier stage's candidate, METHOD.md 7.5); -1: the last stage.
+    # an earlier stage's candidate, docs/method.md 7.5); -1: the last stage.
     answer_stage: int = -1
 
     @property

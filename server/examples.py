@@ -1,4 +1,4 @@
-"""The project's test files as example lines (METHOD.md 7.1) for the server's documents.
+"""The project's test files as example lines (docs/method.md 7.1) for the server's documents.
 
 One `ProjectExamples` (engine/examples/project.py) per project root: the deepest
 workspace folder holding the document, else the nearest folder above it with

@@ -1,6 +1,6 @@
 """The llama.cpp backend: a GGUF model in-process, every sequence of a stage in one batch.
 
-How a call to `sample(specs)` runs (METHOD.md 6, "prompt prefix shared"):
+How a call to `sample(specs)` runs (docs/method.md 6, "prompt prefix shared"):
 1. each distinct prompt (chat template + assistant prefix) is evaluated once, into
    the KV cache of its first sequence, and copied (`llama_memory_seq_cp`, which in a
    unified cache shares the cells rather than duplicating them) to the sequences

@@ -1,6 +1,6 @@
 """Quantization variants of a GGUF model, made with llama.cpp's own quantize API.
 
-Two quantizations of one model are two family members (METHOD.md 1). The
+Two quantizations of one model are two family members (docs/method.md 1). The
 embedded sources are Q4_K_M files, so variants are requantized downward (Q3_K_S,
 Q2_K, ...): llama.cpp dequantizes each tensor and quantizes it again, which it
 does only when asked (`allow_requantize`). A variant requantized from Q4_K_M is

@@ -1,4 +1,4 @@
-"""Example lines E (METHOD.md 7.1): asserts made from what the user already wrote.
+"""Example lines E (docs/method.md 7.1): asserts made from what the user already wrote.
 
 Two sources, in this order: the function's docstring (`docstring.py`,
 `docstring_examples`) and the `assert` statements of the project's test files

@@ -1,5 +1,5 @@
 """The plan search is exact: the same caches give the same fronts and theta on every
-machine, whatever the order in which problems are summed (METHOD.md 4.4).
+machine, whatever the order in which problems are summed (docs/method.md 4.4).
 
 Float sums of the same numbers differ in their last bits with the summation order
 (numpy's SIMD dispatch and the BLAS blocking of a matrix product vary by CPU), and a

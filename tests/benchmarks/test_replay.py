@@ -66,7 +66,7 @@ def test_cached_backend_cuts_tests_by_the_live_stop_rule(family):
         assert cut.text.count("\n") == 2 and cut.generated_tokens < full.generated_tokens
 
 
-# With the user's examples (METHOD.md 7): greedy stages that escalate on them, the
+# With the user's examples (docs/method.md 7): greedy stages that escalate on them, the
 # pool, a tier that leaves them out.
 EXAMPLE_TIERS = """\
   g: {theta: 1.0, stages: {small: {k: 0, l: 0}, large: {k: 0, l: 0}}}

@@ -75,7 +75,7 @@ def test_stricter_theta_escalates_more(family):
     plan = ((3, 2), (-1, 0), (1, 2))
     low, high = sim.run_plan(plan, (0,)), sim.run_plan(plan, (10,))
     assert (high.answered_by == 2).sum() > (low.answered_by == 2).sum()
-    # theta = 0 still escalates when the suite is empty (METHOD.md 2.5).
+    # theta = 0 still escalates when the suite is empty (docs/method.md 2.5).
     assert (high.seconds >= low.seconds).all()
 
 

@@ -1,4 +1,4 @@
-"""The cascade with the user's examples (METHOD.md 7): the stage rule, a non-last
+"""The cascade with the user's examples (docs/method.md 7): the stage rule, a non-last
 greedy stage, the pool and the labels, with a scripted backend and an in-process
 sandbox (no model)."""
 

@@ -1,4 +1,4 @@
-"""Plan files: the packaged default, every illegal plan of METHOD.md section 1, typos."""
+"""Plan files: the packaged default, every illegal plan of docs/method.md section 1, typos."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_k_zero_last_member_is_valid(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Illegal plans of METHOD.md section 1
+# Illegal plans of docs/method.md section 1
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_parse_plan_names_its_source() -> None:
 
 
 def test_a_greedy_stage_may_come_before_another(tmp_path: Path) -> None:
-    """METHOD.md 7.4: a non-last k = 0 stage accepts or escalates on the examples."""
+    """docs/method.md 7.4: a non-last k = 0 stage accepts or escalates on the examples."""
     path = tmp_path / "plan.yaml"
     path.write_text(with_tier_two("{small: {k: 0, l: 0}, medium: {k: 1, l: 2}}"))
     stages = load_plan(path).tier("two").stages

@@ -1,4 +1,4 @@
-"""Scoring and acceptance (METHOD.md section 2, steps 4 and 5) on hand-built pass matrices."""
+"""Scoring and acceptance (docs/method.md section 2, steps 4 and 5) on hand-built pass matrices."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_no_solutions_is_an_error() -> None:
 
 @pytest.mark.parametrize("theta", [Fraction(0), HALF, Fraction(1)])
 def test_no_test_lines_never_accepts(theta: Fraction) -> None:
-    # theta * k * 0 = 0 would accept anything: METHOD.md rules it out.
+    # theta * k * 0 = 0 would accept anything: docs/method.md rules it out.
     assert not accepts(0, 3, 0, theta)
     assert not accepts(100, 1, 0, theta)
     d = decide_stage([], 3, 3, theta, last=False)
