@@ -62,6 +62,7 @@ class Asked:
     cursor: edits.Pos
     automatic: bool  # the editor asked as the user typed (else the user asked)
     run: bool  # may start the models (False: only an answer already computed)
+    method: str = "inline"  # the request: "inline" (ghost text) or "completion" (a list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +106,14 @@ class Completer:
 
     async def answer(
         self, uri: str, position: types.Position, token: types.ProgressToken | None,
-        automatic: bool = False, run: bool = True,
+        automatic: bool = False, run: bool = True, method: str = "inline",
     ) -> Answer | None:
         """The answer for the function at `position`, or None (no function to complete
         there, declined, disabled, ...). `automatic`: the editor asked as the user typed
         (server/trigger.py decides whether that gets an answer); else the user asked.
         `run` False: only an answer already computed (shown, or in the answer cache)."""
         await self.configuration.settled()
-        asked = self.ask(uri, position, automatic, run)
+        asked = self.ask(uri, position, automatic, run, method)
         if asked is None:
             return None
         along = self._typed_along(asked)
@@ -129,7 +130,7 @@ class Completer:
         return self.place(prepared, *ran)
 
     def ask(self, uri: str, position: types.Position, automatic: bool,
-            run: bool) -> Asked | None:
+            run: bool, method: str = "inline") -> Asked | None:
         """The request on an open Python document, or None (disabled, no plan yet, not
         Python, unknown document)."""
         state = self.state
@@ -141,7 +142,7 @@ class Completer:
         pos = doc.position_codec.position_from_client_units(doc.lines, position)
         lines = edits.lines_of(doc.source)
         cursor = edits.clamp(lines, (pos.line, pos.character))
-        return Asked(uri, doc, lines, cursor, automatic, run)
+        return Asked(uri, doc, lines, cursor, automatic, run, method)
 
     async def prepare(self, asked: Asked) -> Prepared | Declined:
         """The task for the function at the cursor, or why the request gets no answer."""
@@ -184,6 +185,9 @@ class Completer:
                                                                    state.tier) is None:
                 # Wait for the next keystroke (a newer request cancels this one here).
                 await asyncio.sleep(self._debounce.delay(uri, state.settings.debounce_ms))
+            log.info("%s %s request at %s:%d:%d: tier %s for %s", _kind(asked), asked.method,
+                     uri, asked.cursor[0] + 1, asked.cursor[1] + 1, state.tier,
+                     prepared.task.entry_point)
             return await self._run(prepared.task, token)
         except (Cancelled, asyncio.CancelledError):
             raise
@@ -236,10 +240,9 @@ class Completer:
     def _log_declined(self, asked: Asked, reason: str) -> None:
         """A request that gets no answer, and why: in the client's log (not a pop-up),
         where a user who wonders why nothing shows can read it."""
-        kind = "automatic" if asked.automatic else "explicit"
-        message = (f"cascode: {kind} request at {asked.uri}:{asked.cursor[0] + 1}:"
-                   f"{asked.cursor[1] + 1} not answered: {reason}")
-        log.debug("%s", message)
+        message = (f"cascode: {_kind(asked)} {asked.method} request at {asked.uri}:"
+                   f"{asked.cursor[0] + 1}:{asked.cursor[1] + 1} not answered: {reason}")
+        log.info("%s", message)
         self.state.ls.window_log_message(
             types.LogMessageParams(type=types.MessageType.Log, message=message))
 
@@ -347,6 +350,10 @@ class Completer:
             cancel.cancel(reason)
         for task in self._inflight.values():
             task.cancel()
+
+
+def _kind(asked: Asked) -> str:
+    return "automatic" if asked.automatic else "explicit"
 
 
 def _is_python(uri: str, language_id: str | None) -> bool:

@@ -53,11 +53,11 @@ class Controller:
 
     async def answer(
         self, uri: str, position: types.Position, token: types.ProgressToken | None,
-        automatic: bool = False, run: bool = True,
+        automatic: bool = False, run: bool = True, method: str = "inline",
     ) -> Answer | None:
         """The answer for the function at `position`, or None (nothing to complete there,
         declined, disabled, ...)."""
-        return await self.completer.answer(uri, position, token, automatic, run)
+        return await self.completer.answer(uri, position, token, automatic, run, method)
 
     def list_tiers(self) -> list[dict[str, Any]]:
         plan = self.state.host.plan

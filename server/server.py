@@ -125,7 +125,8 @@ def create_language_server(
         # client says its requests are the user asking, offer only a computed answer.
         explicit = ls.controller.state.settings.completion_requests == "explicit"
         answer = await _answer(ls, params.text_document.uri, params.position,
-                               params.work_done_token, automatic=not explicit, run=explicit)
+                               params.work_done_token, automatic=not explicit, run=explicit,
+                               method="completion")
         if answer is None:
             return types.CompletionList(is_incomplete=False, items=[])
         edit = edits.covering(answer.lines, answer.edit, answer.cursor)
@@ -206,11 +207,13 @@ async def _answer(
     work_done_token: types.ProgressToken | None,
     automatic: bool = False,
     run: bool = True,
+    method: str = "inline",
 ) -> Answer | None:
     from cascode.engine.errors import Cancelled
 
     try:
-        return await ls.controller.answer(uri, position, work_done_token, automatic, run)
+        return await ls.controller.answer(uri, position, work_done_token, automatic, run,
+                                          method)
     except Cancelled as e:
         raise JsonRpcRequestCancelled(f"cascode: {e}") from None
 

@@ -1,5 +1,7 @@
-"""The extension in a real VS Code (code-server + Chromium, driven by Playwright):
-editors/vscode/e2e/run.mjs types a stub, accepts the ghost text with Tab, checks the
+"""The extension in a real VS Code (code-server + Chromium, driven by Playwright), with
+VS Code's default suggestions (quick suggestions on): editors/vscode/e2e/run.mjs types a
+stub, checks in the server's log that the completion requests VS Code sent started no
+run, accepts the ghost text with Tab, checks the
 saved function, switches the tier from the status bar's quick pick and checks the next
 answer's provenance; writes the first lines of a body and takes the rest a line
 (acceptNextLine) and a word (acceptNextWord) at a time, the written lines unchanged and

@@ -98,7 +98,8 @@ async def test_automatic_requests_are_declined_where_a_completion_gets_in_the_wa
                        extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(source)
         assert not (await s.inline(uri, *at, automatic=True)).items
-        logged = await s.wait_for_log(f"automatic request at {uri}:{at[0] + 1}:{at[1] + 1}")
+        logged = await s.wait_for_log(
+            f"automatic inline request at {uri}:{at[0] + 1}:{at[1] + 1}")
         assert logged.endswith(f"not answered: {why}")
         assert _tasks(tasks) == 0  # declined before any run
         # Asked for explicitly, the same place is answered.
@@ -134,7 +135,7 @@ async def test_manual_mode_answers_only_when_asked(tmp_path):
                        extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(STUB.format(line="    "))
         assert not (await s.inline(uri, 2, 4, automatic=True)).items
-        assert "manual mode" in await s.wait_for_log(f"automatic request at {uri}:3:5")
+        assert "manual mode" in await s.wait_for_log(f"automatic inline request at {uri}:3:5")
         assert _tasks(tasks) == 0  # no cascade ran
         assert (await s.inline(uri, 2, 4)).items
         assert _tasks(tasks) == 1
@@ -149,7 +150,8 @@ async def test_completion_requests_offer_only_a_computed_answer(tmp_path):
                        extra_env={"CASCODE_TEST_TASKS": str(tasks)}) as s:
         uri = s.open(STUB.format(line="    "))
         assert not (await s.completion(uri, 2, 4)).items
-        assert "no answer computed yet" in await s.wait_for_log(f"{uri}:3:5")
+        assert "no answer computed yet" in await s.wait_for_log(
+            f"automatic completion request at {uri}:3:5")
         assert _tasks(tasks) == 0
         # A completion request while an inline run is in flight leaves the run alone.
         inline = asyncio.ensure_future(s.inline(uri, 2, 4, automatic=True))
