@@ -125,7 +125,7 @@ def _is_docstring(ll: Line, text: str) -> bool:
     if not m:
         return False
     try:
-        body = ast.parse(textwrap.dedent(text)).body
+        body = ast.parse(_statement(text)).body
     except SyntaxError:
         return len(m.group(1)) == 3  # a docstring still being typed
     return (
@@ -134,6 +134,13 @@ def _is_docstring(ll: Line, text: str) -> bool:
         and isinstance(body[0].value, ast.Constant)
         and isinstance(body[0].value.value, str)
     )
+
+
+def _statement(text: str) -> str:
+    """A logical line that starts with a string, as a statement at column 0. Only its
+    first line's indentation counts: the lines after it are inside the string (a
+    docstring line may sit left of the opening quotes), where `dedent` would fail."""
+    return text.lstrip(" \t\f")
 
 
 def _is_stub_code(code: str) -> bool:
@@ -164,7 +171,7 @@ def _unterminated_docstring(src: Source, doc: int) -> str | None:
     """The closing quotes a docstring still being typed needs, or None."""
     ll = src.lls[doc]
     try:
-        ast.parse(textwrap.dedent(src.text(ll.start, ll.end)))
+        ast.parse(_statement(src.text(ll.start, ll.end)))
     except SyntaxError:
         m = _STRING_START.match(ll.text)
         return m.group(1) if m else None

@@ -537,3 +537,26 @@ def test_every_prefix_of_a_file_being_typed() -> None:
             assert fc.start_line < fc.body_start_line <= fc.end_line + 1
             assert fc.prompt.endswith("\n") and fc.prompt.lstrip().startswith(("def", "async", "@"))
             ast.parse(fc.context)
+
+
+def test_a_docstring_line_left_of_its_quotes_is_still_a_closed_docstring():
+    # A doctest output continued with a backslash, less indented than the quotes.
+    source = (
+        "class A:\n"
+        "    def f(self):\n"
+        '        """\n'
+        "        >>> A().f()\n"
+        "        Version(major=3, \\\n"
+        "build=1)\n"
+        '        """\n'
+        "        x = 1\n"
+        "        return x\n"
+    )
+    fc = function_at(source, 7, 13)
+    assert fc is not None and fc.name == "f"
+    assert fc.docstring_closer == ""
+    assert fc.prompt.count('"""') == 2
+    from cascode.engine.context.request import request_at
+
+    request = request_at(source, (8, 16))  # the end of the last written line
+    assert request is not None and request.rest
