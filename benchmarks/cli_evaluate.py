@@ -22,9 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse a dataset file with a record that cannot be read "
                         "(default: skip it with a warning naming it)")
     parser.add_argument("--tiers", help="comma-separated tier names (default: every tier)")
-    parser.add_argument("--split", choices=("validation", "test", "all"),
+    parser.add_argument("--split", choices=("calibration", "validation", "test", "all"),
                         help="the calibration's split (only on its own dataset; default: test "
-                        "there, all elsewhere)")
+                        "there, all elsewhere); a data set split by project (realcode) has "
+                        "its own calibration, validation and test splits")
     parser.add_argument("--strip-examples", action="store_true",
                         help="take the docstring examples out of every prompt (the dataset "
                         "becomes NAME-no-examples: what a user who wrote none gets)")
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = select(full, limit=args.limit, tasks=args.tasks)
     calibration = plan.calibration or {}
     own = calibration.get("dataset_sha256") == full.fingerprint
-    split = args.split or ("test" if own else "all")
+    split = args.split or ("test" if own or any(p.label("split") for p in full.problems)
+                           else "all")
     mask = ev.split_mask(plan, full, dataset, split)
     cache = args.cache or _default_cache(calibration, dataset.name)
     samples = args.samples or int(calibration.get("samples", 10))
@@ -96,6 +98,16 @@ def run(args: argparse.Namespace) -> int:
     ev.plot(figures, baselines, f"{args.plan} on {dataset.name} ({split}, "
             f"{int(mask.sum())} problems)", out / f"{stem}.png")
     text = ev.report(plan, dataset, split, figures, baselines, args.tolerance, f"{stem}.png")
+    if any(p.labels for p in dataset.problems):
+        # By kind and examples, the evidence of "verified", the ceiling, the time.
+        import json
+
+        from .breakdown import breakdown, markdown, to_json
+
+        parts = breakdown(plan, family, samples, mask, tiers, split)
+        text += "\n" + markdown(parts)
+        (out / f"{stem}.json").write_text(json.dumps(to_json(parts), indent=2) + "\n",
+                                          encoding="utf-8")
     (out / f"{stem}.md").write_text(text, encoding="utf-8")
     generated = sum(family.generated.values())
     print(f"{int(mask.sum())} problems ({split}); {generated} member-problems generated; "

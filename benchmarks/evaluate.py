@@ -25,7 +25,7 @@ from .search import validation_mask
 from .simulate import MICROS, PICOS
 from .store import RecordStore
 
-SPLITS = ("validation", "test", "all")
+SPLITS = ("calibration", "validation", "test", "all")
 Z95 = 1.959963984540054
 
 
@@ -72,6 +72,13 @@ def split_mask(plan: Plan, full: Dataset, chosen: Dataset, split: str) -> np.nda
     n = len(chosen.problems)
     if split == "all":
         return np.ones(n, dtype=bool)
+    if any(p.label("split") for p in full.problems):
+        # A data set split by project (the real-code set): its own, fixed split.
+        labels = {p.label("split") for p in full.problems}
+        if split not in labels:
+            raise CascodeError(f"--split {split}: {full.name} has the splits "
+                               f"{', '.join(sorted(labels))}")
+        return np.array([p.label("split") == split for p in chosen.problems])
     cal = plan.calibration or {}
     if not cal:
         raise CascodeError(

@@ -147,3 +147,48 @@ def test_wilson_interval():
     lo, hi = wilson(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
     assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0
+
+
+def test_breakdown_by_label_agrees_with_the_tier_figures(calibrated):
+    """The real-code report's parts, on the synthetic family with labels: groups that
+    partition the problems, evidence that adds up to the answers labelled verified, a
+    ceiling that grows with k up to the share where any candidate is right."""
+    import dataclasses
+
+    import numpy as np
+
+    from cascode.benchmarks import evaluate as ev
+    from cascode.benchmarks.breakdown import breakdown, markdown
+    from cascode.benchmarks.datasets import Dataset, load_dataset
+    from cascode.engine.plans import load_plan
+
+    out, data, _ = calibrated
+    plan = load_plan(out / "plan.yaml")
+    full = load_dataset(str(data))
+    labelled = Dataset(full.name, tuple(
+        dataclasses.replace(p, labels=(("kind", "stub" if i % 3 else "method"),
+                                       ("examples", "yes" if i % 2 else "no")))
+        for i, p in enumerate(full.problems)), full.source)
+    settings = cal.Settings(out=out, samples=10, progress=False)
+    family = cal.load_family_data(plan, labelled, settings, generate=False)
+    mask = np.arange(len(labelled.problems)) % 4 != 0
+    tiers = list(plan.tiers)
+    figures, _ = ev.evaluate_tiers(plan, family, 10, mask, tiers, "all")
+    parts = breakdown(plan, family, 10, mask, tiers, "all")
+    for f in figures:
+        rows = {r.group: r for r in parts.groups if r.what == f.tier}
+        assert (rows["all"].passed.right, rows["all"].passed.n) == (f.passed, f.problems)
+        assert rows["all"].verified.right == f.verified
+        assert rows["all"].precision.right == f.verified_right
+        for key in ("kind", "examples"):
+            parts_of = [r for g, r in rows.items() if g.startswith(key + ":")]
+            assert sum(r.passed.n for r in parts_of) == f.problems
+            assert sum(r.passed.right for r in parts_of) == f.passed
+        assert sum(c.n for c in parts.evidence[f.tier].values()) == f.verified
+        assert sum(c.right for c in parts.evidence[f.tier].values()) == f.verified_right
+    for member, by_k in parts.ceiling.items():
+        values = [by_k[k] for k in sorted(by_k)]
+        assert values == sorted(values)
+        assert values[-1] <= parts.any_right[member].share + 1e-9
+    text = markdown(parts)
+    assert "## The ceiling of selection" in text and "kind: method" in text

@@ -1,0 +1,111 @@
+"""The real-code data set (benchmarks/data/realcode): what it holds, the check that every
+real body passes and every wrong body fails (in the real sandbox), and bad records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cascode.benchmarks import realcode
+from cascode.benchmarks.datasets import load_dataset
+from cascode.engine.errors import DatasetError
+from cascode.engine.sandbox import create_sandbox
+
+from ..conftest import need
+
+
+@pytest.fixture(scope="module")
+def records() -> list[realcode.Record]:
+    return realcode.read_records(strict=True)
+
+
+def test_the_data_set_holds_what_it_promises(records):
+    projects = realcode.load_projects()
+    assert len(records) >= 150
+    assert len({r.project.name for r in records}) >= 12
+    kinds = Counter(r.kind for r in records)
+    assert all(kinds[k] >= 25 for k in realcode.KINDS), kinds
+    # Every project has a version, a licence and a split; every problem a path.
+    assert all(p.version and p.license and p.split in realcode.SPLITS
+               for p in projects.values())
+    assert all(r.path.endswith(".py") and r.id.startswith(r.project.name + "/")
+               for r in records)
+    # The split is by project: the test split is code from projects the plan never saw.
+    splits = Counter(r.project.split for r in records)
+    assert all(splits[s] >= 30 for s in realcode.SPLITS), splits
+
+
+def test_the_check_passes_every_real_body_and_fails_every_wrong_one(records):
+    with create_sandbox() as sandbox:
+        need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
+        failures = realcode.check(records, sandbox)
+    assert failures == []
+
+
+def test_a_problem_is_the_editors_request(records):
+    dataset = load_dataset("realcode:test")
+    assert dataset.name == "realcode-test"
+    assert {p.label("split") for p in dataset.problems} == {"test"}
+    by_id = {f"realcode/{r.id}": r for r in records}
+    for problem in dataset.problems[:20]:
+        record = by_id[problem.task_id]
+        # The prompt is the function as written up to the cursor; the file around it is
+        # budgeted for the prompt, and the answer is judged in the completed file.
+        assert record.request.fc.prompt == problem.task.prompt
+        assert problem.task.context_budget is not None
+        assert problem.request is not None and problem.request.source == record.source
+        program = problem.program(record.solution(record.body))
+        assert program.startswith(record.source.splitlines()[0])
+        assert record.hidden.strip() in program
+
+
+def _write(root: Path, records: list[dict]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "projects.json").write_text(json.dumps([{
+        "name": "demo", "version": "1.0", "license": "MIT", "url": "https://example.org",
+        "split": "test"}]))
+    (root / "demo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+GOOD = {
+    "id": "demo/m.double", "project": "demo", "path": "demo/m.py", "function": "double",
+    "kind": "stub", "source": 'def double(x):\n    """Twice x."""\n', "cursor": [0, 14],
+    "body": "    return 2 * x\n",
+    "wrong": [{"body": "    pass\n", "why": "pass"}, {"body": "    return x\n", "why": "once"}],
+    "hidden": "assert double(2) == 4\nassert double(-1) == -2\n",
+}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"hidden": None}, "missing field 'hidden'"),
+    ({"cursor": [9, 0]}, "cursor [9, 0] is outside the file"),
+    ({"source": "def double(x):\n    y = (\n"}, "source does not parse"),
+    ({"kind": "partial"}, "kind partial but the editor sees a stub"),
+    ({"project": "other"}, "project 'other' is not in projects.json"),
+])
+def test_a_bad_record_is_named_and_skipped_or_refused(tmp_path, caplog, change, message):
+    bad = {**GOOD, "id": "demo/m.bad", **change}
+    if change.get("hidden", "") is None:
+        del bad["hidden"]
+    _write(tmp_path, [GOOD, bad])
+    with caplog.at_level(logging.WARNING):
+        kept = realcode.read_records(tmp_path)
+    assert [r.id for r in kept] == ["demo/m.double"]
+    assert any("demo/m.bad" in r.message and message in r.message for r in caplog.records)
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        realcode.read_records(tmp_path, strict=True)
+
+
+def test_the_check_names_a_wrong_body_that_passes(tmp_path):
+    weak = {**GOOD, "hidden": "assert double(0) == 0\n"}  # `return x` passes it too
+    _write(tmp_path, [weak])
+    with create_sandbox() as sandbox:
+        need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
+        failures = realcode.check(realcode.read_records(tmp_path, strict=True), sandbox)
+    assert [(f.id, f.what) for f in failures] == [
+        ("demo/m.double", "a wrong body passes (once)")]
