@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cascode.engine.context.request import apply_edit, clamp, lines_of, text_between
+
+__all__ = ["Edit", "apply", "clamp", "completion_edits", "covering", "lines_of",
+           "minimal_edit", "offset", "position", "text_between"]
+
 Pos = tuple[int, int]
 
 
@@ -21,20 +26,6 @@ class Edit:
     start: Pos
     end: Pos
     text: str
-
-
-def lines_of(source: str) -> list[str]:
-    """The document's lines without their line ends (LSP counts `\\n`, `\\r\\n`, `\\r`)."""
-    lines = source.splitlines()
-    if not lines or source.endswith(("\n", "\r")):
-        lines.append("")
-    return lines
-
-
-def clamp(lines: list[str], pos: Pos) -> Pos:
-    """A position inside the document (LSP: a character past the line end means the end)."""
-    line = min(max(pos[0], 0), len(lines) - 1)
-    return line, min(max(pos[1], 0), len(lines[line]))
 
 
 def offset(lines: list[str], pos: Pos) -> int:
@@ -49,17 +40,6 @@ def position(lines: list[str], off: int) -> Pos:
             return i, off
         off -= len(line) + 1
     return len(lines) - 1, len(lines[-1])
-
-
-def text_between(lines: list[str], start: Pos, end: Pos) -> str:
-    if start >= end:
-        return ""
-    if start[0] == end[0]:
-        return lines[start[0]][start[1] : end[1]]
-    parts = [lines[start[0]][start[1] :]]
-    parts.extend(lines[start[0] + 1 : end[0]])
-    parts.append(lines[end[0]][: end[1]])
-    return "\n".join(parts)
 
 
 def minimal_edit(old_source: str, new_source_text: str) -> Edit:
@@ -135,7 +115,4 @@ def completion_edits(lines: list[str], edit: Edit, cursor: Pos) -> tuple[Edit, l
 
 def apply(source: str, edit: Edit) -> str:
     """The text after the edit."""
-    lines = lines_of(source)
-    head = text_between(lines, (0, 0), edit.start)
-    tail = text_between(lines, edit.end, (len(lines) - 1, len(lines[-1])))
-    return head + edit.text + tail
+    return apply_edit(source, edit.start, edit.end, edit.text)

@@ -73,13 +73,7 @@ class Session:
         return [m.message for m in self.client.log_messages]
 
     async def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for m in self.log_messages:
-                if text in m:
-                    return m
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no log message containing {text!r}; got {self.log_messages}")
+        return await _wait_for(lambda: self.log_messages, text, "log message", timeout)
 
     async def wait_for_status(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -91,13 +85,7 @@ class Session:
         raise AssertionError(f"no status {state!r}; got {self.statuses}")
 
     async def wait_for_message(self, text: str, timeout: float = 10.0) -> str:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for m in self.messages:
-                if text in m:
-                    return m
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no message containing {text!r}; got {self.messages}")
+        return await _wait_for(lambda: self.messages, text, "message", timeout)
 
     def insert(self, uri: str, version: int, at: tuple[int, int], text: str) -> None:
         """The user typed `text` at `at`."""
@@ -149,6 +137,17 @@ class Session:
         self.client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings=None)
         )
+
+
+async def _wait_for(items: Any, text: str, what: str, timeout: float) -> str:
+    """The first of `items()` containing `text`, once it arrives within `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        for m in items():
+            if text in m:
+                return str(m)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no {what} containing {text!r}; got {items()}")
 
 
 def _plain(obj: Any) -> Any:
