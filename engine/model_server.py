@@ -1,0 +1,546 @@
+"""The machine's model server: one llama-server per user and model, shared by every client.
+
+Every client that needs a local model (the language server of each editor window,
+`cascode complete`, a calibration) calls `ensure_server(model, config)`. The first
+one starts llama.cpp's own server (`cascode-llama-server`, built by install.sh from
+the same vendored llama.cpp and CPU flags as the Python binding) as a detached
+process; every other client finds it through a state file and talks to the same
+process, so the weights are loaded once per machine and the cores are not shared
+between several copies of a model.
+
+Where things are (`runtime_dir()`: `$CASCODE_RUNTIME_DIR`, else
+`$XDG_RUNTIME_DIR/cascode`, else `~/.local/state/cascode/run`; mode 0700, owned by
+this user):
+
+- `api-key`: a random key (mode 0600) that the server reads with `--api-key-file`
+  and every client sends as a bearer token: other users of the machine cannot use
+  the server even though it listens on a loopback port;
+- `server-<key>.lock`: held (flock) while a client looks for the server of one
+  model and, when there is none, starts it: two clients never start two servers;
+- `server-<key>.json`: the running server's pid, its start time (so that a reused
+  pid is not mistaken for it), host and port, the key file's path, the model and
+  the settings it was started with;
+- `server-<key>.log`: its log; `slots-<key>/`: its slot files (`--slot-save-path`).
+
+`<key>` is a hash of the model file's resolved path: one server per model file
+(docs/backends.md, "The model server", says why not llama-server's router mode).
+
+The server listens on 127.0.0.1, on a free port unless `ServerConfig.port` names
+one; a port taken by another program is an error naming the port and, where this
+user may see it, the program. It unloads its model after `idle_s` seconds without
+a request (llama-server's own `--sleep-idle-seconds`; the next request loads it
+again) and is started again by the next client when it died. Threads are set once
+for the machine: the number of physical cores this process may use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BackendError, ModelError
+
+log = logging.getLogger(__name__)
+
+BINARY_NAME = "cascode-llama-server"
+STATE_VERSION = 1
+_LISTENING = re.compile(r"listening on http://([0-9.]+):(\d+)")
+_started: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started: reaped
+_started_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a model server is started. The first client's config is the one in force
+    while the server runs; the others use it as it is."""
+
+    n_ctx: int = 12288  # KV cells shared by all slots (--kv-unified)
+    slots: int = 32  # parallel sequences: a stage's 2k, and other clients' requests
+    threads: int | None = None  # None: the physical cores this process may use
+    idle_s: int = 300  # unload the model after this long without a request (-1: never)
+    port: int = 0  # 0: a free port
+    batch: int = 512  # prompt tokens per batch (the in-process backend's PROMPT_BATCH)
+    cache_ram_mib: int = 1024  # prompts of reused slots kept in memory (llama.cpp: 8192)
+    startup_timeout_s: float = 300.0  # loading a model on a busy 2-core machine
+
+    def args(self) -> list[str]:
+        threads = str(self.threads or physical_cores())
+        return [
+            "-c", str(self.n_ctx), "-np", str(self.slots), "--kv-unified",
+            "-t", threads, "-tb", threads, "-b", str(self.batch), "-ub", str(self.batch),
+            "--sleep-idle-seconds", str(self.idle_s), "--metrics", "--slots",
+            # An idle slot keeps its cells (llama.cpp's default moves them to the
+            # memory cache at every new task, and a request pinned to an emptied slot
+            # then evaluates its whole prompt): the backend copies a stage's shared
+            # opening into a slot and pins the request to it.
+            "--no-cache-idle-slots", "--cache-ram", str(self.cache_ram_mib),
+        ]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A running model server, as a client reaches it."""
+
+    model: str
+    host: str
+    port: int
+    pid: int
+    proc_start: int
+    key_file: str
+    log: str
+    started_at: float
+    config: dict[str, Any]
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def api_key(self) -> str:
+        return read_api_key(Path(self.key_file))
+
+    def alive(self) -> bool:
+        """Whether the process is still the one that was started (not a reused pid)."""
+        return proc_start_time(self.pid) == self.proc_start
+
+
+# ---------------------------------------------------------------- places
+
+
+def runtime_dir() -> Path:
+    """This user's private directory for the servers' state (created 0700)."""
+    env = os.environ.get("CASCODE_RUNTIME_DIR")
+    if env:
+        path = Path(env)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "cascode"
+    else:
+        import platformdirs
+
+        # Not /tmp/runtime-UID (platformdirs' fallback): a shared directory where
+        # another user could have made the folder first.
+        path = Path(platformdirs.user_state_dir("cascode")) / "run"
+    return private_dir(path)
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, made if needed, owned by this user and closed to others (0700)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise BackendError(f"the model server's directory {path} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def server_binary() -> Path:
+    """The llama-server that install.sh built for this CPU ($CASCODE_LLAMA_SERVER
+    overrides)."""
+    env = os.environ.get("CASCODE_LLAMA_SERVER")
+    path = Path(env) if env else Path(sys.prefix) / "bin" / BINARY_NAME
+    if not os.access(path, os.X_OK):
+        raise ModelError(
+            f"the model server {path} is not installed: run ./install.sh "
+            "(it builds llama-server from the same llama.cpp as the Python binding)"
+        )
+    return path
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (hyperthreads count once)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cores: set[tuple[str, str]] = set()
+    try:
+        cpu, phys = -1, "0"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (p.strip() for p in line.partition(":"))
+            if key == "processor":
+                cpu = int(value)
+            elif key == "physical id":
+                phys = value
+            elif key == "core id" and (not allowed or cpu in allowed):
+                cores.add((phys, value))
+    except (OSError, ValueError):
+        cores = set()
+    return len(cores) or len(allowed) or os.cpu_count() or 1
+
+
+def model_key(model: Path) -> str:
+    return hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
+
+
+def _paths(model: Path, root: Path) -> dict[str, Path]:
+    key = model_key(model)
+    return {
+        "lock": root / f"server-{key}.lock",
+        "state": root / f"server-{key}.json",
+        "log": root / f"server-{key}.log",
+        "slots": root / f"slots-{key}",
+    }
+
+
+# ---------------------------------------------------------------- the API key
+
+
+def api_key_file(root: Path | None = None) -> Path:
+    """The key file (0600, this user's), made on first use."""
+    path = (root or runtime_dir()) / "api-key"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    if info is not None and (info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077):
+        path.unlink()  # readable by others: a key nobody else has seen replaces it
+        info = None
+    if info is None:
+        tmp = path.with_name(f".api-key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)  # the first writer wins; a racing one reads its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path
+
+
+def read_api_key(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise BackendError(f"cannot read the model server's key {path}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- processes
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (None: no such process, or a zombie)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _reap() -> None:
+    with _started_lock:
+        for pid, proc in list(_started.items()):
+            if proc.poll() is not None:
+                del _started[pid]
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"another client has held {path} for {timeout:.0f} s while starting "
+                        "the model server; is it stuck?"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_state(model: Path, root: Path | None = None) -> Endpoint | None:
+    """The state file's server for `model`, whether or not it still runs."""
+    path = _paths(model, root or runtime_dir())["state"]
+    try:
+        data = json.loads(path.read_text())
+        if data.pop("version", None) != STATE_VERSION:
+            return None
+        return Endpoint(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_state(path: Path, endpoint: Endpoint) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": STATE_VERSION, **asdict(endpoint)}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def ensure_server(
+    model: Path,
+    config: ServerConfig | None = None,
+    *,
+    binary: Path | None = None,
+    root: Path | None = None,
+) -> Endpoint:
+    """The running server of `model`, started first when there is none (or it died)."""
+    config = config or ServerConfig()
+    root = private_dir(root) if root else runtime_dir()
+    paths = _paths(model, root)
+    _reap()
+    current = read_state(model, root)
+    if current is not None and current.alive():
+        return current
+    with _locked(paths["lock"], config.startup_timeout_s + 30):
+        # Another client may have started it while this one waited for the lock.
+        current = read_state(model, root)
+        if current is not None and current.alive():
+            return current
+        endpoint = _start(model, config, binary or server_binary(), root, paths)
+        _write_state(paths["state"], endpoint)
+        return endpoint
+
+
+def stop_server(model: Path, root: Path | None = None, timeout: float = 10.0) -> bool:
+    """Stop the server of `model` if it runs (SIGTERM, then SIGKILL); True if one ran."""
+    root = root or runtime_dir()
+    paths = _paths(model, root)
+    with _locked(paths["lock"], 60):
+        current = read_state(model, root)
+        paths["state"].unlink(missing_ok=True)
+        if current is None or not current.alive():
+            return False
+        _terminate(current.pid, current.proc_start, timeout)
+        return True
+
+
+def _terminate(pid: int, started: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while proc_start_time(pid) == started and time.monotonic() < deadline:
+        _reap()
+        time.sleep(0.05)
+    if proc_start_time(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _reap()
+
+
+# ---------------------------------------------------------------- starting one
+
+
+def _child_env() -> dict[str, str]:
+    # llama-server reads LLAMA_ARG_* (LLAMA_ARG_HOST=0.0.0.0 would expose it) and
+    # LLAMA_API_KEY from the environment: only the command line decides here.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LLAMA_", "GGML_"))}
+
+
+def _start(
+    model: Path, config: ServerConfig, binary: Path, root: Path, paths: dict[str, Path]
+) -> Endpoint:
+    host = "127.0.0.1"
+    if config.port:
+        check_port_free(host, config.port)
+    key_file = api_key_file(root)
+    paths["slots"].mkdir(mode=0o700, exist_ok=True)
+    for old in paths["slots"].iterdir():
+        old.unlink()
+    cmd = [
+        str(binary), "-m", str(model.resolve()), "--host", host, "--port", str(config.port),
+        "--api-key-file", str(key_file), "--slot-save-path", str(paths["slots"]),
+        *config.args(),
+    ]
+    log.info("starting the model server: %s", " ".join(cmd))
+    t0 = time.perf_counter()
+    with open(paths["log"], "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=_child_env(), start_new_session=True, close_fds=True,
+        )
+    with _started_lock:
+        _started[proc.pid] = proc
+    try:
+        port = _wait_ready(proc, model, host, config, paths["log"], read_api_key(key_file))
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        raise
+    started = proc_start_time(proc.pid)
+    if started is None:
+        raise BackendError(_died_line(proc, paths["log"], model))
+    log.info("model server for %s up in %.1f s (pid %d, port %d)", model.name,
+             time.perf_counter() - t0, proc.pid, port)
+    return Endpoint(
+        model=str(model.resolve()), host=host, port=port, pid=proc.pid, proc_start=started,
+        key_file=str(key_file), log=str(paths["log"]), started_at=time.time(),
+        config=asdict(config),
+    )
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    model: Path,
+    host: str,
+    config: ServerConfig,
+    log_path: Path,
+    key: str,
+) -> int:
+    """Wait until the server answers /health with 200 (model loaded); its port."""
+    deadline = time.monotonic() + config.startup_timeout_s
+    port = config.port
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendError(_died_line(proc, log_path, model))
+        if not port:
+            match = _LISTENING.search(_tail(log_path, 64_000))
+            port = int(match.group(2)) if match else 0
+        if port:
+            status, _ = http_get(host, port, "/health", key, timeout=2.0)
+            if status == 200:
+                return port
+        time.sleep(0.1)
+    raise BackendError(
+        f"the model server did not answer within {config.startup_timeout_s:.0f} s "
+        f"(its log: {log_path})"
+    )
+
+
+def _died_line(proc: subprocess.Popen[bytes], log_path: Path, model: Path) -> str:
+    code = proc.returncode
+    tail = _tail(log_path, 4000)
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if name in ("SIGILL", "SIGSEGV", "SIGBUS"):
+            from .backends.llama_build import read_cpu
+            from .backends.llama_check import build_stamp, failure_line
+
+            machine, flags = read_cpu()
+            return failure_line(f"in the model server died of {name}", model, machine, flags,
+                                build_stamp())
+        return f"the model server died of {name} while starting (its log: {log_path})"
+    bind = re.search(r"couldn't bind HTTP server socket, hostname: (\S+), port: (\d+)", tail)
+    if bind:
+        return port_taken_line(bind.group(1).rstrip(","), int(bind.group(2)))
+    last = [line for line in tail.splitlines() if line.strip()][-1:] or ["no output"]
+    return f"the model server exited with status {code} while starting: {last[0]} ({log_path})"
+
+
+def _tail(path: Path, size: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- ports
+
+
+def check_port_free(host: str, port: int) -> None:
+    """BackendError naming the port (and its program, where visible) when it is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise BackendError(port_taken_line(host, port)) from None
+            raise BackendError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def port_taken_line(host: str, port: int) -> str:
+    owner = port_owner(port)
+    who = f" by {owner}" if owner else " by another program"
+    return (f"the model server cannot listen on {host}:{port}: the port is already taken{who}; "
+            "choose another port (0 picks a free one)")
+
+
+def port_owner(port: int) -> str:
+    """'pid N (name)' of the process listening on a TCP port, where this user may see it."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    if not inodes:
+        return ""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in wanted:
+                    name = (proc / "comm").read_text().strip()
+                    return f"pid {proc.name} ({name})"
+        except OSError:
+            continue
+    return ""
+
+
+# ---------------------------------------------------------------- plain HTTP
+
+
+def http_get(host: str, port: int, path: str, key: str, timeout: float = 5.0
+             ) -> tuple[int, Any]:
+    """(status, parsed JSON or None) of a GET; status 0 when nothing answered."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        body = response.read()
+    except OSError:
+        return 0, None
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(body) if body else None
+    except ValueError:
+        return response.status, None
+
+
+def http_post(host: str, port: int, path: str, key: str, body: Any, timeout: float = 30.0
+              ) -> tuple[int, Any]:
+    """(status, parsed JSON or None) of a POST of JSON; status 0 when nothing answered."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(),
+                     headers={"Authorization": f"Bearer {key}",
+                              "Content-Type": "application/json"})
+        response = conn.getresponse()
+        data = response.read()
+    except OSError:
+        return 0, None
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(data) if data else None
+    except ValueError:
+        return response.status, None
