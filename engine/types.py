@@ -40,6 +40,15 @@ class Task:
     # Example lines from the project's test files (docs/method.md 7.1); the docstring's
     # own examples are extracted from `prompt` (engine/examples/ `task_examples`).
     test_examples: tuple[Example, ...] = ()
+    # The definitions around the function, outermost first, as dotted names: "Store"
+    # for a method of Store, "Store.add" for a function nested in it, "" at top level.
+    # Read by the static checks (engine/static_check.py); no cache key holds it.
+    owner: str = ""
+    # The file without the top-level statement that holds the function: never prompted,
+    # never executed; the static checks read it beside `context`, so that what the file
+    # defines below the function, or in blocks the context leaves out, counts as
+    # defined. No cache key holds it.
+    file_around: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..types import ContextBudget, Task
 from .file_context import file_context
-from .scanner import DEF, Line, Source, ensure_newline, width
+from .scanner import DEF, Line, Source, ensure_newline, statements, width
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,24 @@ class FunctionContext:
     # The length of the function's last line when it ends the file without a line end.
     eof_column: int | None = None
     source: str = field(default="", repr=False)  # the whole file, for the prompt's context
+    # The classes and functions around it, outermost first, dotted ("" at top level).
+    owner: str = ""
+    # The file without the top-level statement that holds the function (for the static
+    # checks: what the file defines beside the context).
+    file_around: str = field(default="", repr=False)
 
     def task(self, context_tokens: int | None = None) -> Task:
         """The task; with `context_tokens`, the prompt shows a budgeted view of the
         file (engine/context/budget.py) while the sandbox still runs `context`."""
         if context_tokens is None or not self.source:
-            return Task(self.prompt, entry_point=self.name, context=self.context)
+            return Task(self.prompt, entry_point=self.name, context=self.context,
+                        owner=self.owner, file_around=self.file_around)
         from .budget import context_pieces
 
         shared, helpers = context_pieces(self.context, self.name, self.prompt)
         return Task(self.prompt, entry_point=self.name, context=self.context,
-                    context_budget=ContextBudget(shared, helpers, context_tokens))
+                    context_budget=ContextBudget(shared, helpers, context_tokens),
+                    owner=self.owner, file_around=self.file_around)
 
 
 _CLASS = re.compile(r"class\s+(\w+)")
@@ -245,7 +252,32 @@ def _build(src: Source, i: int) -> FunctionContext:
         indented_lines_after=_indented_lines(src.lines, ll.block_end),
         eof_column=_eof_column(src.lines, ll.block_end),
         source=src.source,
+        owner=_owner(src, i),
+        file_around=_file_around(src, i),
     )
+
+
+def _owner(src: Source, i: int) -> str:
+    """The dotted names of the classes and functions that enclose logical line `i`."""
+    names: list[str] = []
+    p = src.lls[i].parent
+    while p is not None:
+        m = _CLASS.match(src.lls[p].text) or DEF.match(src.lls[p].text)
+        if m:
+            names.append(m.group(m.lastindex or 1))
+        p = src.lls[p].parent
+    return ".".join(reversed(names))
+
+
+def _file_around(src: Source, i: int) -> str:
+    """The file without the top-level statement (with its decorators and its `else`/
+    `except` clauses) that holds logical line `i`."""
+    outer = i
+    while src.lls[outer].parent is not None:
+        outer = src.lls[outer].parent  # type: ignore[assignment]
+    start, end = next((a, b) for head, a, b in statements(src, None) if head == outer)
+    text = src.text(0, start) + src.text(end, len(src.lines))
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _body_indent(src: Source, i: int, doc: int | None, body: list[int]) -> str:
