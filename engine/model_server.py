@@ -114,6 +114,11 @@ class Endpoint:
     def address(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def slot_dir(self) -> Path:
+        """Where the server reads and writes slot files (`--slot-save-path`)."""
+        return _paths(Path(self.model), Path(self.log).parent)["slots"]
+
     def api_key(self) -> str:
         return read_api_key(Path(self.key_file))
 

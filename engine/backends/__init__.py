@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # plans imports .options: no import of plans at run time here
 
 def create_backend(member: Member) -> Backend:
     if member.backend == "llama_cpp":
+        if getattr(member.settings(), "model_server", False):
+            from .llama_server import LlamaServerBackend
+
+            return LlamaServerBackend.from_member(member)
         from .llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend.from_member(member)

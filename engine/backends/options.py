@@ -52,6 +52,11 @@ def _one_of(*choices: Any) -> Callable[[Any, Any, Any], None]:
     return check
 
 
+def _seconds_or_never(_: Any, field: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (value < -1 or value == 0):
+        raise ValueError(f"must be a number of seconds above 0, or -1 for never; got {value!r}")
+
+
 def _not_empty(_: Any, field: attrs.Attribute[Any], value: Any) -> None:
     if not value:
         raise ValueError("must not be empty")
@@ -59,7 +64,7 @@ def _not_empty(_: Any, field: attrs.Attribute[Any], value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class LlamaCppOptions:
-    """A GGUF file run in-process by llama.cpp (the default family)."""
+    """A GGUF file run by llama.cpp, in-process (the default) or in the machine's model server."""
 
     n_ctx: int = _doc(12288, "KV cells of the context: a stage's prompt plus every sequence's "
                              "token budget must fit (the default holds a k = 10 stage)", _positive)
@@ -70,6 +75,14 @@ class LlamaCppOptions:
     prefix_cache: bool = _doc(True, "keep the last request's prompt in the KV cache, so that "
                                     "the next one evaluates only the tokens after the longest "
                                     "common prefix")
+    model_server: bool = _doc(False, "run the model in the machine's shared model server "
+                                     "(llama-server, one per user and model file, started on "
+                                     "demand) instead of in this process")
+    keep_alive_s: int = _doc(300, "with `model_server`: the server unloads the model after this "
+                                  "many seconds without a request (-1: never); the client that "
+                                  "starts the server sets it", _seconds_or_never)
+    port: int = _doc(0, "with `model_server`: the loopback port it listens on (0: a free one); "
+                        "a port taken by another program is an error naming it", _at_least(0))
 
 
 @attrs.frozen(kw_only=True)
