@@ -341,6 +341,11 @@ class LlamaCppBackend:
             self._lib.llama_memory_seq_rm(self._mem, self._cache_seq, -1, -1)
             self._cached = ()
 
+    def forget_cached_prompt(self) -> None:
+        """Drop the cached prompt: the next request evaluates its whole prompt."""
+        with self._lock:
+            self._forget_prompt()
+
     @property
     def cached_prompt_tokens(self) -> int:
         """KV cells held by the cached prompt (0 when none)."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,17 @@ FAKE_TOOL = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$FAKE_LOG"
 exit 0
 """
+# cmake as install.sh's server build calls it: configure logs, `--build DIR` leaves
+# DIR/bin/llama-server.
+FAKE_CMAKE = """#!/bin/sh
+echo "cmake $*" >> "$FAKE_LOG"
+if [ "$1" = "--version" ]; then echo "cmake version 3.28.0"; fi
+if [ "$1" = "--build" ]; then
+  mkdir -p "$2/bin" && printf '#!/bin/sh\\necho built\\n' > "$2/bin/llama-server"
+  chmod +x "$2/bin/llama-server"
+fi
+exit 0
+"""
 
 
 def _fake_checkout(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
@@ -163,9 +175,26 @@ def _fake_checkout(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     wheels = cache / f"wheels-{key}"
     wheels.mkdir(parents=True)
     (wheels / "llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    # A llama-server built before, and the source a rebuild unpacks.
+    server = cache / f"llama-server-{key}"
+    server.mkdir()
+    (server / "llama-server").write_text("#!/bin/sh\necho cached\n")
+    (server / "llama-server").chmod(0o755)
+    vendored = tmp_path / "src" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
+    vendored.mkdir(parents=True)
+    (vendored / "CMakeLists.txt").write_text("")
+    (cache / "sdist").mkdir()
+    with tarfile.open(cache / "sdist" / "llama_cpp_python-0.3.36.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "llama_cpp_python-0.3.36", "llama_cpp_python-0.3.36")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "cmake").write_text(FAKE_CMAKE)
+    (tools / "make").write_text(FAKE_TOOL)
+    for tool in ("cmake", "make"):
+        (tools / tool).chmod(0o755)
     log = tmp_path / "log"
     env = {**os.environ, "CASCODE_BUILD_CACHE": str(cache), "CASCODE_WITH_TORCH": "0",
-           "FAKE_LOG": str(log)}
+           "FAKE_LOG": str(log), "PATH": f"{tools}:{os.environ['PATH']}"}
     env.pop("CMAKE_ARGS", None)
     return repo, log, env
 
@@ -195,10 +224,16 @@ def test_install_forces_this_cpus_build_into_a_venv_built_for_another(tmp_path: 
     # An unstamped venv (made by an older install.sh) is stale too.
     (repo / ".venv" / llama_build.STAMP_NAME).unlink()
     assert [c for c in _run_install(repo, log, env) if "--force-reinstall" in c]
-    # --rebuild-llama builds the wheel again and forces it in, stamp or not.
+    # The cached llama-server is installed, not built again.
+    server = repo / ".venv" / "bin" / "cascode-llama-server"
+    assert "cached" in server.read_text() and not [c for c in calls if c.startswith("cmake")]
+    # --rebuild-llama builds the wheel and the server again and forces them in.
     calls = _run_install(repo, log, env, "--rebuild-llama")
     assert any(c.startswith("python -m pip wheel ") for c in calls), calls
     assert any("--force-reinstall" in c for c in calls), calls
+    assert any(c.startswith("cmake --build ") and "--target llama-server" in c
+               for c in calls), calls
+    assert "built" in server.read_text()
 
 
 def test_install_rejects_an_unknown_option(tmp_path: Path) -> None:
