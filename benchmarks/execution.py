@@ -23,6 +23,7 @@ from cascode.engine.cascade import executable_context
 from cascode.engine.examples import task_examples
 from cascode.engine.extract import assert_text_end, taken_lines
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
+from cascode.engine.static_check import check_candidate
 from cascode.engine.types import Example, PassMatrix, Verdict
 
 from .datasets import Dataset, Problem
@@ -208,6 +209,9 @@ class ProblemData:
     examples: tuple[Example, ...] = ()  # E (engine.examples.task_examples)
     example_passed: np.ndarray | None = None  # bool [unique solutions, examples]
     example_seconds: np.ndarray | None = None  # float [unique solutions]: time over E
+    # bool [unique solutions]: passes the engine's static checks (docs/method.md 8.2);
+    # None: not checked (every solution counts as sound).
+    static_ok: np.ndarray | None = None
 
     def test_tokens(self, t: int, ln: int) -> int:
         """Generated tokens of test t up to its l-th assert line (its cost at l)."""
@@ -282,4 +286,7 @@ def problem_data(
         tuple(examples) if on_examples is not None else (),
         example_passed,
         example_seconds,
+        # The live cascade's check (engine/cascade.py run_stage) on the same task.
+        np.array([not check_candidate(problem.task, s) for s in ex.unique_solutions],
+                 dtype=bool),
     )

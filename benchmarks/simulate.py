@@ -78,6 +78,8 @@ class StageOutcome:
     examples_passed: np.ndarray | None = None
     n_examples: np.ndarray | None = None
     generated: bool = True
+    # bool: the best solution passes the static checks (docs/method.md 8.2); None: all do.
+    static_ok: np.ndarray | None = None
 
     @property
     def seconds(self) -> np.ndarray:
@@ -100,14 +102,19 @@ class StageOutcome:
         e_passed, n_e = self._examples()
         return np.stack([
             np.asarray(stage_rule(self.best_score, self.k_eff, self.n_tests, theta_fraction(t),
-                                  e_passed, n_e, self.generated), dtype=bool)
+                                  e_passed, n_e, self.generated, self._sound()), dtype=bool)
             for t in thetas
         ])
+
+    def _sound(self) -> np.ndarray:
+        return (self.static_ok if self.static_ok is not None
+                else np.ones(len(self.best), dtype=bool))
 
     def pool_keys(self, met: np.ndarray) -> np.ndarray:
         """The pool key of each problem's best candidate (engine's `pool_key`)."""
         e_passed, _ = self._examples()
-        out: np.ndarray = pool_key(e_passed, met.astype(np.int64))
+        out: np.ndarray = pool_key(e_passed, met.astype(np.int64),
+                                   self._sound().astype(np.int64))
         return out
 
     def skipped(self, last: bool) -> np.ndarray:
@@ -270,6 +277,7 @@ class Simulator:
         e_best = np.zeros(n, dtype=np.int64)
         n_e = np.zeros(n, dtype=np.int64)
         passed = np.zeros(n, dtype=bool)
+        sound = np.ones(n, dtype=bool)
         tokens = np.zeros(n, dtype=np.int64)
         prompt_tokens = np.zeros(n, dtype=np.int64)
         sandbox: list[Fraction | int] = [0] * n  # microseconds, exact
@@ -297,10 +305,14 @@ class Simulator:
             # The engine's own decision (scores, ranking, rule); theta does not change
             # the best solution, so it is taken at theta = 1 here and the rule is
             # re-applied per theta by `accepted`.
+            static_ok = ([bool(data.static_ok[r]) for r in rows]
+                         if data.static_ok is not None else [])
             d = decide_stage(on_suite, len(rows), max(k, 1), Fraction(1), False,
-                             examples=on_examples, n_examples=int(n_e[p]), generated=k > 0)
+                             examples=on_examples, n_examples=int(n_e[p]), generated=k > 0,
+                             static_ok=static_ok)
             best[p], best_score[p], n_tests[p] = d.best, d.best_score, d.n_tests
             e_best[p] = d.examples_passed
+            sound[p] = d.best_static_ok
             passed[p] = data.hidden[rows[d.best]]
             sols = data.samples.all_solutions
             tokens[p] = sum(sols[s].generated_tokens for s in items)
@@ -323,7 +335,7 @@ class Simulator:
         )
         return StageOutcome(
             best, best_score, n_tests, max(k, 1), passed, tokens, micros, picodollars,
-            e_best, n_e, k > 0,
+            e_best, n_e, k > 0, sound,
         )
 
     # -- plans -------------------------------------------------------------

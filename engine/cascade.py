@@ -14,6 +14,7 @@ from .extract import pooled_suite
 from .plans import Plan, StagePlan
 from .prompts import PROMPT_TEMPLATE_VERSION, solution_text, stage_specs, unit_test_text
 from .scoring import decide_stage, pool_key, pool_replaces, skips_stage
+from .static_check import check_candidate
 from .types import (
     Backend,
     CancelTokenLike,
@@ -111,15 +112,16 @@ class Cascade:
                     examples=examples,
                     answer_stage=len(stages) - 1,
                 )
-            key = pool_key(trace.examples_passed, trace.meets_threshold)
+            key = pool_key(trace.examples_passed, trace.meets_threshold, trace.best_sound)
             if pool_replaces(key, answer_key):
                 answer, answer_key = len(stages) - 1, key
             if trace.accepted:
                 break
             emit(Escalating(trace.member, running[pos + 1].member.name, trace.best_score,
                             trace.threshold))
-        if not examples:
-            answer = len(stages) - 1  # section 2 alone: the last stage run answers
+        # Without examples the pool's key is whether the best is sound and met its rule:
+        # the last stage run answers (section 2), unless its best fails a static check
+        # and an earlier one's does not (docs/method.md 8.2).
         chosen = stages[answer]
         verified, note = _verdict(chosen, examples)
         emit(Finished(chosen.member, sum(s.seconds for s in stages)))
@@ -131,6 +133,9 @@ class Cascade:
 
 def _verdict(trace: StageTrace, examples: Sequence[Example]) -> tuple[bool, str]:
     """Whether the answering candidate is verified, and why not when it is not."""
+    if not trace.best_sound:
+        # docs/method.md 8.2: whatever its tests say, it cannot be right.
+        return False, f"{trace.member}'s answer {trace.findings[trace.best][0].message}"
     if examples:
         if trace.meets_threshold:
             return True, ""
@@ -144,17 +149,18 @@ def _verdict(trace: StageTrace, examples: Sequence[Example]) -> tuple[bool, str]
             if trace.n_tests else
             f"passed all {n} example line(s), but {trace.member} wrote no valid test line"
         )
-    verified = trace.n_tests > 0 and (not trace.last or _passes_threshold(trace))
+    # The exact rule of the engine's scoring (no float comparison); the last member's
+    # best must also have passed a test: theta = 0 proves nothing.
+    verified = trace.n_tests > 0 and trace.meets_threshold and (
+        not trace.last or trace.best_score > 0)
     return verified, "" if verified else "no examples, and " + _unverified_note(trace)
 
 
-def _passes_threshold(trace: StageTrace) -> bool:
-    # The exact rule of the engine's scoring (no float comparison), and a best
-    # solution that passed at least one test: theta = 0 proves nothing.
-    return trace.meets_threshold and trace.best_score > 0
-
-
 def _unverified_note(trace: StageTrace) -> str:
+    if not trace.last:
+        # The pool kept it: every later member's best failed a static check.
+        return (f"{trace.member} scored {trace.best_score} below its threshold "
+                f"{trace.threshold:g}; the later members' answers failed static checks")
     if trace.k == 0:
         return f"{trace.member} answered greedily without tests (last member)"
     if trace.n_tests == 0:
@@ -182,6 +188,8 @@ def run_stage(
     specs = stage_specs(task, stage.k, stage.l, seed=seed, template=template)
     generations = backend.sample(specs, cancel=cancel)
     solutions = [solution_text(task, g.text) for g in generations[0]]
+    # docs/method.md 8.2: what makes a candidate wrong whatever its tests say.
+    findings = tuple(check_candidate(task, s) for s in solutions)
     tests = [unit_test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
     suite = pooled_suite(tests, task.entry_point, stage.l) if stage.k > 0 else []
     all_gens = [g for group in generations for g in group]
@@ -213,7 +221,7 @@ def run_stage(
     on_suite = [row[n_e:] for row in passed] if verified and suite and passed else []
     decision = decide_stage(on_suite, len(solutions), max(stage.k, 1), stage.theta, stage.last,
                             examples=on_examples, n_examples=n_e if on_examples else 0,
-                            generated=stage.k > 0)
+                            generated=stage.k > 0, static_ok=[not f for f in findings])
     return StageTrace(
         member=stage.member.name,
         k=stage.k,
@@ -239,6 +247,7 @@ def run_stage(
         prompt_tokens_evaluated=_evaluated(all_gens),
         example_matrix=tuple(tuple(row) for row in on_examples),
         n_examples=n_e,
+        findings=findings,
     )
 
 

@@ -1,4 +1,5 @@
-"""CodeT-style scoring, the stage rule and the pool: docs/method.md 2.4-2.5 and 7.2-7.5.
+"""CodeT-style scoring, the stage rule and the pool: docs/method.md 2.4-2.5, 7.2-7.5 and
+8.2 (a candidate that fails a static check ranks last and never meets a rule).
 
 Pure functions, shared by the live cascade and the offline simulator. The
 acceptance test is written so that it works elementwise on NumPy integer
@@ -65,43 +66,57 @@ def accepts(best_score: Any, k: Any, n_tests: Any, theta: Fraction) -> Any:
     return (best_score * theta.denominator >= theta.numerator * k * n_tests) & (n_tests > 0)
 
 
-def best_ranked(example_passed: Sequence[int], scores: Sequence[int]) -> int:
-    """Index of the best solution by (example lines passed, CodeT score), ties to the
-    solution generated first (docs/method.md 7.2). With no examples every count is 0 and
-    this is `best_solution`."""
+def best_ranked(example_passed: Sequence[int], scores: Sequence[int],
+                static_ok: Sequence[bool] = ()) -> int:
+    """Index of the best solution by (passes the static checks, example lines passed,
+    CodeT score), ties to the solution generated first (docs/method.md 7.2, 8.2). With
+    no examples every count is 0, and with no findings every candidate is statically
+    sound: this is then `best_solution`."""
     if not scores:
         raise ValueError("no solutions to choose from")
+    ok = list(static_ok) or [True] * len(scores)
+
+    def rank(i: int) -> tuple[bool, int, int]:
+        return ok[i], example_passed[i], scores[i]
+
     best = 0
     for i in range(len(scores)):
-        if (example_passed[i], scores[i]) > (example_passed[best], scores[best]):
+        if rank(i) > rank(best):
             best = i
     return best
 
 
 def stage_rule(
     best_score: Any, k: Any, n_tests: Any, theta: Fraction, examples_passed: Any,
-    n_examples: Any, generated: bool,
+    n_examples: Any, generated: bool, static_ok: Any = True,
 ) -> Any:
-    """Whether a stage's best solution meets its stage's rule (docs/method.md 2.5, 7.3-7.4).
+    """Whether a stage's best solution meets its stage's rule (docs/method.md 2.5, 7.3-7.4,
+    8.2).
 
     With examples (n_examples > 0): the best passes every example line and, when the
     stage generated tests, the section-2 rule on T holds too. Without examples: the
-    section-2 rule alone (a stage that generated no tests then proves nothing).
+    section-2 rule alone (a stage that generated no tests then proves nothing). A best
+    solution that fails a static check (`static_ok` false) meets no rule.
     Works on ints and, elementwise, on NumPy integer arrays; `k` is the threshold's
     k (max(k, 1)).
     """
     all_examples = examples_passed == n_examples
     if generated:
-        return all_examples & accepts(best_score, k, n_tests, theta)
-    return all_examples & (n_examples > 0)
+        return all_examples & accepts(best_score, k, n_tests, theta) & static_ok
+    return all_examples & (n_examples > 0) & static_ok
 
 
-def pool_key(examples_passed: Any, met_rule: Any) -> Any:
-    """A candidate's rank in the pool (docs/method.md 7.5): example lines passed, then
-    whether it met its own stage's rule. A later stage's candidate replaces the
-    pool's answer when its key is at least as high (`pool_replaces`). Elementwise
-    on NumPy arrays."""
-    return examples_passed * 2 + met_rule
+# A statically sound candidate outranks any that is not, whatever its examples: the
+# key's top bit (example counts stay far below it).
+STATIC_RANK = 1 << 20
+
+
+def pool_key(examples_passed: Any, met_rule: Any, static_ok: Any = True) -> Any:
+    """A candidate's rank in the pool (docs/method.md 7.5, 8.2): whether it passes the
+    static checks, then example lines passed, then whether it met its own stage's rule.
+    A later stage's candidate replaces the pool's answer when its key is at least as
+    high (`pool_replaces`). Elementwise on NumPy arrays."""
+    return static_ok * STATIC_RANK + examples_passed * 2 + met_rule
 
 
 def pool_replaces(new_key: Any, pool: Any) -> Any:
@@ -121,7 +136,7 @@ class Decision:
     """The outcome of one stage: scores, the best solution, and whether it is accepted."""
 
     __slots__ = ("scores", "best", "best_score", "n_tests", "threshold", "meets_threshold",
-                 "accepted", "example_passed", "n_examples")
+                 "accepted", "example_passed", "n_examples", "static_ok")
 
     def __init__(
         self,
@@ -133,6 +148,7 @@ class Decision:
         meets_threshold: bool,
         example_passed: list[int] | None = None,
         n_examples: int = 0,
+        static_ok: list[bool] | None = None,
     ) -> None:
         self.scores = scores
         self.best = best
@@ -144,29 +160,40 @@ class Decision:
         self.meets_threshold = meets_threshold
         self.example_passed = example_passed or [0] * len(scores)
         self.n_examples = n_examples
+        self.static_ok = static_ok or [True] * len(scores)
 
     @property
     def examples_passed(self) -> int:
         """Example lines the best solution passed."""
         return self.example_passed[self.best] if self.example_passed else 0
 
+    @property
+    def best_static_ok(self) -> bool:
+        """The best solution passes the static checks."""
+        return self.static_ok[self.best] if self.static_ok else True
+
 
 def decide_stage(
     passed: Sequence[Sequence[bool]], n_solutions: int, k: int, theta: Fraction, last: bool,
     *, examples: Sequence[Sequence[bool]] = (), n_examples: int = 0, generated: bool = True,
+    static_ok: Sequence[bool] = (),
 ) -> Decision:
-    """Score a stage's pass matrices and apply its rule (docs/method.md 2.4-2.5, 7.2-7.4).
+    """Score a stage's pass matrices and apply its rule (docs/method.md 2.4-2.5, 7.2-7.4,
+    8.2).
 
     `passed` has one row per solution over T (it may be empty when there are no
     test lines); `examples` one row per solution over the example lines E (empty
     when there are none: `n_examples` is 0). `k` is the threshold's k (max(k, 1));
-    `generated` whether the stage generated tests (k >= 1). The last active member
-    is accepted regardless of its rule.
+    `generated` whether the stage generated tests (k >= 1); `static_ok` whether each
+    solution passes the static checks (empty: all do). The last active member is
+    accepted regardless of its rule.
     """
     n_tests = len(passed[0]) if passed else 0
     scores = solution_scores(passed) if n_tests else [0] * n_solutions
     counts = [sum(1 for ok in row if ok) for row in examples] if n_examples else [0] * n_solutions
-    best = best_ranked(counts, scores)
-    ok = bool(stage_rule(scores[best], k, n_tests, theta, counts[best], n_examples, generated))
+    sound = list(static_ok) or [True] * n_solutions
+    best = best_ranked(counts, scores, sound)
+    ok = bool(stage_rule(scores[best], k, n_tests, theta, counts[best], n_examples, generated,
+                         sound[best]))
     return Decision(scores, best, n_tests, accept_threshold(theta, k, n_tests), ok or last, ok,
-                    counts, n_examples)
+                    counts, n_examples, sound)

@@ -34,37 +34,29 @@ import builtins
 import copy
 import functools
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pyflakes import checker as pyflakes  # type: ignore[import-untyped]
 from pyflakes import messages as flakes
 
-from .types import Task
+from .types import Finding, FindingKind, Task
 
-Kind = Literal["syntax", "undefined-name", "unset-attribute", "bad-call"]
+Kind = FindingKind
+
 Scope = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
-
-@dataclass(frozen=True)
-class Finding:
-    """Why a candidate cannot be right: its `kind` and a one-line `message` for the
-    answer's provenance ("reads self.cache, which Store never sets"). `line` is the
-    1-based line of the candidate's code it is about."""
-
-    kind: Kind
-    message: str
-    line: int = 0
+__all__ = ["Finding", "Kind", "check_candidate"]
 
 
 def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:
     """What makes `code` (the whole candidate function) wrong in `task`'s file; () when
     nothing can be claimed."""
     try:
-        candidate = ast.parse(code)
+        candidate = _parse(code)
     except (SyntaxError, ValueError) as e:
         line = getattr(e, "lineno", None) or 0
         msg = getattr(e, "msg", None) or str(e)
@@ -86,6 +78,13 @@ def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:
             findings += _unset_attributes(nodes, me, file.klass, facts, own_from)
         findings += _bad_calls(func, nodes, me, file.klass, facts, own_from)
     return tuple(Finding(f.kind, f.message, f.line - file.shift) for f in findings)
+
+
+def _parse(source: str) -> ast.Module:
+    """`ast.parse` without the warnings of a generated program's invalid escapes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source)
 
 
 def _own_first_line(prompt: str, code: str) -> int | None:
@@ -144,8 +143,8 @@ def _read_file(context: str, file_around: str, owner: str) -> _File | None:
     the context does not hold. None when either does not parse (a file being edited
     elsewhere): what it defines is unknown, so nothing but syntax can be claimed."""
     try:
-        ctx = ast.parse(context)
-        rest = ast.parse(file_around)
+        ctx = _parse(context)
+        rest = _parse(file_around)
     except (SyntaxError, ValueError):
         return None
     held = Counter(_statement_texts(ctx, context))

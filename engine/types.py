@@ -264,6 +264,20 @@ class Sandbox(Protocol):
 # What the cascade answers
 
 
+FindingKind = Literal["syntax", "undefined-name", "unset-attribute", "bad-call"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Why a candidate cannot be right (engine/static_check.py): its `kind` and a one-line
+    `message` for the answer's provenance ("reads self.cache, which Store never sets").
+    `line` is the 1-based line of the candidate's code it is about."""
+
+    kind: FindingKind
+    message: str
+    line: int = 0
+
+
 @dataclass(frozen=True)
 class StageTrace:
     """What one member did for one request."""
@@ -298,6 +312,14 @@ class StageTrace:
     # when E is empty.
     example_matrix: tuple[tuple[bool, ...], ...] = ()
     n_examples: int = 0
+    # Each solution's static findings (engine/static_check.py, docs/method.md 8.2): why
+    # it cannot be right whatever its tests say; () for a sound one. Empty: none checked.
+    findings: tuple[tuple[Finding, ...], ...] = ()
+
+    @property
+    def best_sound(self) -> bool:
+        """The best solution passes the static checks."""
+        return not (self.findings and self.findings[self.best])
 
     @property
     def examples_passed(self) -> int:

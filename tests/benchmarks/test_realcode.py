@@ -109,3 +109,35 @@ def test_the_check_names_a_wrong_body_that_passes(tmp_path):
         failures = realcode.check(realcode.read_records(tmp_path, strict=True), sandbox)
     assert [(f.id, f.what) for f in failures] == [
         ("demo/m.double", "a wrong body passes (once)")]
+
+
+def test_the_real_code_test_split_replays_through_the_live_cascade():
+    """The shipped plan's tiers on the real-code test split, from the committed caches:
+    the live cascade takes the simulator's decisions (answering stage, solution, label)
+    on every problem, including where candidates fail the static checks (which they do
+    here, unlike on HumanEval) and so rank last and never verify."""
+    from cascode.benchmarks import calibrate as cal
+    from cascode.benchmarks.replay import CachedBackend, CachedSandbox, replay
+    from cascode.engine.cascade import Cascade
+    from cascode.engine.plans import load_plan
+
+    root = Path(__file__).resolve().parents[2]
+    plan = load_plan(root / "plans" / "default.yaml")
+    out = root / "benchmarks" / "results" / "realcode"
+    settings = cal.Settings(out=out, samples=3, progress=False, template=plan.template)
+    family = cal.load_family_data(plan, load_dataset("realcode:test"), settings,
+                                  generate=False)
+    sim = family.simulator(3, repeat_last=True)
+    assert sim.n_problems == 47
+    assert replay(plan, sim) == []
+    backends = {name: CachedBackend(name, sim.data[m], plan.template)
+                for m, name in enumerate(sim.members)}
+    cascade = Cascade(plan, backends, CachedSandbox(sim.data), template=plan.template)
+    results = [cascade.run(d.problem.task, "balanced") for d in sim.data[0]]
+    unsound_seen = [r for r in results if any(f for s in r.stages for f in s.findings)]
+    assert len(unsound_seen) >= 5, "the static checks found nothing on real code"
+    for r in results:
+        stage = r.accepted_stage
+        if not stage.best_sound:
+            assert not r.verified
+            assert all(f for s in r.stages for f in s.findings), r.note

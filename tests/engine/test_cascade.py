@@ -314,3 +314,46 @@ def test_the_cascade_sends_the_template_the_plan_was_calibrated_with(
     # Every template reads the same scripted body and asserts into the same answer.
     assert result.member == "small" and result.code == TASK.prompt + "    return a + b + OFFSET\n"
     assert result.stages[0].suite[:2] == ("assert add(1, 2) == 3", "assert add(2, 2) == 4")
+
+
+# docs/method.md 8.2: a candidate that fails a static check ranks below every one that
+# passes, never meets a rule, and its provenance names the check.
+UNSOUND = "    return a + b + OFFSETS\n```"  # OFFSETS is defined nowhere
+
+
+def test_a_candidate_with_a_bad_name_ranks_below_the_sound_ones(
+        plan: Plan, sandbox: InProcessSandbox) -> None:
+    # The unsound candidate comes first and would pass as many tests as the right one
+    # did it run (the sandbox raises NameError, but here its rank is decided first).
+    small = ScriptedBackend("small", [UNSOUND, RIGHT, RIGHT], GOOD_TESTS)
+    result, _ = run(plan, {"small": small}, sandbox, "alone")
+    (stage,) = result.stages
+    assert stage.findings[0] and stage.findings[0][0].kind == "undefined-name"
+    assert "OFFSETS" in stage.findings[0][0].message
+    assert stage.findings[1:] == ((), ())
+    assert stage.best == 1 and result.code.endswith("return a + b + OFFSET\n")
+
+
+def test_an_unsound_answer_is_never_verified_and_says_why(sandbox: InProcessSandbox) -> None:
+    # theta 0: any best meets the section-2 rule, unless it fails a static check.
+    plan = parse_plan(PLAN.replace("theta: 1.0", "theta: 0.0"), "test-plan.yaml")
+    small = ScriptedBackend("small", [UNSOUND], ["1, 2) == 3\n```"])
+    result, _ = run(plan, {"small": small}, sandbox, "alone")
+    assert not result.verified and not result.stages[0].meets_threshold
+    assert result.note == ("small's answer uses OFFSETS, defined nowhere in the file, its "
+                           "imports or the builtins")
+    from cascode.engine.proof import proof
+
+    assert proof(result).startswith("unverified: ") and "OFFSETS" in proof(result)
+
+
+def test_without_examples_a_sound_earlier_answer_beats_an_unsound_last_one(
+        plan: Plan, sandbox: InProcessSandbox) -> None:
+    # small's right answer scores below its threshold (escalates); large's greedy
+    # answer fails a static check: the pool keeps small's, unverified.
+    small = ScriptedBackend("small", [WRONG, RIGHT, WRONG], GOOD_TESTS)
+    large = ScriptedBackend("large", [UNSOUND], GOOD_TESTS)
+    result, _ = run(plan, {"small": small, "large": large}, sandbox, "greedy_last")
+    assert [s.member for s in result.stages] == ["small", "large"]
+    assert result.member == "small" and result.code.endswith("return a + b + OFFSET\n")
+    assert not result.verified and "failed static checks" in result.note

@@ -145,3 +145,27 @@ def test_vectorized_accepts_equals_scalar() -> None:
 def test_scores_of_empty_matrix_and_single_column() -> None:
     assert solution_scores([]) == []
     assert solution_scores([[T], [T], [F]]) == [2, 2, 0]
+
+
+def test_a_statically_unsound_solution_ranks_last_and_meets_no_rule() -> None:
+    from cascode.engine.scoring import best_ranked, decide_stage, pool_key, stage_rule
+
+    # The unsound one passes more examples and scores higher: it still ranks last.
+    assert best_ranked([3, 1, 1], [9, 4, 2], [False, True, True]) == 1
+    assert best_ranked([3, 1], [9, 4], [False, False]) == 0  # none sound: as before
+    assert best_ranked([3, 1], [9, 4]) == 0  # no findings given: every one is sound
+    assert stage_rule(9, 1, 3, Fraction(1, 2), 2, 2, True, True)
+    assert not stage_rule(9, 1, 3, Fraction(1, 2), 2, 2, True, False)
+    assert not stage_rule(0, 1, 0, Fraction(0), 2, 2, False, False)
+    # Elementwise on arrays, as the simulator applies it.
+    met = stage_rule(np.array([9, 9]), 1, np.array([3, 3]), Fraction(1, 2), np.array([2, 2]),
+                     np.array([2, 2]), True, np.array([True, False]))
+    assert met.tolist() == [True, False]
+    # The pool: a sound candidate that passed no example outranks an unsound one that
+    # passed them all and "met" its rule.
+    assert pool_key(0, 0, True) > pool_key(50, 1, False)
+    d = decide_stage([[True, True], [True, False]], 2, 2, Fraction(1, 2), False,
+                     static_ok=[False, True])
+    assert d.best == 1 and d.best_static_ok and d.static_ok == [False, True]
+    d = decide_stage([[True, True]], 1, 1, Fraction(0), False, static_ok=[False])
+    assert not d.meets_threshold and not d.accepted and not d.best_static_ok

@@ -3,6 +3,7 @@ stays silent on what can, and no real body of the real-code data set gets a find
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 import time
 
@@ -475,3 +476,68 @@ def test_no_real_body_of_the_real_code_data_set_gets_a_finding() -> None:
     assert 1 <= caught < wrong
     print(f"{len(records)} real bodies clean; {caught} of {wrong} wrong bodies caught; "
           f"{time.perf_counter() - start:.1f} s")
+
+
+# ---------------------------------------------------------------------------
+# In the cascade, with the real 0.5B
+
+REAL_PLAN = """\
+family:
+  - {name: qwen-0.5b, backend: llama_cpp, model: embedded:qwen2.5-coder-0.5b-instruct-q4_k_m}
+tiers:
+  one:
+    theta: 0.0
+    stages: {qwen-0.5b: {k: 3, l: 2}}
+"""
+PLANTED = "    if self._cache_hits is None:\n        return default\n"
+
+
+@pytest.mark.slow
+def test_a_candidate_with_a_bad_name_ranks_last_on_the_real_05b(qwen05b) -> None:
+    """The real 0.5B writes three candidates for Store.get; the first is given a read of
+    an attribute Store never sets (what the models do on real code). It ranks last
+    whatever its tests say, and the answer is a sound candidate."""
+    from cascode.engine.cascade import Cascade
+    from cascode.engine.extract import CodeStop
+    from cascode.engine.plans import parse_plan
+    from cascode.engine.sandbox import create_sandbox
+    from cascode.engine.types import Generation
+
+    from ..conftest import need_sandbox
+
+    class Planting:
+        name = "qwen-0.5b"
+
+        def render(self, spec):  # type: ignore[no-untyped-def]
+            return qwen05b.render(spec)
+
+        def tokenize(self, text: str) -> list[int]:
+            return qwen05b.tokenize(text)
+
+        def sample(self, specs, cancel=None):  # type: ignore[no-untyped-def]
+            groups = qwen05b.sample(specs, cancel=cancel)
+            out = []
+            for spec, group in zip(specs, groups, strict=True):
+                if isinstance(spec.stop, CodeStop):
+                    first: Generation = group[0]
+                    group = [dataclasses.replace(first, text=PLANTED + first.text), *group[1:]]
+                out.append(group)
+            return out
+
+        def close(self) -> None:
+            pass
+
+    task = _fc(STORE, "get").task()
+    plan = parse_plan(REAL_PLAN, "real.yaml")
+    with create_sandbox() as sandbox:
+        need_sandbox(sandbox)
+        result = Cascade(plan, {"qwen-0.5b": Planting()}, sandbox).run(task, "one")  # type: ignore[dict-item]
+    (stage,) = result.stages
+    assert len(stage.solutions) == 3 and PLANTED in stage.solutions[0]
+    assert any(f.kind == "unset-attribute" and "_cache_hits" in f.message
+               for f in stage.findings[0]), stage.findings[0]
+    sound = [i for i, f in enumerate(stage.findings) if not f]
+    assert sound, f"no sound candidate from the 0.5B: {stage.findings}"
+    print("findings:", stage.findings, "best:", stage.best)
+    assert stage.best in sound and stage.best != 0
+    assert check_candidate(task, result.code) == ()
