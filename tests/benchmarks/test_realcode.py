@@ -141,3 +141,22 @@ def test_the_real_code_test_split_replays_through_the_live_cascade():
         if not stage.best_sound:
             assert not r.verified
             assert all(f for s in r.stages for f in s.findings), r.note
+
+
+def test_the_real_code_report_is_reproduced_from_the_committed_caches(monkeypatch, capsys,
+                                                                      tmp_path):
+    """The README's real-code figures: the default plan on the real-code test split,
+    from the committed caches alone, gives the committed report (outside 5 points of
+    the HumanEval promise: exit 3)."""
+    from cascode import cli
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    args = ["evaluate", "plans/default.yaml", "--dataset", "realcode:test", "--samples", "3",
+            "--cache", "benchmarks/results/realcode", "--offline", "--no-progress",
+            "--out", str(tmp_path)]
+    assert cli.main(args) == 3
+    assert "0 member-problems generated" in capsys.readouterr().err
+    name = "default-realcode-test-test.md"
+    shipped = root / "benchmarks" / "results" / "realcode" / "evaluations" / name
+    assert (tmp_path / name).read_text() == shipped.read_text()
