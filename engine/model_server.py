@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import http.client
 import json
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendError, ModelError
+from .flock import lock_within
 
 log = logging.getLogger(__name__)
 
@@ -263,18 +263,13 @@ def _reap() -> None:
 def _locked(path: Path, timeout: float) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BackendError(
-                        f"another client has held {path} for {timeout:.0f} s while starting "
-                        "the model server; is it stuck?"
-                    ) from None
-                time.sleep(0.05)
+        try:
+            lock_within(fd, timeout, str(path))
+        except TimeoutError:
+            raise BackendError(
+                f"another client has held {path} for {timeout:.0f} s while starting "
+                "the model server; is it stuck?"
+            ) from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -516,29 +511,22 @@ def port_owner(port: int) -> str:
 def http_get(host: str, port: int, path: str, key: str, timeout: float = 5.0
              ) -> tuple[int, Any]:
     """(status, parsed JSON or None) of a GET; status 0 when nothing answered."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        body = response.read()
-    except OSError:
-        return 0, None
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(body) if body else None
-    except ValueError:
-        return response.status, None
+    return _http("GET", host, port, path, {"Authorization": f"Bearer {key}"}, None, timeout)
 
 
 def http_post(host: str, port: int, path: str, key: str, body: Any, timeout: float = 30.0
               ) -> tuple[int, Any]:
     """(status, parsed JSON or None) of a POST of JSON; status 0 when nothing answered."""
+    return _http("POST", host, port, path, {"Authorization": f"Bearer {key}",
+                                            "Content-Type": "application/json"},
+                 json.dumps(body).encode(), timeout)
+
+
+def _http(method: str, host: str, port: int, path: str, headers: dict[str, str],
+          body: bytes | None, timeout: float) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("POST", path, body=json.dumps(body).encode(),
-                     headers={"Authorization": f"Bearer {key}",
-                              "Content-Type": "application/json"})
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
     except OSError:

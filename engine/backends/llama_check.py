@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,9 +42,6 @@ CHECK_PROMPT_TOKENS = 512  # one full batch: the kernels a long prompt runs
 CHECK_TIMEOUT_S = 300.0
 _CHECK_VERSION = 1  # bump when what the child does changes
 
-_lock = threading.Lock()
-_verdicts: dict[str, Verdict] = {}  # per process, by key
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -53,6 +50,49 @@ class Verdict:
     model: str = ""
     seconds: float = 0.0
     cached: bool = False
+
+
+class VerdictCache:
+    """A check's verdicts by key: this process's, else the ones saved as JSON files.
+
+    One lock per check: two threads asking at once run it once. A read-only cache
+    costs a check per process, nothing more: it is logged, naming `what`.
+    """
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self.logger = logger
+        self.verdicts: dict[str, Verdict] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str, path: Path, run: Callable[[], Verdict], use_cache: bool) -> Verdict:
+        """The verdict for `key` (saved at `path`), else `run()`'s, which is then kept in
+        both. `use_cache=False` runs it regardless."""
+        with self.lock:
+            if use_cache and key in self.verdicts:
+                return self.verdicts[key]
+            if use_cache:
+                try:
+                    data = json.loads(path.read_text())
+                    verdict = Verdict(**{**data, "cached": True})
+                except (OSError, ValueError, TypeError):
+                    pass
+                else:
+                    self.verdicts[key] = verdict
+                    return verdict
+            verdict = run()
+            self.verdicts[key] = verdict
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(asdict(verdict)))
+                os.replace(tmp, path)
+            except OSError as e:
+                self.logger.warning("could not cache %s in %s: %s", self.what, path, e)
+            return verdict
+
+
+_cache = VerdictCache("the llama.cpp check", log)
 
 
 def library_dir() -> Path:
@@ -168,29 +208,20 @@ def check(
         return _run_child(model, machine, flags, child, timeout)
     pkg = library_dir()
     key = check_key(library_files(pkg), machine, flags)
-    with _lock:
-        if use_cache and key in _verdicts:
-            return _verdicts[key]
-        path = cache_dir() / f"{key}.json"
-        if use_cache:
-            try:
-                data = json.loads(path.read_text())
-                verdict = Verdict(**{**data, "cached": True})
-            except (OSError, ValueError, TypeError):
-                pass
-            else:
-                _verdicts[key] = verdict
-                return verdict
-        verdict = _run_child(model, machine, flags, None, timeout)
-        _verdicts[key] = verdict
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(asdict(verdict)))
-            os.replace(tmp, path)
-        except OSError as e:  # a read-only cache costs a check per process, nothing more
-            log.warning("could not cache the llama.cpp check in %s: %s", path, e)
-        return verdict
+    return _cache.get(key, cache_dir() / f"{key}.json",
+                      lambda: _run_child(model, machine, flags, None, timeout), use_cache)
+
+
+def died_of(returncode: int) -> str:
+    """`died of SIGILL (illegal instruction)`: how a process killed by a signal
+    (a negative return code, as subprocess gives it) died."""
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    meaning = {"SIGILL": "illegal instruction", "SIGSEGV": "segmentation fault",
+               "SIGBUS": "bus error"}.get(name, "")
+    return f"died of {name}" + (f" ({meaning})" if meaning else "")
 
 
 def _run_child(
@@ -213,14 +244,7 @@ def _run_child(
         ) from None
     seconds = round(time.perf_counter() - t0, 2)
     if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        meaning = {"SIGILL": "illegal instruction", "SIGSEGV": "segmentation fault",
-                   "SIGBUS": "bus error"}.get(name, "")
-        how = f"died of {name}" + (f" ({meaning})" if meaning else "")
-        line = failure_line(how, model, machine, flags, build_stamp())
+        line = failure_line(died_of(proc.returncode), model, machine, flags, build_stamp())
         return Verdict(False, line, str(model), seconds)
     if proc.returncode != 0:
         # Not a CPU verdict (a bad file, no memory): said, never cached.

@@ -17,16 +17,12 @@ the CPU's flags.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import BackendError, ModelError
@@ -35,8 +31,10 @@ from .llama_check import (
     CHECK_PROMPT_TOKENS,
     CHECK_TIMEOUT_S,
     Verdict,
+    VerdictCache,
     build_stamp,
     cache_dir,
+    died_of,
     failure_line,
     smallest_model,
 )
@@ -44,8 +42,7 @@ from .llama_check import (
 log = logging.getLogger(__name__)
 
 _CHECK_VERSION = 1
-_lock = threading.Lock()
-_verdicts: dict[str, Verdict] = {}
+_cache = VerdictCache("the model server check", log)
 
 
 def check_key(binary: Path, machine: str, cpu_flags: frozenset[str]) -> str:
@@ -69,28 +66,8 @@ def check(binary: Path | None = None, model: Path | None = None, *, use_cache: b
                          "cascode models install")
     machine, flags = read_cpu()
     key = check_key(binary, machine, flags)
-    with _lock:
-        if use_cache and key in _verdicts:
-            return _verdicts[key]
-        path = cache_dir() / f"server-{key}.json"
-        if use_cache:
-            try:
-                verdict = Verdict(**{**json.loads(path.read_text()), "cached": True})
-            except (OSError, ValueError, TypeError):
-                pass
-            else:
-                _verdicts[key] = verdict
-                return verdict
-        verdict = _run(binary, target, machine, flags, timeout)
-        _verdicts[key] = verdict
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(asdict(verdict)))
-            os.replace(tmp, path)
-        except OSError as e:
-            log.warning("could not cache the model server check in %s: %s", path, e)
-        return verdict
+    return _cache.get(key, cache_dir() / f"server-{key}.json",
+                      lambda: _run(binary, target, machine, flags, timeout), use_cache)
 
 
 def ensure_server_runs(binary: Path | None = None, model: Path | None = None) -> Verdict:
@@ -153,13 +130,7 @@ def _run(binary: Path, model: Path, machine: str, flags: frozenset[str],
         seconds = round(time.perf_counter() - t0, 2)
         code = proc.returncode
         if died is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            meaning = {"SIGILL": "illegal instruction", "SIGSEGV": "segmentation fault",
-                       "SIGBUS": "bus error"}.get(name, "")
-            how = "in the model server died of " + name + (f" ({meaning})" if meaning else "")
+            how = "in the model server " + died_of(code)
             return Verdict(False, failure_line(how, model, machine, flags, build_stamp()),
                            str(model), seconds)
         if not answered:

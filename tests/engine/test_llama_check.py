@@ -34,7 +34,7 @@ def small_model() -> Path:
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CASCODE_CHECK_DIR", str(tmp_path / "checks"))
-    monkeypatch.setattr(llama_check, "_verdicts", {})
+    monkeypatch.setattr(llama_check._cache, "verdicts", {})
     return tmp_path / "checks"
 
 
@@ -60,7 +60,7 @@ def test_the_real_library_passes_on_this_cpu_and_the_verdict_is_cached(
     # The same process asks again: answered from memory, no child.
     assert llama_check.check(small_model) is verdict
     # A new process (memory empty) reads it from disk.
-    llama_check._verdicts.clear()
+    llama_check._cache.verdicts.clear()
     again = llama_check.check(small_model)
     assert again.ok and again.cached
 
@@ -86,7 +86,7 @@ def test_a_child_that_dies_of_a_signal_is_a_clear_failure(small_model: Path,
     fits = llama_build.describe_cpu(llama_build.cmake_args(*llama_build.read_cpu()))
     assert f"this CPU fits: {fits}" in line
     # A stand-in child's verdict says nothing of the real build: nothing is kept.
-    assert not fresh_cache.exists() and llama_check._verdicts == {}
+    assert not fresh_cache.exists() and llama_check._cache.verdicts == {}
     segv = llama_check.check(small_model, child=[sys.executable, "-c", DIES.format(sig="SEGV")])
     assert "died of SIGSEGV (segmentation fault)" in segv.detail
 
