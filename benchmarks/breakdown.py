@@ -15,6 +15,7 @@ from math import comb
 
 import numpy as np
 
+from cascode.engine.evidence import KINDS, evidence_kind
 from cascode.engine.plans import Plan
 
 from .calibrate import FamilyData
@@ -22,7 +23,7 @@ from .evaluate import wilson
 from .replay import tier_option
 
 CEILING_KS = (1, 3, 5, 10)
-EVIDENCE = ("examples", "examples and own tests", "own tests only")
+EVIDENCE = KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +91,9 @@ def breakdown(plan: Plan, family: FamilyData, n_samples: int, mask: np.ndarray,
         for group, g in groups:
             rows.append(_row(name, group, run.passed, verified, g))
         tested = np.array([options[slot][0] >= 1 for slot in run.answered_by])
-        kinds = {
-            "examples": verified & has_examples & ~tested,
-            "examples and own tests": verified & has_examples & tested,
-            "own tests only": verified & ~has_examples,
-        }
+        # The live label's classifier (engine/evidence.py), elementwise.
+        index = evidence_kind(has_examples.astype(np.int64), tested.astype(np.int64))
+        kinds = {kind: verified & (index == i) for i, kind in enumerate(EVIDENCE)}
         evidence[name] = {k: Count(int((v & run.passed & mask).sum()), int((v & mask).sum()))
                           for k, v in kinds.items()}
     for m, member in enumerate(family.members):

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe-sandbox", action="store_true",
                         help="execute with rlimits and seccomp only where no isolation works")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--write-evidence", action="store_true",
+                        help="write how often each tier's answers were right, by the evidence "
+                        "they rest on, next to the plan (PLAN.evidence.json): the rates its "
+                        "labels state (docs/method.md 8.3); never from the test split")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
     dataset = select(full, limit=args.limit, tasks=args.tasks)
     calibration = plan.calibration or {}
     own = calibration.get("dataset_sha256") == full.fingerprint
-    split = args.split or ("test" if own or any(p.label("split") for p in full.problems)
-                           else "all")
+    # A data set of one split (realcode:validation) is evaluated on that split.
+    labels = {p.label("split") for p in full.problems if p.label("split")}
+    split = args.split or (next(iter(labels)) if len(labels) == 1
+                           else "test" if own or labels else "all")
+    if args.write_evidence and split == "test":
+        raise CascodeError("--write-evidence: the test split measures the labels; their "
+                           "rates come from the calibration or validation split (--split)")
     mask = ev.split_mask(plan, full, dataset, split)
     cache = args.cache or _default_cache(calibration, dataset.name)
     samples = args.samples or int(calibration.get("samples", 10))
@@ -98,16 +107,27 @@ def run(args: argparse.Namespace) -> int:
     ev.plot(figures, baselines, f"{args.plan} on {dataset.name} ({split}, "
             f"{int(mask.sum())} problems)", out / f"{stem}.png")
     text = ev.report(plan, dataset, split, figures, baselines, args.tolerance, f"{stem}.png")
-    if any(p.labels for p in dataset.problems):
+    from .breakdown import breakdown, markdown, to_json
+
+    labelled = any(p.labels for p in dataset.problems)
+    if labelled or args.write_evidence:
+        parts = breakdown(plan, family, samples, mask, tiers, split)
+    if labelled:
         # By kind and examples, the evidence of "verified", the ceiling, the time.
         import json
 
-        from .breakdown import breakdown, markdown, to_json
-
-        parts = breakdown(plan, family, samples, mask, tiers, split)
         text += "\n" + markdown(parts)
         (out / f"{stem}.json").write_text(json.dumps(to_json(parts), indent=2) + "\n",
                                           encoding="utf-8")
+    if args.write_evidence:
+        from cascode.engine.evidence import Evidence, Rate, write_evidence
+
+        evidence = Evidence(
+            f"{dataset.name} {split} split, {int(mask.sum())} problems",
+            {tier: {kind: Rate(c.right, c.n) for kind, c in by.items()}
+             for tier, by in parts.evidence.items()})
+        written = write_evidence(Path(args.plan), evidence)
+        print(f"evidence rates: {written}", file=sys.stderr)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")
     generated = sum(family.generated.values())
     print(f"{int(mask.sum())} problems ({split}); {generated} member-problems generated; "

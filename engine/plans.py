@@ -20,6 +20,7 @@ import yaml
 
 from .backends.options import BackendOptions, OptionsError, structure_options
 from .errors import PlanError
+from .evidence import Evidence, load_evidence
 from .prompts import TEMPLATES
 from .scoring import as_fraction
 
@@ -109,6 +110,9 @@ class Plan:
     tiers: Mapping[str, Tier]
     default_tier: str
     calibration: Mapping[str, Any] | None = None
+    # How often each tier's answers were right by the evidence they rest on (written
+    # next to the plan by `cascode evaluate --write-evidence`, engine/evidence.py).
+    evidence: Evidence | None = None
 
     def member(self, name: str) -> Member:
         for m in self.family:
@@ -204,13 +208,14 @@ def load_plan(path: str | Path | None = None) -> Plan:
     """Load and check a plan file; the packaged default when `path` is None."""
     if path is None:
         ref = resources.files("cascode.plans").joinpath("default.yaml")
-        return parse_plan(ref.read_text(encoding="utf-8"), "plans/default.yaml (packaged)")
+        plan = parse_plan(ref.read_text(encoding="utf-8"), "plans/default.yaml (packaged)")
+        return attrs.evolve(plan, evidence=load_evidence(default_plan_path()))
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise PlanError(f"{p}: cannot read plan file: {e.strerror or e}") from None
-    return parse_plan(text, str(p))
+    return attrs.evolve(parse_plan(text, str(p)), evidence=load_evidence(p))
 
 
 def default_plan_path() -> Path:

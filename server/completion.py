@@ -220,8 +220,10 @@ class Completer:
             log.exception("placing the answer")
             state.show(f"cascode: the answer could not be placed in the file: {e}")
             return None
+        plan = state.host.plan
         prov = provenance(result, answer_id=uuid.uuid4().hex[:12], uri=asked.uri,
-                          function=task.entry_point, cached=cached)
+                          function=task.entry_point, cached=cached,
+                          evidence=plan.evidence if plan is not None else None)
         state.answers.remember(prov)
         state.send_status("busy" if state.busy else "ready",
                           f"tier {result.tier}: {finished_message(result, cached)}")

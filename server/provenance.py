@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascode.engine.evidence import Evidence, label
 from cascode.engine.proof import proof
 from cascode.engine.types import Escalating, Event, Executing, Finished, Result, StageStarted
 
@@ -27,8 +28,10 @@ def examples(result: Result) -> list[dict[str, Any]]:
 
 
 def provenance(
-    result: Result, *, answer_id: str, uri: str, function: str, cached: bool = False
+    result: Result, *, answer_id: str, uri: str, function: str, cached: bool = False,
+    evidence: Evidence | None = None,
 ) -> dict[str, Any]:
+    """`evidence`: the plan's measured rates, which decide the label's state."""
     stage = result.accepted_stage
     return {
         "id": answer_id,
@@ -41,6 +44,7 @@ def provenance(
         "verified": result.verified,
         "note": result.note,
         "proof": proof(result),
+        "label": label(result, evidence).to_json(),
         "examples": examples(result),
         "asserts": list(stage.passed_tests),
         "tokens": result.generated_tokens,
@@ -70,6 +74,9 @@ def provenance(
 def markdown(prov: dict[str, Any]) -> str:
     """The completion item's documentation: what proved the answer first."""
     lines = [f"**{_proof_line(prov)}**"]
+    stated = (prov.get("label") or {}).get("text")
+    if stated and prov["verified"]:
+        lines.append(f"\n{stated[0].upper() + stated[1:]}.")
     lines.append(f"\ncascode · tier `{prov['tier']}` · answered by `{prov['member']}`")
     if prov["verified"] and prov["asserts"]:
         lines.append(f"\nScore {prov['score']} against threshold {prov['threshold']:g}.")

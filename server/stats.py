@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.flock import lock_within
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
@@ -221,16 +223,7 @@ def _locked(path: Path, timeout_s: float) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as f:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"{f.name} stayed locked for {timeout_s:g} s") from None
-                time.sleep(0.05)
+        lock_within(f, timeout_s, f.name)
         try:
             yield
         finally:

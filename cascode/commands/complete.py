@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     # The engine as the language server holds it: one host, its plan, family and sandbox.
     host = EngineHost()
     try:
-        host.set_plan(load_plan_file(args.plan_file or ""))
+        plan = load_plan_file(args.plan_file or "")
+        host.set_plan(plan)
         tier = host.plan_tier(args.tier)  # checks the tier name before anything loads
         # Missing models fail here, in one line, before any work.
         host.preload(host.members_of(tier), lambda *_: None).result()
@@ -69,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
                              seed=args.seed).result
     finally:
         host.close()
+    from cascode.engine.evidence import label
+
+    stated = label(result, plan.evidence)
     if args.json:
-        print(json.dumps(_trace(result, where), indent=2))
+        print(json.dumps({**_trace(result, where), "label": stated.to_json()}, indent=2))
     else:
         sys.stdout.write(result.code)
     print(_summary(result), file=sys.stderr)
+    if result.verified:
+        print(f"cascode: {stated.text}", file=sys.stderr)
     return 0
 
 

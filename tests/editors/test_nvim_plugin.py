@@ -234,6 +234,19 @@ def test_insert_asserts_takes_the_examples_and_skips_what_the_buffer_has(tmp_pat
         del answer["proof"]
         assert nvim.lua(prov + "return p.format(...)", answer)[2] == (
             "- passed 3 generated asserts")
+        # The label's state is the verdict, with its measured rate on a line of its own.
+        answer["label"] = {"state": "likely", "precision": 0.308,
+                           "text": "likely: answers resting on own tests only were right 31% "
+                                   "of the time (4 of 13, realcode validation split)"}
+        shown = nvim.lua(prov + "return p.format(...)", answer)
+        assert shown[0].endswith("(*likely, right 31%*)")
+        assert shown[3] == ("- likely: answers resting on own tests only were right 31% of the "
+                            "time (4 of 13, realcode validation split)")
+        answer["label"] = {"state": "verified", "precision": 0.94, "text": "verified: ..."}
+        assert nvim.lua(prov + "return p.format(...)", answer)[0].endswith("(verified)")
+        answer["label"] = {"state": "unverified", "text": "unverified"}
+        shown = nvim.lua(prov + "return p.format(...)", answer)
+        assert shown[0].endswith("(**unverified**)") and "- unverified" not in shown
     finally:
         nvim.close()
 

@@ -119,3 +119,28 @@ def test_progress_messages():
     assert event_message(Executing("qwen-0.5b", 3, 4)) == "running 12 asserts"
     assert event_message(Escalating("qwen-0.5b", "qwen-1.5b", 0, 9.0)) == "escalating to qwen-1.5b"
     assert event_message(Finished("qwen-0.5b", 1.0)) is None
+
+
+def test_the_label_states_the_measured_rate_of_the_answers_evidence():
+    from cascode.engine.evidence import Evidence, Rate
+
+    stage = _stage("large", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+                   accepted=True, last=True)
+    result = Result("def f(): return 1\n", "large", "balanced", (stage,), verified=True)
+    measured = Evidence("realcode validation split, 41 problems",
+                        {"balanced": {"own tests only": Rate(4, 13)}})
+    prov = provenance(result, answer_id="a3", uri="file:///x.py", function="f",
+                      evidence=measured)
+    assert prov["verified"] is True  # the stage's rule was met ...
+    assert prov["label"]["state"] == "likely"  # ... on evidence right 31% of the time
+    assert (prov["label"]["right"], prov["label"]["of"]) == (4, 13)
+    text = markdown(prov)
+    assert text.splitlines()[2] == (
+        "Likely: answers resting on own tests only were right 31% of the time (4 of 13, "
+        "realcode validation split, 41 problems).")
+    unmeasured = provenance(result, answer_id="a4", uri="file:///x.py", function="f")
+    assert unmeasured["label"]["state"] == "likely" and unmeasured["label"]["of"] is None
+    failed = provenance(replace(result, verified=False, note="scored 0 below 0.9"),
+                        answer_id="a5", uri="file:///x.py", function="f", evidence=measured)
+    assert failed["label"]["state"] == "unverified"
+    assert "Likely" not in markdown(failed)

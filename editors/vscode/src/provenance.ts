@@ -18,6 +18,20 @@ export interface ExampleLine {
   passed?: boolean;
 }
 
+/** What the answer's label may claim (docs/method.md 8.3): "verified" only on evidence
+ * measured right at least 90% of the time; "likely" when its stage's rule was met on
+ * weaker or unmeasured evidence; "unverified" otherwise. */
+export interface Label {
+  state: "verified" | "likely" | "unverified";
+  evidence?: string | null;
+  right?: number | null;
+  of?: number | null;
+  precision?: number | null;
+  measuredOn?: string | null;
+  /** "likely: answers resting on own tests only were right 31% of the time (4 of 13, ...)" */
+  text?: string | null;
+}
+
 /** The provenance of an answer (`cascode.lastAnswer`, `cascode/status`'s lastAnswer). */
 export interface Provenance {
   id?: string;
@@ -31,6 +45,7 @@ export interface Provenance {
   note?: string | null;
   /** What proved the answer, in one line: "passed your 3 examples", "unverified: ...". */
   proof?: string | null;
+  label?: Label | null;
   examples?: ExampleLine[];
   asserts?: string[];
   tokens?: number | null;
@@ -84,12 +99,15 @@ export function formatProvenance(p: Provenance | null | undefined): string {
     return "No answer yet: write a function's signature and docstring to get one.";
   }
   const lines: string[] = [];
-  const verdict = p.verified ? "verified" : "**unverified**";
+  const verdict = verdictWord(p);
   const what = p.function ? ` \`${p.function}\`` : "";
   const cached = p.cached ? ", from cache" : "";
   lines.push(`**${p.member ?? "?"}** answered${what} on tier **${p.tier ?? "?"}** (${verdict}${cached})`);
   lines.push("");
   lines.push(`- ${proofLine(p)}`);
+  if (p.label?.text && p.label.state !== "unverified") {
+    lines.push(`- ${p.label.text}`);
+  }
   lines.push(`- score ${num(p.score, 2)} against threshold ${num(p.threshold, 2)}`);
   lines.push(`- ${p.tokens ?? "n/a"} tokens, ${num(p.seconds, 1)} s`);
   if (p.note) {
@@ -132,6 +150,20 @@ export function formatProvenance(p: Provenance | null | undefined): string {
     lines.push("```");
   }
   return lines.join("\n");
+}
+
+/** The label's state as the tooltip's verdict: verified, *likely*, **unverified**
+ * (older servers send no label: verified or not). */
+export function verdictWord(p: Provenance): string {
+  const state = p.label?.state ?? (p.verified ? "verified" : "unverified");
+  if (state === "verified") {
+    return "verified";
+  }
+  if (state === "likely") {
+    const rate = p.label?.precision;
+    return typeof rate === "number" ? `*likely, right ${Math.round(100 * rate)}%*` : "*likely*";
+  }
+  return "**unverified**";
 }
 
 /** The proof line: what the answer rests on (older servers: verified or not). */

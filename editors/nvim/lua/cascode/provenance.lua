@@ -18,7 +18,7 @@ function M.format(p)
     return { "No answer yet: write a function's signature and docstring to get one." }
   end
   local lines = {}
-  local verdict = p.verified and "verified" or "**unverified**"
+  local verdict = M.verdict(p)
   if p.cached then
     verdict = verdict .. ", from cache"
   end
@@ -37,6 +37,10 @@ function M.format(p)
   )
   table.insert(lines, "")
   table.insert(lines, "- " .. M.proof(p))
+  local label = type(p.label) == "table" and p.label or nil
+  if label and type(label.text) == "string" and label.state ~= "unverified" then
+    table.insert(lines, "- " .. label.text)
+  end
   table.insert(
     lines,
     string.format("- score %s against threshold %s", num(p.score, 2), num(p.threshold, 2))
@@ -97,6 +101,25 @@ function M.format(p)
     table.insert(lines, "```")
   end
   return lines
+end
+
+--- The label's state as the float's verdict: verified, *likely*, **unverified**
+--- (docs/method.md 8.3; older servers send no label: verified or not).
+---@param p table
+---@return string
+function M.verdict(p)
+  local label = type(p.label) == "table" and p.label or nil
+  local state = label and label.state or (p.verified and "verified" or "unverified")
+  if state == "verified" then
+    return "verified"
+  end
+  if state == "likely" then
+    if label and type(label.precision) == "number" then
+      return string.format("*likely, right %d%%*", math.floor(100 * label.precision + 0.5))
+    end
+    return "*likely*"
+  end
+  return "**unverified**"
 end
 
 --- What proved the answer, in one line (older servers: verified or not).
