@@ -15,7 +15,7 @@ from math import comb
 
 import numpy as np
 
-from cascode.engine.evidence import KINDS, evidence_kind
+from cascode.engine.evidence import KINDS, Rate, evidence_kind
 from cascode.engine.plans import Plan
 
 from .calibrate import FamilyData
@@ -27,19 +27,21 @@ EVIDENCE = KINDS
 
 
 @dataclasses.dataclass(frozen=True)
-class Count:
-    """`right` of `n`, with the share and its 95% Wilson interval."""
+class Count(Rate):
+    """`right` of `n` (the engine's Rate: `of`), with the share and its 95% Wilson
+    interval."""
 
-    right: int
-    n: int
+    @property
+    def n(self) -> int:
+        return self.of
 
     @property
     def share(self) -> float | None:
-        return self.right / self.n if self.n else None
+        return self.precision
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson(self.right, self.n)
+        return wilson(self.right, self.of)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
         evidence = Evidence(
             f"{dataset.name} {split} split, {int(mask.sum())} problems",
-            {tier: {kind: Rate(c.right, c.n) for kind, c in by.items()}
+            {tier: {kind: Rate(c.right, c.of) for kind, c in by.items()}
              for tier, by in parts.evidence.items()})
         written = write_evidence(Path(args.plan), evidence)
         print(f"evidence rates: {written}", file=sys.stderr)
