@@ -287,6 +287,23 @@ def read_state(model: Path, root: Path | None = None) -> Endpoint | None:
         return None
 
 
+def running_servers(root: Path | None = None) -> list[Endpoint]:
+    """The servers this user's state files name whose process is still the one started
+    (what `cascode doctor` lists)."""
+    found = []
+    for path in sorted((root or runtime_dir()).glob("server-*.json")):
+        try:
+            data = json.loads(path.read_text())
+            if data.pop("version", None) != STATE_VERSION:
+                continue
+            endpoint = Endpoint(**data)
+        except (OSError, ValueError, TypeError):
+            continue
+        if endpoint.alive():
+            found.append(endpoint)
+    return found
+
+
 def _write_state(path: Path, endpoint: Endpoint) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": STATE_VERSION, **asdict(endpoint)}, indent=1) + "\n")

@@ -1,15 +1,17 @@
 """`cascode doctor`: does this machine run what cascode needs?
 
-Two verdicts, side by side: the sandbox (which isolation paths and layers work)
-and the model backend (whether the installed llama.cpp runs on this CPU: a
-child process loads the smallest installed model and evaluates a full prompt
-batch). Exit 1 when either is unusable.
+Three verdicts, side by side: the sandbox (which isolation paths and layers work),
+the model backend (whether the installed llama.cpp runs on this CPU: a child
+process loads the smallest installed model and evaluates a full prompt batch),
+and the machine's model server (whether the llama-server install.sh built runs
+here, and which are running). Exit 1 when the sandbox or the backend is unusable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from cascode.engine.sandbox import doctor as sandbox_doctor
@@ -76,6 +78,55 @@ def backend_report(recheck: bool = False) -> dict[str, Any]:
     return report
 
 
+def server_report(recheck: bool = False) -> dict[str, Any]:
+    """The machine's model server (engine/model_server.py): its binary, whether it runs
+    on this CPU, and the servers running for this user."""
+    import time
+
+    from cascode.engine import model_server
+    from cascode.engine.backends import llama_server_check
+    from cascode.engine.errors import CascodeError
+
+    report: dict[str, Any] = {}
+    try:
+        binary = model_server.server_binary()
+    except CascodeError as e:
+        report.update(ok=False, verdict=str(e), running=[])
+        return report
+    report["binary"] = str(binary)
+    try:
+        verdict = llama_server_check.check(binary, use_cache=not recheck)
+        when = "cached verdict" if verdict.cached else "checked now"
+        report.update(ok=verdict.ok, verdict=(f"ok: {verdict.detail} ({verdict.seconds:.1f} s, "
+                                              f"{when})" if verdict.ok else verdict.detail))
+    except CascodeError as e:
+        report.update(ok=False, verdict=str(e))
+    try:
+        running = model_server.running_servers()
+    except CascodeError as e:
+        running = []
+        report["running_error"] = str(e)
+    now = time.time()
+    report["running"] = [{"model": Path(ep.model).name, "address": ep.address, "pid": ep.pid,
+                          "up_s": round(now - ep.started_at)} for ep in running]
+    return report
+
+
+def print_server(report: dict[str, Any]) -> None:
+    print("cascode model server doctor")
+    if "binary" in report:
+        print(f"  {'binary':<13} {report['binary']}")
+    print(f"  {'verdict':<13} {report['verdict']}")
+    running = report.get("running") or []
+    if report.get("running_error"):
+        print(f"  {'running':<13} {report['running_error']}")
+    elif not running:
+        print(f"  {'running':<13} none (the first client that needs a model starts one)")
+    for r in running:
+        print(f"  {'running':<13} {r['model']} at {r['address']} (pid {r['pid']}, "
+              f"up {r['up_s']} s)")
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -106,10 +157,16 @@ def run(args: argparse.Namespace) -> int:
             print_backend(backend)
         return 0 if backend["ok"] else 1
     sandbox = sandbox_doctor.collect(args)
+    server = server_report(args.recheck)
     if args.json:
-        print(json.dumps({**sandbox_doctor.json_view(sandbox), "backend": backend}, indent=2))
+        print(json.dumps({**sandbox_doctor.json_view(sandbox), "backend": backend,
+                          "model_server": server}, indent=2))
     else:
         sandbox_doctor.print_table(sandbox)
         print()
         print_backend(backend)
+        print()
+        print_server(server)
+    # The model server is optional (members with model_server: true use it): its
+    # verdict is reported, not required.
     return 0 if sandbox["ok"] and backend["ok"] else 1

@@ -90,6 +90,27 @@ def test_two_clients_share_one_server(served, qwen05b_path: Path, root: Path,
     assert Path(ep.log).read_text().count("load_model: loading model") == 1
 
 
+def test_doctor_lists_the_running_server(served, root: Path, monkeypatch) -> None:
+    from cascode.commands import doctor
+
+    ep = served.endpoint()
+    assert [e.pid for e in model_server.running_servers(root)] == [ep.pid]
+    monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(root))
+    monkeypatch.setenv("CASCODE_LLAMA_SERVER", str(Path(sys.prefix) / "bin" /
+                                                   model_server.BINARY_NAME))
+    report = doctor.server_report()
+    assert report["ok"] and report["verdict"].startswith("ok: ")
+    assert [(r["pid"], r["address"]) for r in report["running"]] == [(ep.pid, ep.address)]
+    # A state file whose process is gone is not listed.
+    stale = root / "server-0000.json"
+    stale.write_text(json.dumps({**json.loads(next(root.glob("server-*.json")).read_text()),
+                                 "pid": 1, "proc_start": 0}))
+    try:
+        assert [e.pid for e in model_server.running_servers(root)] == [ep.pid]
+    finally:
+        stale.unlink()
+
+
 def _cmdline(proc: Path) -> str:
     try:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
