@@ -23,7 +23,6 @@ from .evaluate import wilson
 from .replay import tier_option
 
 CEILING_KS = (1, 3, 5, 10)
-EVIDENCE = KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +92,11 @@ def breakdown(plan: Plan, family: FamilyData, n_samples: int, mask: np.ndarray,
         for group, g in groups:
             rows.append(_row(name, group, run.passed, verified, g))
         tested = np.array([options[slot][0] >= 1 for slot in run.answered_by])
-        # The live label's classifier (engine/evidence.py), elementwise.
-        index = evidence_kind(has_examples.astype(np.int64), tested.astype(np.int64))
-        kinds = {kind: verified & (index == i) for i, kind in enumerate(EVIDENCE)}
+        # The live label's classifier (engine/evidence.py), elementwise; a tier that
+        # does not use examples runs without them.
+        used = has_examples & plan.tiers[name].examples
+        index = evidence_kind(used.astype(np.int64), tested.astype(np.int64))
+        kinds = {kind: verified & (index == i) for i, kind in enumerate(KINDS)}
         evidence[name] = {k: Count(int((v & run.passed & mask).sum()), int((v & mask).sum()))
                           for k, v in kinds.items()}
     for m, member in enumerate(family.members):
@@ -189,11 +190,11 @@ def markdown(b: Breakdown) -> str:
         lines.append(f"| {r.what} | {r.group} | {_count(r.passed)} | {verified} | "
                      f"{precision} |")
     lines += ["", "## What a verified answer rests on", "",
-              "| tier | " + " | ".join(EVIDENCE) + " |", "|---|" + "---|" * len(EVIDENCE)]
+              "| tier | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
     for tier, by in b.evidence.items():
         lines.append(f"| {tier} | " + " | ".join(
             f"{by[e].right} right of {by[e].n}" + (f" ({_pct(by[e].share)})" if by[e].n else "")
-            for e in EVIDENCE) + " |")
+            for e in KINDS) + " |")
     ks = sorted({k for c in b.ceiling.values() for k in c})
     lines += ["", "## The ceiling of selection", "",
               "pass@k of each member's cached samples (the unbiased estimator), and the share of "

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     labels = {p.label("split") for p in full.problems if p.label("split")}
     split = args.split or (next(iter(labels)) if len(labels) == 1
                            else "test" if own or labels else "all")
-    if args.write_evidence and split == "test":
+    if args.write_evidence and (split == "test" or split == "all" and (own or "test" in labels)):
         raise CascodeError("--write-evidence: the test split measures the labels; their "
                            "rates come from the calibration or validation split (--split)")
     mask = ev.split_mask(plan, full, dataset, split)
@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         evidence = Evidence(
             f"{dataset.name} {split} split, {int(mask.sum())} problems",
             {tier: {kind: Rate(c.right, c.of) for kind, c in by.items()}
-             for tier, by in parts.evidence.items()})
+             for tier, by in parts.evidence.items()},
+            {tier: plan.tier_signature(tier) for tier in parts.evidence})
         written = write_evidence(Path(args.plan), evidence)
         print(f"evidence rates: {written}", file=sys.stderr)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")

@@ -100,10 +100,11 @@ class Cascade:
             )
             stages.append(trace)
             if not trace.verified:
-                # No execution possible: the first member's first solution, unverified.
+                # No execution possible: the first member's best, unverified (with no
+                # verdicts, its first statically sound solution, else its first).
                 emit(Finished(trace.member, trace.seconds))
                 return Result(
-                    trace.solutions[0],
+                    trace.solutions[trace.best],
                     trace.member,
                     tier_plan.name,
                     tuple(stages),
@@ -159,8 +160,10 @@ def _verdict(trace: StageTrace, examples: Sequence[Example]) -> tuple[bool, str]
 def _unverified_note(trace: StageTrace) -> str:
     if not trace.last:
         # The pool kept it: every later member's best failed a static check.
-        return (f"{trace.member} scored {trace.best_score} below its threshold "
-                f"{trace.threshold:g}; the later members' answers failed static checks")
+        why = (f"{trace.member} wrote no valid test line" if trace.n_tests == 0 else
+               f"{trace.member} scored {trace.best_score} below its threshold "
+               f"{trace.threshold:g}")
+        return f"{why}; the later members' answers failed static checks"
     if trace.k == 0:
         return f"{trace.member} answered greedily without tests (last member)"
     if trace.n_tests == 0:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,16 +71,20 @@ class Rate:
 
 @dataclass(frozen=True)
 class Evidence:
-    """Measured rates: tier -> kind -> Rate, and what they were measured on."""
+    """Measured rates: tier -> kind -> Rate, what they were measured on, and each tier's
+    signature when they were (`Plan.tier_signature`: rates of changed stages are not
+    the tier's)."""
 
     measured_on: str
     tiers: Mapping[str, Mapping[str, Rate]]
+    signatures: Mapping[str, str] = field(default_factory=dict)
 
     def rate(self, tier: str, kind: str) -> Rate | None:
         return self.tiers.get(tier, {}).get(kind)
 
     def to_json(self) -> dict[str, Any]:
         return {"measured_on": self.measured_on,
+                "signatures": dict(self.signatures),
                 "tiers": {t: {k: {"right": r.right, "of": r.of} for k, r in by.items()}
                           for t, by in self.tiers.items()}}
 
@@ -94,11 +98,17 @@ class Label:
     text: str
 
     def to_json(self) -> dict[str, Any]:
-        r = self.rate
+        r = self.rate if self.rate is not None and self.rate.of else None
         return {"state": self.state, "evidence": self.kind,
                 "right": r.right if r else None, "of": r.of if r else None,
-                "precision": round(r.precision, 3) if r and r.precision is not None else None,
+                "precision": round(r.right / r.of, 3) if r else None,
+                "percent": percent(r) if r else None,
                 "measuredOn": self.measured_on or None, "text": self.text}
+
+
+def percent(rate: Rate) -> int:
+    """The rate in whole percent, as the label's text and both editors show it."""
+    return round(100 * rate.right / rate.of)
 
 
 def result_kind(result: Result) -> str | None:
@@ -120,7 +130,7 @@ def label(result: Result, evidence: Evidence | None) -> Label:
         return Label("likely", kind, rate, where,
                       f"likely: met its rule on {kind}; how often that is right is not "
                       "measured for this plan")
-    pct = f"{100 * rate.right / rate.of:.0f}%"
+    pct = f"{percent(rate)}%"
     counts = f"{rate.right} of {rate.of}"
     if rate.enough and rate.right >= VERIFIED_PRECISION * rate.of:
         return Label("verified", kind, rate, where,
@@ -157,6 +167,10 @@ def parse_evidence(data: Any, where: str) -> Evidence:
         raise PlanError(f"{where}: expected an object with measured_on and tiers")
     measured_on = data.get("measured_on")
     tiers = data.get("tiers")
+    signatures = data.get("signatures", {})
+    if not isinstance(signatures, dict) or not all(
+            isinstance(v, str) for v in signatures.values()):
+        raise PlanError(f"{where}: signatures: expected an object of tier -> signature")
     if not isinstance(measured_on, str) or not measured_on:
         raise PlanError(f"{where}: measured_on: expected the data set the rates come from")
     if not isinstance(tiers, dict):
@@ -175,7 +189,7 @@ def parse_evidence(data: Any, where: str) -> Evidence:
                     for x in ("right", "of")) or r["right"] > r["of"]:
                 raise PlanError(f"{field}: expected {{right: n, of: m}} with 0 <= n <= m")
             out[tier][kind] = Rate(r["right"], r["of"])
-    return Evidence(measured_on, out)
+    return Evidence(measured_on, out, {str(k): v for k, v in signatures.items()})
 
 
 def write_evidence(plan_path: Path, evidence: Evidence) -> Path:

@@ -277,7 +277,10 @@ def _locked(path: Path, timeout: float) -> Iterator[None]:
 
 def read_state(model: Path, root: Path | None = None) -> Endpoint | None:
     """The state file's server for `model`, whether or not it still runs."""
-    path = _paths(model, root or runtime_dir())["state"]
+    return _read_endpoint(_paths(model, root or runtime_dir())["state"])
+
+
+def _read_endpoint(path: Path) -> Endpoint | None:
     try:
         data = json.loads(path.read_text())
         if data.pop("version", None) != STATE_VERSION:
@@ -290,18 +293,8 @@ def read_state(model: Path, root: Path | None = None) -> Endpoint | None:
 def running_servers(root: Path | None = None) -> list[Endpoint]:
     """The servers this user's state files name whose process is still the one started
     (what `cascode doctor` lists)."""
-    found = []
-    for path in sorted((root or runtime_dir()).glob("server-*.json")):
-        try:
-            data = json.loads(path.read_text())
-            if data.pop("version", None) != STATE_VERSION:
-                continue
-            endpoint = Endpoint(**data)
-        except (OSError, ValueError, TypeError):
-            continue
-        if endpoint.alive():
-            found.append(endpoint)
-    return found
+    found = (_read_endpoint(p) for p in sorted((root or runtime_dir()).glob("server-*.json")))
+    return [e for e in found if e is not None and e.alive()]
 
 
 def _write_state(path: Path, endpoint: Endpoint) -> None:

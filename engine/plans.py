@@ -7,6 +7,9 @@ against docs/method.md section 1. Every error names the file, the tier and the f
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import logging
 from collections.abc import Mapping
 from fractions import Fraction
 from importlib import resources
@@ -20,9 +23,11 @@ import yaml
 
 from .backends.options import BackendOptions, OptionsError, structure_options
 from .errors import PlanError
-from .evidence import Evidence, load_evidence
+from .evidence import Evidence, evidence_path, load_evidence
 from .prompts import TEMPLATES
 from .scoring import as_fraction
+
+log = logging.getLogger(__name__)
 
 K_VALUES = (-1, 0, 1, 3, 5, 10)
 L_VALUES = (0, 2, 4)
@@ -113,6 +118,16 @@ class Plan:
     # How often each tier's answers were right by the evidence they rest on (written
     # next to the plan by `cascode evaluate --write-evidence`, engine/evidence.py).
     evidence: Evidence | None = None
+
+    def tier_signature(self, name: str) -> str:
+        """What a tier's measured figures depend on (its stages' members, models, k, l,
+        thetas and whether it uses examples): rates written for another signature are
+        not this tier's."""
+        tier = self.tier(name)
+        parts = [(s.member.name, s.member.backend, s.member.model, s.k, s.l, str(s.theta))
+                 for s in tier.stages]
+        text = repr((parts, tier.tier.examples))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def member(self, name: str) -> Member:
         for m in self.family:
@@ -209,13 +224,35 @@ def load_plan(path: str | Path | None = None) -> Plan:
     if path is None:
         ref = resources.files("cascode.plans").joinpath("default.yaml")
         plan = parse_plan(ref.read_text(encoding="utf-8"), "plans/default.yaml (packaged)")
-        return attrs.evolve(plan, evidence=load_evidence(default_plan_path()))
+        return _with_evidence(plan, default_plan_path())
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise PlanError(f"{p}: cannot read plan file: {e.strerror or e}") from None
-    return attrs.evolve(parse_plan(text, str(p)), evidence=load_evidence(p))
+    return _with_evidence(parse_plan(text, str(p)), p)
+
+
+def _with_evidence(plan: Plan, path: Path) -> Plan:
+    """`plan` with the rates measured for it (engine/evidence.py). A rates file that
+    cannot be read, or rates of a tier whose stages have changed since, are left out
+    with a warning: the labels then claim less, and the plan still loads."""
+    try:
+        evidence = load_evidence(path)
+    except PlanError as e:
+        log.warning("%s; its answers are labelled without measured rates", e)
+        return plan
+    if evidence is None:
+        return plan
+    kept = {}
+    for tier, rates in evidence.tiers.items():
+        signature = evidence.signatures.get(tier)
+        if tier in plan.tiers and signature == plan.tier_signature(tier):
+            kept[tier] = rates
+        else:
+            log.warning("%s: the rates of tier %r were measured for other stages (or a "
+                        "tier this plan lacks): left out", evidence_path(path), tier)
+    return attrs.evolve(plan, evidence=dataclasses.replace(evidence, tiers=kept))
 
 
 def default_plan_path() -> Path:

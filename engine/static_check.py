@@ -42,14 +42,12 @@ from dataclasses import dataclass, field
 from pyflakes import checker as pyflakes  # type: ignore[import-untyped]
 from pyflakes import messages as flakes
 
-from .types import Finding, FindingKind, Task
-
-Kind = FindingKind
+from .types import Finding, Task
 
 Scope = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
-__all__ = ["Finding", "Kind", "check_candidate"]
+__all__ = ["Finding", "check_candidate"]
 
 
 def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:

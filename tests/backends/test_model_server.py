@@ -90,12 +90,14 @@ def test_two_clients_share_one_server(served, qwen05b_path: Path, root: Path,
     assert Path(ep.log).read_text().count("load_model: loading model") == 1
 
 
-def test_doctor_lists_the_running_server(served, root: Path, monkeypatch) -> None:
+def test_doctor_lists_the_running_server(served, root: Path, monkeypatch,
+                                        tmp_path: Path) -> None:
     from cascode.commands import doctor
 
     ep = served.endpoint()
     assert [e.pid for e in model_server.running_servers(root)] == [ep.pid]
     monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(root))
+    monkeypatch.setenv("CASCODE_CHECK_DIR", str(tmp_path / "checks"))
     monkeypatch.setenv("CASCODE_LLAMA_SERVER", str(Path(sys.prefix) / "bin" /
                                                    model_server.BINARY_NAME))
     report = doctor.server_report()
@@ -139,6 +141,7 @@ def test_greedy_solutions_are_the_in_process_backends(served, qwen05b) -> None:
     # in-process, to the bit. Both evaluate every prompt whole (prompt caches off and the
     # in-process one emptied: the fixture is shared with other tests, and a cached
     # opening evaluated in another batch changes the last bits of the logits).
+    before = served.prefix_cache, qwen05b.prefix_cache
     served.prefix_cache = qwen05b.prefix_cache = False
     qwen05b.forget_cached_prompt()
     try:
@@ -155,7 +158,7 @@ def test_greedy_solutions_are_the_in_process_backends(served, qwen05b) -> None:
         [[a]], [[b]] = served.sample([chat]), qwen05b.sample([chat])
         assert _same(a, b)
     finally:
-        served.prefix_cache = qwen05b.prefix_cache = True
+        served.prefix_cache, qwen05b.prefix_cache = before
 
 
 @pytest.mark.timeout(600)

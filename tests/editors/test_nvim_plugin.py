@@ -235,7 +235,7 @@ def test_insert_asserts_takes_the_examples_and_skips_what_the_buffer_has(tmp_pat
         assert nvim.lua(prov + "return p.format(...)", answer)[2] == (
             "- passed 3 generated asserts")
         # The label's state is the verdict, with its measured rate on a line of its own.
-        answer["label"] = {"state": "likely", "precision": 0.308,
+        answer["label"] = {"state": "likely", "precision": 0.308, "percent": 31,
                            "text": "likely: answers resting on own tests only were right 31% "
                                    "of the time (4 of 13, realcode validation split)"}
         shown = nvim.lua(prov + "return p.format(...)", answer)

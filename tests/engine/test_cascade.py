@@ -357,3 +357,10 @@ def test_without_examples_a_sound_earlier_answer_beats_an_unsound_last_one(
     assert [s.member for s in result.stages] == ["small", "large"]
     assert result.member == "small" and result.code.endswith("return a + b + OFFSET\n")
     assert not result.verified and "failed static checks" in result.note
+
+
+def test_without_a_sandbox_the_answer_is_the_first_sound_candidate(plan: Plan) -> None:
+    small = ScriptedBackend("small", [UNSOUND, WRONG, RIGHT], GOOD_TESTS)
+    result, _ = run(plan, {"small": small}, None, "alone")
+    assert not result.verified and "not tested" in result.note
+    assert result.code == TASK.prompt + "    return a - b\n"  # the second: the first is unsound

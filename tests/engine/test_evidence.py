@@ -85,17 +85,33 @@ def test_verified_only_with_evidence_measured_right_nine_times_in_ten() -> None:
     assert ev.label(failed, _rates(own_tests_only=(30, 30))).state == "unverified"
     assert high.to_json() == {
         "state": "verified", "evidence": "own tests only", "right": 27, "of": 30,
-        "precision": 0.9, "measuredOn": "realcode validation split, 41 problems",
+        "precision": 0.9, "percent": 90, "measuredOn": "realcode validation split, 41 problems",
         "text": high.text}
 
 
-def test_rates_are_read_next_to_the_plan_and_bad_ones_name_the_file(tmp_path: Path) -> None:
+def _signed(plan_path: Path, rates: ev.Evidence) -> ev.Evidence:
+    plan = load_plan(plan_path)
+    return ev.Evidence(rates.measured_on, rates.tiers,
+                       {t: plan.tier_signature(t) for t in rates.tiers})
+
+
+def test_rates_are_read_next_to_the_plan_and_bad_ones_name_the_file(tmp_path: Path,
+                                                                    caplog) -> None:
     plan_path = tmp_path / "team.yaml"
     plan_path.write_text(PLAN)
     assert load_plan(plan_path).evidence is None
-    written = ev.write_evidence(plan_path, _rates(own_tests_only=(4, 13)))
+    rates = _signed(plan_path, _rates(own_tests_only=(4, 13)))
+    written = ev.write_evidence(plan_path, rates)
     assert written == tmp_path / "team.evidence.json"
-    assert load_plan(plan_path).evidence == _rates(own_tests_only=(4, 13))
+    assert load_plan(plan_path).evidence == rates
+    # Rates measured for other stages are not the tier's: left out, with a warning.
+    plan_path.write_text(PLAN.replace("theta: 0.5\n    stages: {small: {k: 1",
+                                      "theta: 0.7\n    stages: {small: {k: 1"))
+    with caplog.at_level("WARNING"):
+        assert load_plan(plan_path).evidence == ev.Evidence(rates.measured_on, {},
+                                                            rates.signatures)
+    assert "the rates of tier 'tested' were measured for other stages" in caplog.text
+    plan_path.write_text(PLAN)
     bad = {
         "{not json": "cannot read",
         json.dumps({"tiers": {}}): "measured_on",
@@ -107,8 +123,13 @@ def test_rates_are_read_next_to_the_plan_and_bad_ones_name_the_file(tmp_path: Pa
     for text, message in bad.items():
         written.write_text(text)
         with pytest.raises(PlanError) as e:
-            load_plan(plan_path)
+            ev.load_evidence(plan_path)
         assert str(e.value).startswith(str(written)) and message in str(e.value)
+        # The plan itself still loads: its labels claim less, and the log says why.
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert load_plan(plan_path).evidence is None
+        assert str(written) in caplog.text and message in caplog.text
 
 
 def test_evaluate_writes_the_rates_and_never_from_the_test_split(tmp_path, monkeypatch,
@@ -119,13 +140,16 @@ def test_evaluate_writes_the_rates_and_never_from_the_test_split(tmp_path, monke
     plan = tmp_path / "default.yaml"
     shutil.copy(ROOT / "plans" / "default.yaml", plan)
     base = ["evaluate", str(plan), "--offline", "--no-progress", "--out", str(tmp_path)]
-    assert cli.main([*base, "--dataset", "realcode:test", "--samples", "3", "--cache",
-                     "benchmarks/results/realcode", "--write-evidence"]) == 1
-    assert "the test split measures the labels" in capsys.readouterr().err
+    # The test split, alone or within all.
+    for split in (["realcode:test"], ["realcode", "--split", "all"]):
+        assert cli.main([*base, "--dataset", *split, "--samples", "3", "--cache",
+                         "benchmarks/results/realcode", "--write-evidence"]) == 1
+        assert "the test split measures the labels" in capsys.readouterr().err
     assert not (tmp_path / "default.evidence.json").exists()
     assert cli.main([*base, "--dataset", "everyday", "--write-evidence"]) == 3
     rates = load_plan(plan).evidence
     assert rates is not None and rates.measured_on == "everyday all split, 35 problems"
+    assert set(rates.tiers) == set(load_plan(plan).tiers)  # every tier's signature matches
     # The report's table of what verified answers rest on, as rates.
     report = (tmp_path / "default-everyday-all.md").read_text()
     balanced = rates.tiers["balanced"]

@@ -27,6 +27,8 @@ export interface Label {
   right?: number | null;
   of?: number | null;
   precision?: number | null;
+  /** The rate in whole percent, as `text` states it. */
+  percent?: number | null;
   measuredOn?: string | null;
   /** "likely: answers resting on own tests only were right 31% of the time (4 of 13, ...)" */
   text?: string | null;
@@ -160,8 +162,8 @@ export function verdictWord(p: Provenance): string {
     return "verified";
   }
   if (state === "likely") {
-    const rate = p.label?.precision;
-    return typeof rate === "number" ? `*likely, right ${Math.round(100 * rate)}%*` : "*likely*";
+    const rate = p.label?.percent;
+    return typeof rate === "number" ? `*likely, right ${rate}%*` : "*likely*";
   }
   return "**unverified**";
 }

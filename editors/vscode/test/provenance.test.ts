@@ -150,16 +150,17 @@ test("the verdict is the label's state: verified, likely with its rate, unverifi
     label: {
       state: "likely",
       precision: 0.308,
+      percent: 31,
       text: "likely: answers resting on own tests only were right 31% of the time (4 of 13, realcode validation split, 41 problems)",
     },
   });
   assert.match(likely, /on tier \*\*balanced\*\* \(\*likely, right 31%\*\)\n\n- 3 of 3 generated asserts\n- likely: answers resting on own tests only were right 31% of the time \(4 of 13/);
   const verified = formatProvenance({
     ...base,
-    label: { state: "verified", precision: 0.94, text: "verified: answers resting on examples were right 94% of the time (47 of 50, x)" },
+    label: { state: "verified", precision: 0.94, percent: 94, text: "verified: answers resting on examples were right 94% of the time (47 of 50, x)" },
   });
   assert.match(verified, /\(verified\)\n\n- 3 of 3 generated asserts\n- verified: answers resting on examples/);
-  const unmeasured = formatProvenance({ ...base, label: { state: "likely", precision: null } });
+  const unmeasured = formatProvenance({ ...base, label: { state: "likely", precision: null, percent: null } });
   assert.match(unmeasured, /\(\*likely\*\)/);
   const failed = formatProvenance({ ...base, verified: false, label: { state: "unverified", text: "unverified" } });
   assert.match(failed, /\(\*\*unverified\*\*\)/);

@@ -114,8 +114,8 @@ function M.verdict(p)
     return "verified"
   end
   if state == "likely" then
-    if label and type(label.precision) == "number" then
-      return string.format("*likely, right %d%%*", math.floor(100 * label.precision + 0.5))
+    if label and type(label.percent) == "number" then
+      return string.format("*likely, right %d%%*", label.percent)
     end
     return "*likely*"
   end
