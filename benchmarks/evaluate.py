@@ -260,8 +260,10 @@ def plot(figures: Sequence[TierFigures], baselines: Sequence[Baseline], title: s
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = np.arange(len(figures))
     measured = np.array([100 * f.pass_at_1 for f in figures])
-    err = np.array([[100 * (f.pass_at_1 - f.interval[0]) for f in figures],
-                    [100 * (f.interval[1] - f.pass_at_1) for f in figures]])
+    # Clipped at 0: at 0 or n right of n the interval's end is the share itself, but
+    # float arithmetic may put it a hair beyond.
+    err = np.maximum(0.0, np.array([[100 * (f.pass_at_1 - f.interval[0]) for f in figures],
+                                    [100 * (f.interval[1] - f.pass_at_1) for f in figures]]))
     ax.errorbar(xs + 0.1, measured, yerr=err, fmt="o", c="tab:blue", capsize=4,
                 label="measured (95% interval)")
     promised = [(x, 100 * f.promised_pass) for x, f in zip(xs, figures, strict=True)
