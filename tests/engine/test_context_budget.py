@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,10 @@ def test_a_real_module_of_this_project_fits(tmp_path: Path) -> None:
     out = fit_context(fc.task(1024).context_budget, _chars)
     assert _chars(out) <= 1024
     assert out.startswith("from __future__ import annotations\nimport ast\n")
-    assert "def _passes_threshold(trace: StageTrace) -> bool:\n    ...\n" in out  # outlined
+    # The module's other functions are outlined: a signature, then `...`.
+    outlined = re.findall(r"^def (\w+)\(.*:\n    \.\.\.\n", out, flags=re.M)
+    assert outlined, out
+    assert all(re.search(rf"^def {name}\(", source, flags=re.M) for name in outlined)
     assert _chars(fc.context) > _chars(out)  # its body is in the sandbox's context only
     # A function low in a long module: its whole context is far bigger than the view.
     big = (Path(__file__).resolve().parents[2] / "engine" / "backends" / "openai.py").read_text()

@@ -111,7 +111,7 @@ def test_the_command_line_puts_the_sandbox_half_beside_the_backend(
 
     main(["doctor", "--layers", "landlock", "--json"])  # its exit code includes the backend's
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"facts", "paths", "auto", "backend"}
+    assert set(report) == {"facts", "paths", "auto", "backend", "model_server"}
     (row,) = report["paths"]
     assert row["path"] == "landlock" and row["ok"] is _expected_row("landlock")[0]
     assert main(["doctor", "--layers", "chroot"]) == 1
