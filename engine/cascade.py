@@ -25,6 +25,7 @@ from .types import (
     Finished,
     Generation,
     Result,
+    SampleSpec,
     Sandbox,
     StageStarted,
     StageTrace,
@@ -61,6 +62,34 @@ class Cascade:
             template = plan.template or PROMPT_TEMPLATE_VERSION
         self.template = template
 
+    def _stages(self, task: Task, tier: str | None
+                ) -> tuple[Task, tuple[Example, ...], list[StagePlan]]:
+        """The task as its prompts carry it, its examples, and the stages that run."""
+        tier_plan = self.plan.tier(tier)
+        examples = tuple(task_examples(task, use=tier_plan.tier.examples))
+        active = tier_plan.stages
+        if task.context_budget is not None:
+            # One prompt context for every member, counted with the first one's tokenizer.
+            from .context.budget import token_counter, with_prompt_context
+
+            task = with_prompt_context(
+                task, token_counter(self._backend(active[0].member.name)))
+        running = [s for s in active if not skips_stage(s.k, s.last, len(examples))]
+        return task, examples, running
+
+    def warm_specs(self, task: Task, tier: str | None = None, *, seed: int = 0
+                   ) -> list[tuple[str, SampleSpec]]:
+        """What to evaluate ahead of a request for `task` (docs/method.md 6, "warm while
+        the user types"): for each member of the stages that would run, in their order,
+        the first prompt its first stage sends, built as `run` builds it."""
+        task, _examples, running = self._stages(task, tier)
+        out: dict[str, SampleSpec] = {}
+        for stage in running:
+            if stage.member.name not in out:
+                out[stage.member.name] = stage_specs(task, stage.k, stage.l, seed=seed,
+                                                     template=self.template)[0]
+        return list(out.items())
+
     def run(
         self,
         task: Task,
@@ -73,17 +102,9 @@ class Cascade:
         tier_plan = self.plan.tier(tier)
         emit = on_event or (lambda _e: None)
         stages: list[StageTrace] = []
-        active = tier_plan.stages
-        examples = task_examples(task, use=tier_plan.tier.examples)
-        if task.context_budget is not None:
-            # One prompt context for every member, counted with the first one's tokenizer.
-            from .context.budget import token_counter, with_prompt_context
-
-            task = with_prompt_context(
-                task, token_counter(self._backend(active[0].member.name)))
+        task, examples, running = self._stages(task, tier)
         # The pool (docs/method.md 7.5): the stage whose candidate answers so far, and its key.
         answer, answer_key = -1, -1
-        running = [s for s in active if not skips_stage(s.k, s.last, len(examples))]
         for pos, stage in enumerate(running):
             cancel_mod.check(cancel)  # type: ignore[arg-type]
             emit(StageStarted(stage.member.name, stage.k, stage.l, pos, len(running)))

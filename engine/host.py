@@ -262,6 +262,36 @@ class EngineHost:
         self.cache.put(key, result)
         return Answered(result, False)
 
+    def prefill(self, task: Task, tier: str, *, cancel: CancelTokenLike,
+                members: int = 2) -> dict[str, int]:
+        """Evaluate ahead of a request the prompts its cascade would send first (blocking:
+        call through `run_blocking`): the first stage's member, then the next ones up
+        to `members` in all, each only when its model is loaded and its backend can
+        prefill. {member: prompt tokens evaluated}. Raises Cancelled when `cancel` is
+        set (a request is waiting for the engine thread); nothing when the answer is
+        cached already."""
+        from .types import Prefills
+
+        current = self._current
+        done: dict[str, int] = {}
+        if current is None or members <= 0:
+            return done
+        if self.cache.get(self.cache_key(task, tier, 0, current.key)) is not None:
+            return done
+        family = current.family
+        if not family.is_loaded(current.plan.tier(tier or None).stages[0].member.name):
+            return done  # its tokenizer counts the prompt's context: no loading for this
+        cascade = Cascade(current.plan, family.get, None)
+        for name, spec in cascade.warm_specs(task, tier or None)[:members]:
+            cancel.raise_if_cancelled()
+            if not family.is_loaded(name):
+                break
+            backend = family.get(name)
+            if not isinstance(backend, Prefills):
+                break
+            done[name] = backend.prefill(spec, cancel=cancel)
+        return done
+
     def close(self) -> None:
         with self._lock:
             current, self._current = self._current, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------
 # What is asked
@@ -189,6 +189,17 @@ class Backend(Protocol):
     ) -> list[list[Generation]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Prefills(Protocol):
+    """A backend that can evaluate a prompt ahead of its request (docs/method.md 6,
+    "warm while the user types"): `prefill` puts the spec's prompt in the backend's
+    prompt cache without generating, so that a later `sample` of a prompt that opens
+    alike evaluates only the rest. Returns the prompt tokens it evaluated; raises
+    `Cancelled` when `cancel` is set, keeping what it evaluated before."""
+
+    def prefill(self, spec: SampleSpec, *, cancel: CancelTokenLike | None = None) -> int: ...
 
 
 class CancelTokenLike(Protocol):

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -103,6 +104,8 @@ class Completer:
         # The completed functions answered in each document: once the user has taken
         # one, the cursor at its end must not start a run for "the rest" of it.
         self._answered: dict[str, list[str]] = {}
+        # Told when a request is about to start the models (the warm-up stops).
+        self.on_start: Callable[[str], None] = lambda _reason: None
 
     async def answer(
         self, uri: str, position: types.Position, token: types.ProgressToken | None,
@@ -302,6 +305,7 @@ class Completer:
             if token is not None:  # the client asked for progress on its own token: close it
                 Progress.start(state.ls, token, "cascode").end(finished_message(cached, True))
             return cached, True
+        self.on_start("a request")
         progress = Progress.start(state.ls, token, "cascode")
         cancel = CancelToken()
         self._tokens.add(cancel)

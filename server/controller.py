@@ -5,6 +5,8 @@ share one `ServerState` (state.py: server, engine host, settings, status, answer
 - `Preloader` (preload.py): loading the active tier's models ahead of requests;
 - `Completer` (completion.py): answering a request, and the `Answer` it returns;
 - `TestExamples` (examples.py): the projects' test files, told what the editor does;
+- `Warmer` (warm.py): evaluating the prompt of the function being written, ahead of
+  its request;
 - `Progress` (progress.py): work-done progress for a request or a load.
 
 Everything runs on the event loop; every blocking step goes to the engine thread
@@ -26,6 +28,7 @@ from .completion import Answer, Completer
 from .configuration import Configuration
 from .preload import Preloader
 from .state import ServerState
+from .warm import Warmer
 
 __all__ = ["Answer", "Controller"]
 
@@ -38,6 +41,8 @@ class Controller:
         self.preloader = Preloader(self.state)
         self.configuration = Configuration(self.state, self.preloader)
         self.completer = Completer(self.state, self.configuration)
+        self.warmer = Warmer(self.state, self.completer)
+        self.completer.on_start = self.warmer.stop
 
     @property
     def init_options(self) -> Any:
@@ -85,12 +90,13 @@ class Controller:
     def text_changed(self, uri: str, changes: list[tuple[Any, str]]) -> None:
         """The content changes of one didChange, in order: (start, end) or None (the
         whole document), and the new text. Tells the statistics what became of the
-        answer shown in `uri`."""
+        answer shown in `uri`, and warms the prompt where the last change ends."""
         for span, text in changes:
             if span is None:
                 self.state.stats.document_replaced(uri)
             else:
                 self.state.stats.text_changed(uri, span[0], span[1], text)
+        self.warmer.changed(uri, changes)
 
     def document_changed(self, uri: str) -> None:
         """A document was opened or changed (an open test file overrides the disk)."""
@@ -99,6 +105,7 @@ class Controller:
             self.state.test_examples.changed(uri, doc.source, doc.version)
 
     def document_closed(self, uri: str) -> None:
+        self.warmer.forget(uri)
         self.completer.document_closed(uri)
         self.state.stats.document_replaced(uri)
         self.state.test_examples.closed(uri)
@@ -125,6 +132,7 @@ class Controller:
         future.add_done_callback(_log_registration)
 
     def close(self) -> None:
+        self.warmer.close()
         self.completer.cancel_all("the server is shutting down")
         self.state.stats.close_all()
         self.state.stats.flush()

@@ -64,6 +64,9 @@ def provenance(
                 "accepted": s.accepted,
                 "verified": s.verified,
                 "tokens": s.generated_tokens,
+                "promptTokens": s.prompt_tokens,
+                # What the member evaluated: less when its prompt cache held the opening.
+                "promptTokensEvaluated": s.prompt_tokens_evaluated,
                 "seconds": round(s.seconds, 3),
             }
             for s in result.stages

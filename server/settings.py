@@ -102,6 +102,12 @@ class Settings:
     milliseconds: adapted to your typing (half of it after a pause of a second, up to four
     times it while you type fast). A newer request cancels a waiting or running one."""
 
+    prefill: bool = True
+    """Warm while you type: after a pause in your edits, evaluate the prompt of the function
+    at the cursor on the tier's first members, as the next request would send it, so that the
+    request only evaluates what changed since. Runs when no request does, and any request
+    stops it. Off: nothing runs until a request."""
+
     completion_requests: str = attrs.field(
         default="answered", metadata={"enum": ("answered", "explicit")})
     """What a `textDocument/completion` request (the suggestion list) may start. `answered`: it

@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 DEFAULT_N_CTX = LlamaCppOptions().n_ctx  # a k = 10 stage plus greedy items
 DEFAULT_N_SEQ_MAX = LlamaCppOptions().n_seq_max
 PROMPT_BATCH = 512
+# A warm-up's chunk: what a request that cancels it may lose. Small, because the
+# request often comes while the last edit's warm-up runs. The 1.5B on 2 cores (AMD
+# EPYC), an 803-token prompt: 16.8 ms a token in chunks of 64, against 15.9 in
+# chunks of 512, 16.1 of 128 and 19.0 of 32.
+PREFILL_BATCH = 64
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -317,6 +322,34 @@ class LlamaCppBackend:
                                  sharers, decode_seconds)
 
     # ------------------------------------------------------------------ prefix cache
+
+    def prefill(self, spec: SampleSpec, *, cancel: CancelTokenLike | None = None) -> int:
+        """Evaluate the spec's prompt into the prompt cache, ahead of its request (which
+        then evaluates only what changed since). The prompt tokens it evaluated; 0 when
+        the cache already holds it, is off, or the prompt is too long to keep. It runs in
+        chunks of PREFILL_BATCH tokens: a cancel keeps every chunk evaluated before it."""
+        tokens = tuple(self.tokenize(self.render(spec)))
+        if not self.prefix_cache or len(tokens) > self.n_ctx // 2:
+            return 0
+        with self._lock:
+            # Its last token stays for the request: its logits start the sequences.
+            keep = shared_prefix(tokens, self._cached)
+            end = len(tokens) - 1
+            if keep >= end:
+                return 0
+            lib, seq = self._lib, self._cache_seq
+            lib.llama_memory_seq_rm(self._mem, seq, keep, -1)
+            self._cached = tokens[:keep]
+            for offset in range(keep, end, PREFILL_BATCH):
+                stop = min(offset + PREFILL_BATCH, end)
+                try:
+                    self._eval_prompt(tokens[:stop], seq, start=offset, cancel=cancel)
+                except BaseException:
+                    # The cells of a chunk cut short are not to be trusted.
+                    lib.llama_memory_seq_rm(self._mem, seq, offset, -1)
+                    raise
+                self._cached = tokens[:stop]
+            return end - keep
 
     def _fit_cache(self, prompts: list[list[int]], specs: Sequence[SampleSpec]) -> None:
         """Drop the cached prompt when this batch could need its cells."""

@@ -222,6 +222,19 @@ class LlamaServerBackend:
         return self._generations(specs, prompts, first_of, requests, evaluated,
                                  t0, t_end - t0)
 
+    def prefill(self, spec: SampleSpec, *, cancel: CancelTokenLike | None = None) -> int:
+        """Evaluate the spec's prompt into a slot of the model server (`n_predict: 0`),
+        ahead of its request; the server puts it in the slot holding the longest part of
+        it, so a window's prompt does not evict another window's. The prompt tokens the
+        server evaluated (its own count); 0 when the prompt cache is off."""
+        _check(cancel)
+        if not self.prefix_cache:
+            return 0
+        prefill = _Request(-1, {"prompt": self.render(spec), "n_predict": 0, "stream": True,
+                                "cache_prompt": True, **_PROGRESS}, [])
+        self._run(self.endpoint(), [prefill], cancel)
+        return prefill.prompt_n
+
     def _request(self, i: int, spec: SampleSpec, prompt: str, slot: int) -> _Request:
         body: dict[str, Any] = {
             "prompt": prompt,

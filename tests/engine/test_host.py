@@ -4,17 +4,21 @@ while requests run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
-from engine_fakes import ScriptedBackend
+import pytest
+from engine_fakes import InProcessSandbox, ScriptedBackend
 
 from cascode.engine.cancel import CancelToken
+from cascode.engine.errors import Cancelled
 from cascode.engine.host import AnswerCache, EngineHost
 from cascode.engine.plans import Member, Plan, parse_plan
-from cascode.engine.types import Result, Task
+from cascode.engine.types import CancelTokenLike, Result, SampleSpec, Task
 
 TASK = Task('def add(a, b):\n    """Return a + b."""\n', "add")
 
@@ -105,5 +109,85 @@ def test_the_cache_key_names_the_plan_a_request_started_with():
         assert host.answer(TASK, "only", cancel=CancelToken()).result.member == "beta"
         # Another seed is another answer.
         assert not host.answer(TASK, "only", cancel=CancelToken(), seed=1).cached
+    finally:
+        host.close()
+
+
+@dataclass
+class _Warming(ScriptedBackend):
+    """A scripted member that records what it is asked to evaluate ahead."""
+
+    warmed: list[SampleSpec] = field(default_factory=list)
+
+    def prefill(self, spec: SampleSpec, *, cancel: CancelTokenLike | None = None) -> int:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        self.warmed.append(spec)
+        return 100
+
+
+class _Sandbox(InProcessSandbox):
+    available = True
+    reason = ""
+
+    def close(self) -> None:
+        pass
+
+
+def _two_members() -> Plan:
+    return parse_plan(json.dumps({
+        "family": [{"name": m, "backend": "llama_cpp", "model": f"/models/{m}.gguf"}
+                   for m in ("small", "big")],
+        "default_tier": "cheap",
+        "tiers": {"cheap": {"theta": 1.0, "stages": {"small": {"k": 3, "l": 2},
+                                                     "big": {"k": 0}}}},
+    }), source="<two>")
+
+
+def _warming_host() -> tuple[EngineHost, dict[str, _Warming]]:
+    made: dict[str, _Warming] = {}
+
+    def factory(member: Member) -> _Warming:
+        made[member.name] = _Warming(member.name, ["    return a + b\n```"],
+                                     ["1, 2) == 3\nassert add(0, 0) == 0\n```"])
+        return made[member.name]
+
+    host = EngineHost(backend_factory=factory, sandbox_factory=lambda *_: _Sandbox())
+    host.set_plan(_two_members())
+    host.make_sandbox("auto", False)
+    return host, made
+
+
+def test_prefill_evaluates_the_prompts_the_cascade_then_sends_first_per_member():
+    host, made = _warming_host()
+    try:
+        task = dataclasses.replace(TASK, context="import math\n")
+        # No model loaded: nothing is loaded for a warm-up.
+        assert host.prefill(task, "cheap", cancel=CancelToken()) == {}
+        assert made == {}
+        host.family.load_all()  # type: ignore[union-attr]
+        assert host.prefill(task, "cheap", cancel=CancelToken()) == {"small": 100, "big": 100}
+        assert host.prefill(task, "cheap", cancel=CancelToken(), members=1) == {"small": 100}
+        # The warmed prompts are the first ones each member is then sent.
+        small_sent = host.answer(task, "cheap", cancel=CancelToken()).result
+        assert made["small"].warmed[0] == made["small"].calls[0][0]
+        assert made["small"].warmed[0].n == 3 and not made["small"].warmed[0].greedy
+        # The answer is cached: nothing more to warm for it.
+        before = len(made["small"].warmed)
+        assert host.prefill(task, "cheap", cancel=CancelToken()) == {}
+        assert len(made["small"].warmed) == before and small_sent.member == "small"
+        # The big member's warmed prompt is the one its stage sends.
+        big_task = dataclasses.replace(task, prompt=task.prompt.replace("add", "plus"),
+                                       entry_point="plus")
+        host.prefill(big_task, "cheap", cancel=CancelToken())
+        made["small"].solutions = ["    return None\n```"]  # fails its tests: escalates
+        assert host.answer(big_task, "cheap", cancel=CancelToken()).result.member == "big"
+        assert made["big"].warmed[-1] == made["big"].calls[-1][0]
+        # A request waiting for the engine thread cancels the warm-up.
+        token = CancelToken()
+        token.cancel("a request")
+        with pytest.raises(Cancelled):
+            host.prefill(dataclasses.replace(task, context="import os\n"), "cheap",
+                         cancel=token)
     finally:
         host.close()

@@ -15,9 +15,10 @@ import pytest
 from test_llama_cpp import CountingToken
 
 from cascode.engine.backends.chat import shared_prefix
-from cascode.engine.backends.llama_cpp import PROMPT_BATCH
+from cascode.engine.backends.llama_cpp import PREFILL_BATCH, PROMPT_BATCH
+from cascode.engine.cancel import CancelToken
 from cascode.engine.errors import Cancelled
-from cascode.engine.prompts import solution_spec
+from cascode.engine.prompts import solution_spec, unit_test_spec
 from cascode.engine.types import SampleSpec, Task
 
 pytestmark = pytest.mark.slow
@@ -200,3 +201,56 @@ def test_a_cancel_lands_inside_the_chunk_being_evaluated(backend) -> None:
     # The context is still sound: the next request answers, its whole prompt evaluated.
     (g,), = backend.sample([_greedy(FIRST)])
     assert g.prompt_tokens_evaluated == g.prompt_tokens and g.text
+
+
+class _AfterFirstChunk(CancelToken):
+    """Cancelled once the backend's prompt cache holds something: after one chunk."""
+
+    def __init__(self, backend) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.backend = backend
+
+    @property
+    def cancelled(self) -> bool:
+        if self.backend.cached_prompt_tokens:
+            self.cancel("a request")
+        return super().cancelled
+
+
+def test_a_prefilled_prompt_leaves_one_token_to_its_request_and_the_same_answer(backend) -> None:
+    a, b = _greedy(FIRST), _greedy(SECOND)
+    (cold,), = backend.sample([b])  # the answer with nothing cached before it
+    backend._forget_prompt()
+    backend.sample([a])  # another function of the file: what the cache held before
+    n = len(_tokens(backend, b))
+    shared = shared_prefix(_tokens(backend, a), _tokens(backend, b))
+    # The warm-up evaluates what the cache does not hold, all but the last token.
+    assert backend.prefill(b) == n - 1 - shared
+    assert backend.cached_prompt_tokens == n - 1
+    assert backend.prefill(b) == 0  # held already
+    (warm,), = backend.sample([b])
+    assert warm.prompt_tokens_evaluated == 1
+    assert warm.text == cold.text
+    # A stage's test prompt opens like its solution prompt: it shares the warm-up too.
+    test_spec = dataclasses.replace(unit_test_spec(SECOND, 1, 2, sampled=False), max_tokens=8)
+    backend.prefill(b)
+    (_, ), (t,), = backend.sample([b, test_spec])
+    assert t.prompt_tokens_evaluated < len(_tokens(backend, test_spec)) - 200
+
+
+def test_a_cancelled_prefill_keeps_the_chunks_it_evaluated(backend) -> None:
+    spec = _greedy(dataclasses.replace(FIRST, context=HELPERS * 2), 8)
+    n = len(_tokens(backend, spec))
+    assert n > 4 * PREFILL_BATCH, n
+    with pytest.raises(Cancelled):
+        backend.prefill(spec, cancel=_AfterFirstChunk(backend))
+    assert backend.cached_prompt_tokens == PREFILL_BATCH
+    (g,), = backend.sample([spec])
+    assert g.prompt_tokens_evaluated == n - PREFILL_BATCH
+    # A cancel inside the first chunk keeps nothing, and the context stays sound.
+    backend._forget_prompt()
+    with pytest.raises(Cancelled):
+        backend.prefill(spec, cancel=CountingToken(after=2))
+    assert backend.cached_prompt_tokens == 0
+    (again,), = backend.sample([spec])
+    assert again.prompt_tokens_evaluated == n and again.text == g.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
@@ -134,3 +135,45 @@ async def test_the_rest_of_a_function_with_the_real_model(tmp_path, model_instal
         last = await s.command("cascode.lastAnswer", {"uri": uri2})
         assert not last["verified"], last
         assert "failed" in last["proof"] and "example" in last["proof"], last
+
+
+WARM_SOURCE = '''import math
+
+UNITS = {"m": 1.0, "km": 1000.0, "mi": 1609.344}
+
+
+def to_metres(value, unit):
+    """Return value, given in unit (a key of UNITS), in metres."""
+    return value * UNITS[unit]
+
+
+def distance(p, q):
+'''
+
+
+async def test_the_function_being_written_is_warmed_and_its_request_evaluates_little(
+        tmp_path, model_installed):
+    """`cascode.prefill`: typing the docstring (automatic requests are declined while it
+    is open) warms the prompt; the request then evaluates only a few of its tokens."""
+    async with _real_server(tmp_path) as (s, client):
+        uri = s.open(WARM_SOURCE)
+        await s.wait_for_status("ready", timeout=120)
+        line = WARM_SOURCE.count("\n")
+        typed = '    """Return the Euclidean distance between points'
+        s.insert(uri, 2, (line, 0), typed)
+        s.insert(uri, 3, (line, len(typed)), ' p and q, two (x, y) pairs."""\n    ')
+        warmed = await s.wait_for_log("cascode: warmed tier one for distance", timeout=120)
+        assert "qwen-0.5b evaluated" in warmed
+        result = await s.inline(uri, line + 1, 4)
+        assert result.items and "math" in result.items[0].insert_text
+        (stage,) = (await s.command("cascode.lastAnswer"))["stages"]
+        # Its solution prompt evaluates one token, its test prompt only what follows the
+        # shared opening: a small part of the prompts.
+        assert stage["promptTokens"] > 300, stage
+        assert stage["promptTokensEvaluated"] < stage["promptTokens"] // 4, stage
+        # Off: the next function's request evaluates what differs from the cache.
+        await s.change_settings(prefill=False)
+        end = line + 3
+        s.insert(uri, 4, (end, 0), '\n\ndef half(x):\n    """Return x divided by two."""\n    ')
+        await asyncio.sleep(1)
+        assert sum("warmed" in m for m in s.log_messages) == 1

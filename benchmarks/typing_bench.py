@@ -1,0 +1,345 @@
+"""Request-to-answer seconds while a user types real functions, warm-up off and on.
+
+    python -m cascode.benchmarks.typing_bench [--problems 4] [--tiers fast,balanced]
+        [--cps 8] [--split test] [--json OUT]
+
+`cascode serve` runs as a subprocess over stdio, driven by a pygls client as an
+editor drives it. For each real-code problem (benchmarks/data/realcode, the split
+given) that has a docstring, the file is opened as it stands with the function's
+docstring and any body lines before the cursor taken out; they are then typed back
+a word at a time at `--cps` characters a second, followed by a pause of
+`--pause` seconds and an explicit inline request at the cursor. The request's
+seconds (sent to answered) are measured for every tier, with `cascode.prefill`
+off and on, alternating which goes first from problem to problem, in one run
+and one server (settings change through `workspace/didChangeConfiguration`, the
+answer cache is off). Also recorded: the prompt tokens the answer's stages
+evaluated, of those they sent, and whether the warm-up finished before the
+request (the server's "warmed" log line).
+
+The models are the shipped plan's (the embedded default family, in-process).
+Results go to `benchmarks/results/typing_bench.json` and a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "typing_bench.json"
+MODES = ("off", "prefill")
+WARM_UP = 'def add(a, b):\n    """Return the sum of a and b."""\n    \n'
+
+
+@dataclass(frozen=True)
+class Typing:
+    """A problem as the user writes it: the file without what is typed, where the
+    typing starts, and the text typed (the docstring and any body written before the
+    cursor)."""
+
+    id: str
+    path: str
+    opened: str
+    start: tuple[int, int]  # (line, column) in code points
+    typed: str
+
+
+_DOC_OPEN = re.compile(r"""^\s*[rRuU]?("{3}|'{3})""")
+
+
+def typings(split: str, limit: int, max_chars: int = 400) -> list[Typing]:
+    """Up to `limit` of the split's problems that have a docstring of at most `max_chars`
+    (with what is written of the body), taking each project's in file order, one project
+    after another."""
+    from .realcode import read_records
+
+    out: list[Typing] = []
+    for record in read_records():
+        if record.project.split != split:
+            continue
+        lines = record.source.split("\n")
+        fc = record.request.fc
+        row, col = record.cursor
+        doc_row = next((i for i in range(fc.start_line + 1, row + 1)
+                        if _DOC_OPEN.match(lines[i])), None)
+        if doc_row is None:
+            continue
+        head = "\n".join(lines[:doc_row]) + "\n"
+        cut = len(head)
+        cursor_at = sum(len(x) + 1 for x in lines[:row]) + col
+        typed = record.source[cut:cursor_at]
+        if len(typed) > max_chars:
+            continue
+        opened = record.source[:cut] + record.source[cursor_at:]
+        out.append(Typing(record.id, f"{record.project.name}/{record.path}", opened,
+                          (doc_row, 0), typed))
+    # One project after another, in turn: the first problems cover every project.
+    by_project: dict[str, list[Typing]] = {}
+    for t in out:
+        by_project.setdefault(t.path.split("/")[0], []).append(t)
+    queues = list(by_project.values())
+    spread = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues
+              if i < len(q)]
+    return spread[:limit]
+
+
+def schedule(problems: list[Typing], tiers: list[str]) -> list[tuple[str, Typing, str]]:
+    """The runs in order: per tier, every problem once in one mode, then once in the
+    other, the first mode alternating from problem to problem (so that drift falls on
+    both), and never the same problem twice in a row (the prompt cache then holds
+    another function's prompt, as when a user starts a new function)."""
+    runs = []
+    for tier in tiers:
+        for second in (False, True):
+            for i, problem in enumerate(problems):
+                mode = MODES[(i + second) % 2]
+                runs.append((tier, problem, mode))
+    return runs
+
+
+def chunks(text: str) -> list[str]:
+    """The text as typed a word at a time (each with the spaces or line end after it)."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
+              timeout: float) -> list[dict[str, Any]]:
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    client = LanguageClient("cascode-typing-bench", "0")
+
+    def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return cast(Callable[[Callable[..., Any]], Callable[..., Any]], client.feature(name))
+
+    settings: dict[str, Any] = {"tier": tiers[-1], "cacheSize": 0, "prefill": False,
+                                "testExamples": False}
+    pulled = asyncio.Event()
+    logs: list[str] = []
+    statuses: list[dict[str, Any]] = []
+
+    @on(types.WORKSPACE_CONFIGURATION)
+    def configuration(params: Any) -> list[dict[str, Any]]:
+        pulled.set()
+        return [dict(settings)]
+
+    @on(types.WINDOW_LOG_MESSAGE)
+    def log_message(params: Any) -> None:
+        logs.append(params.message)
+
+    @on(types.WINDOW_SHOW_MESSAGE)
+    def show(params: Any) -> None:
+        print(f"server says: {params.message}", file=sys.stderr)
+
+    @on("cascode/status")
+    def status(params: Any) -> None:
+        statuses.append({"state": getattr(params, "state", None),
+                         "message": getattr(params, "message", None)})
+
+    async def apply(**changes: Any) -> None:
+        settings.update(changes)
+        pulled.clear()
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None))
+        await asyncio.wait_for(pulled.wait(), 30)
+        await asyncio.sleep(0.3)
+
+    await client.start_io(sys.executable, "-m", "cascode", "serve")
+    await client.initialize_async(types.InitializeParams(
+        process_id=os.getpid(),
+        capabilities=types.ClientCapabilities(
+            workspace=types.WorkspaceClientCapabilities(configuration=True),
+            window=types.WindowClientCapabilities(work_done_progress=True),
+        ),
+    ))
+    client.initialized(types.InitializedParams())
+    # The last tier's members load first (every tier's members, for the shipped plan).
+    deadline = time.monotonic() + 900
+    while not any(s["state"] == "ready" for s in statuses):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not get ready: {statuses}")
+        await asyncio.sleep(0.1)
+    rows: list[dict[str, Any]] = []
+    version = 0
+    # One request per tier first, not measured: the first ones after loading read the
+    # weights from disk.
+    for tier in tiers:
+        await apply(tier=tier, prefill=False)
+        version += 1
+        uri = f"file:///typing-bench/warm-up-{version}.py"
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
+                                                 text=WARM_UP)))
+        await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=2, character=4),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    try:
+        for tier, problem, mode in schedule(problems, tiers):
+                await apply(tier=tier, prefill=mode == "prefill")
+                version += 1
+                uri = f"file:///typing-bench/{version}/{problem.path}"
+                client.text_document_did_open(types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=problem.opened)))
+                await asyncio.sleep(0.5)
+                line, col = problem.start[0], _units(
+                    problem.opened.split("\n")[problem.start[0]][:problem.start[1]])
+                n_logs = len(logs)
+                doc_version = 1
+                for piece in chunks(problem.typed):
+                    doc_version += 1
+                    pos = types.Position(line=line, character=col)
+                    client.text_document_did_change(types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(
+                            uri=uri, version=doc_version),
+                        content_changes=[types.TextDocumentContentChangePartial(
+                            range=types.Range(start=pos, end=pos), text=piece)]))
+                    if "\n" in piece:  # positions in UTF-16 code units
+                        line += piece.count("\n")
+                        col = _units(piece.rsplit("\n", 1)[1])
+                    else:
+                        col += _units(piece)
+                    await asyncio.sleep(len(piece) / cps)
+                await asyncio.sleep(pause)
+                warmed = [m for m in logs[n_logs:] if "cascode: warmed" in m]
+                start = time.perf_counter()
+                result = await asyncio.wait_for(
+                    client.text_document_inline_completion_async(
+                        types.InlineCompletionParams(
+                            text_document=types.TextDocumentIdentifier(uri=uri),
+                            position=types.Position(line=line, character=col),
+                            context=types.InlineCompletionContext(
+                                trigger_kind=types.InlineCompletionTriggerKind.Invoked))),
+                    timeout)
+                seconds = time.perf_counter() - start
+                answered = isinstance(result, types.InlineCompletionList) and bool(
+                    result.items)
+                last = await client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command="cascode.lastAnswer",
+                                               arguments=[{"uri": uri}]))
+                last = _plain(last) if answered else None
+                stages = (last or {}).get("stages", [])
+                row = {
+                    "id": problem.id, "tier": tier, "mode": mode,
+                    "seconds": round(seconds, 3), "answered": answered,
+                    "typed_chars": len(problem.typed),
+                    "warmed_before_request": len(warmed),
+                    "prompt_tokens": sum(s.get("promptTokens") or 0 for s in stages),
+                    "prompt_tokens_evaluated": sum(
+                        s.get("promptTokensEvaluated") or 0 for s in stages),
+                    "stages": [f"{s['member']} k={s['k']}" for s in stages],
+                }
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                client.text_document_did_close(types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)))
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()  # type: ignore[no-untyped-call]
+    return rows
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items()}
+    return obj
+
+
+def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]]:
+    """Per tier and mode: p50 and mean seconds, and the prompt tokens evaluated; with the
+    ratio of p50 seconds to the same tier's `off`, over the same problems."""
+    out = []
+    for tier in tiers:
+        base = None
+        for mode in MODES:
+            mine = [r for r in rows if r["tier"] == tier and r["mode"] == mode]
+            if not mine:
+                continue
+            secs = [r["seconds"] for r in mine]
+            p50 = statistics.median(secs)
+            base = p50 if mode == "off" else base
+            out.append({
+                "tier": tier, "mode": mode, "requests": len(mine),
+                "p50_s": round(p50, 2), "mean_s": round(statistics.fmean(secs), 2),
+                "max_s": round(max(secs), 2),
+                "prompt_tokens_p50": statistics.median(r["prompt_tokens"] for r in mine),
+                "evaluated_p50": statistics.median(r["prompt_tokens_evaluated"] for r in mine),
+                "warmed": sum(1 for r in mine if r["warmed_before_request"]),
+                "vs_off": round(p50 / base, 2) if base else None,
+            })
+    return out
+
+
+def table(summ: list[dict[str, Any]]) -> str:
+    head = ("| tier | prefill | requests | p50 s | mean s | max s | prompt tokens (p50) | "
+            "evaluated (p50) | warmed | p50 vs off |")
+    lines = [head, "|" + "---|" * 10]
+    for s in summ:
+        lines.append(
+            f"| {s['tier']} | {s['mode']} | {s['requests']} | {s['p50_s']} | {s['mean_s']} | "
+            f"{s['max_s']} | {s['prompt_tokens_p50']:.0f} | {s['evaluated_p50']:.0f} | "
+            f"{s['warmed']} | {s['vs_off'] if s['vs_off'] is not None else '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cascode.benchmarks.typing_bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", type=int, default=4)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--tiers", default="fast,balanced")
+    parser.add_argument("--cps", type=float, default=8.0, help="typing speed, chars/second")
+    parser.add_argument("--max-chars", type=int, default=400,
+                        help="skip problems with more to type than this")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds before the request")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    parser.add_argument("--json", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    problems = typings(args.split, args.problems, args.max_chars)
+    if not problems:
+        print(f"typing_bench: no problem with a docstring in split {args.split!r}",
+              file=sys.stderr)
+        return 2
+    tiers = [t for t in args.tiers.split(",") if t]
+    t0 = time.perf_counter()
+    rows = asyncio.run(run(problems, tiers, args.cps, args.pause, args.timeout))
+    summ = summary(rows, tiers)
+    print(table(summ))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "benchmark": "typing_bench",
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "settings": {"split": args.split, "problems": [p.id for p in problems],
+                     "tiers": tiers, "cps": args.cps, "pause_s": args.pause,
+                     "max_chars": args.max_chars},
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "summary": summ, "rows": rows,
+    }, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

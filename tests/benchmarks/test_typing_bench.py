@@ -1,0 +1,43 @@
+"""The typing benchmark's replay: what it types puts the file back as it stands, and its
+runs alternate so that the prompt cache never holds the same function twice in a row."""
+
+from __future__ import annotations
+
+from cascode.benchmarks.realcode import read_records
+from cascode.benchmarks.typing_bench import chunks, schedule, summary, typings
+
+
+def test_typing_the_docstring_back_gives_the_file_as_it_stands():
+    records = {r.id: r for r in read_records()}
+    problems = typings("test", 100)
+    assert len(problems) >= 6
+    assert len({p.path.split("/")[0] for p in problems[:5]}) == 5  # every project first
+    for p in problems:
+        source = records[p.id].source
+        lines = p.opened.split("\n")
+        cut = sum(len(x) + 1 for x in lines[: p.start[0]]) + p.start[1]
+        assert p.opened[:cut] + p.typed + p.opened[cut:] == source, p.id
+        assert p.typed.lstrip().startswith(('"""', "'''", 'r"""')), p.id
+        assert "".join(chunks(p.typed)) == p.typed
+        assert 0 < len(p.typed) <= 400
+
+
+def test_the_schedule_alternates_modes_and_never_repeats_a_problem_in_a_row():
+    problems = typings("test", 4)
+    runs = schedule(problems, ["fast", "balanced"])
+    assert len(runs) == 16
+    for tier in ("fast", "balanced"):
+        mine = [(p.id, mode) for t, p, mode in runs if t == tier]
+        assert sorted(mine) == sorted((p.id, m) for p in problems for m in ("off", "prefill"))
+        assert [m for _, m in mine[:4]] == ["off", "prefill", "off", "prefill"]
+    assert all(a[1].id != b[1].id for a, b in zip(runs, runs[1:], strict=False))
+
+
+def test_the_summary_compares_each_tier_with_its_own_off_runs():
+    rows = [{"tier": "fast", "mode": m, "seconds": s, "prompt_tokens": 100,
+             "prompt_tokens_evaluated": e, "warmed_before_request": w}
+            for m, s, e, w in [("off", 4.0, 100, 0), ("off", 6.0, 90, 0),
+                               ("prefill", 2.0, 5, 1), ("prefill", 3.0, 10, 1)]]
+    (off, on) = summary(rows, ["fast"])
+    assert (off["p50_s"], off["vs_off"], off["evaluated_p50"]) == (5.0, 1.0, 95)
+    assert (on["p50_s"], on["vs_off"], on["warmed"]) == (2.5, 0.5, 2)
