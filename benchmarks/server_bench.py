@@ -113,6 +113,27 @@ def direct(plan_path: str, real: bool, n: int, warmup: int) -> list[float]:
         sandbox.close()
 
 
+async def start_client(client: Any, command: list[str]) -> None:
+    """Start `command` as the server of a pygls `client` over stdio and initialize it as an
+    editor would: it answers `workspace/configuration` (the caller's handler) and
+    accepts work-done progress tokens."""
+    from lsprotocol import types
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)  # type: ignore[untyped-decorator]
+    def create(params: Any) -> None:
+        return None
+
+    await client.start_io(*command)
+    await client.initialize_async(types.InitializeParams(
+        process_id=os.getpid(),
+        capabilities=types.ClientCapabilities(
+            workspace=types.WorkspaceClientCapabilities(configuration=True),
+            window=types.WindowClientCapabilities(work_done_progress=True),
+        ),
+    ))
+    client.initialized(types.InitializedParams())
+
+
 async def through_server(
     command: list[str], plan_path: str, n: int, warmup: int
 ) -> dict[str, list[float]]:
@@ -131,10 +152,6 @@ async def through_server(
     def configuration(params: Any) -> list[dict[str, Any]]:
         return [{"planFile": plan_path, "tier": "bench", "cacheSize": 0}]
 
-    @on(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-    def create(params: Any) -> None:
-        return None
-
     @on(types.PROGRESS)
     def progress(params: Any) -> None:
         value = params.value
@@ -150,15 +167,7 @@ async def through_server(
     def show(params: Any) -> None:
         print(f"server says: {params.message}", file=sys.stderr)
 
-    await client.start_io(*command)
-    await client.initialize_async(types.InitializeParams(
-        process_id=os.getpid(),
-        capabilities=types.ClientCapabilities(
-            workspace=types.WorkspaceClientCapabilities(configuration=True),
-            window=types.WindowClientCapabilities(work_done_progress=True),
-        ),
-    ))
-    client.initialized(types.InitializedParams())
+    await start_client(client, command)
     await asyncio.wait_for(ready.wait(), 600)
     uri = "file:///bench/example.py"
     client.text_document_did_open(types.DidOpenTextDocumentParams(

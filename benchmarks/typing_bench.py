@@ -117,6 +117,8 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
+    from .server_bench import start_client
+
     client = LanguageClient("cascode-typing-bench", "0")
 
     def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -154,15 +156,7 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
         await asyncio.wait_for(pulled.wait(), 30)
         await asyncio.sleep(0.3)
 
-    await client.start_io(sys.executable, "-m", "cascode", "serve")
-    await client.initialize_async(types.InitializeParams(
-        process_id=os.getpid(),
-        capabilities=types.ClientCapabilities(
-            workspace=types.WorkspaceClientCapabilities(configuration=True),
-            window=types.WindowClientCapabilities(work_done_progress=True),
-        ),
-    ))
-    client.initialized(types.InitializedParams())
+    await start_client(client, [sys.executable, "-m", "cascode", "serve"])
     # The last tier's members load first (every tier's members, for the shipped plan).
     deadline = time.monotonic() + 900
     while not any(s["state"] == "ready" for s in statuses):

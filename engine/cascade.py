@@ -66,7 +66,7 @@ class Cascade:
                 ) -> tuple[Task, tuple[Example, ...], list[StagePlan]]:
         """The task as its prompts carry it, its examples, and the stages that run."""
         tier_plan = self.plan.tier(tier)
-        examples = tuple(task_examples(task, use=tier_plan.tier.examples))
+        examples = task_examples(task, use=tier_plan.tier.examples)
         active = tier_plan.stages
         if task.context_budget is not None:
             # One prompt context for every member, counted with the first one's tokenizer.

@@ -24,7 +24,7 @@ from .cascade import Cascade
 from .errors import CascodeError, SandboxUnavailable
 from .family import BackendFactory, Family
 from .plans import Plan, load_plan, plan_to_dict
-from .types import CancelTokenLike, Event, Result, Sandbox, Task
+from .types import CancelTokenLike, Event, Prefills, Result, Sandbox, Task
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +270,6 @@ class EngineHost:
         prefill. {member: prompt tokens evaluated}. Raises Cancelled when `cancel` is
         set (a request is waiting for the engine thread); nothing when the answer is
         cached already."""
-        from .types import Prefills
-
         current = self._current
         done: dict[str, int] = {}
         if current is None or members <= 0:

@@ -38,7 +38,6 @@ class Warmer:
         self.completer = completer
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._tokens: set[CancelToken] = set()
-        self.warmed: list[tuple[str, dict[str, int]]] = []  # (uri, tokens per member), last 16
 
     def changed(self, uri: str, changes: list[tuple[Span | None, str]]) -> None:
         """A didChange: warm the function where its last change ends, after a pause."""
@@ -125,8 +124,6 @@ class Warmer:
             log.info("%s", message)
             state.ls.window_log_message(
                 types.LogMessageParams(type=types.MessageType.Log, message=message))
-            self.warmed.append((uri, done))
-            del self.warmed[:-16]
 
 
 def end_of(doc: Any, start: tuple[int, int], text: str) -> types.Position:
