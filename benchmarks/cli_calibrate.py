@@ -146,6 +146,10 @@ def _measure(plan, dataset, settings, n_problems: int) -> int:  # type: ignore[n
             entry = measure_member(backend, tasks, template=settings.template)
         finally:
             backend.close()
+        where = getattr(backend, "where", None)
+        if member.backend in ("llama_server", "openai") and where:
+            # Measured through a server elsewhere: its seconds, wherever this client runs.
+            entry["hardware"] = f"the model server at {where}"
         save_price(settings.out / "prices.json", member.name, member_fingerprint(member), entry)
         rates = ", ".join(f"batch {b}: {1000 * v:.1f} ms/token"
                           for b, v in entry["decode_seconds_per_token"].items())

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.hardware import hardware
 from cascode.engine.prompts import (
     MAX_ASSERTS,
     PROMPT_TEMPLATE_VERSION,
@@ -26,7 +27,7 @@ from cascode.engine.prompts import (
 )
 from cascode.engine.types import Backend, SampleSpec, Task
 
-from .sampling import Samples, hardware
+from .sampling import Samples
 
 BATCHES = (1, 2, 6, 10, 20)  # k = 0 decodes one sequence; k > 0 decodes 2k
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cascode.engine.backends.chat import shared_prefix
+from cascode.engine.hardware import hardware
 from cascode.engine.plans import Member
 from cascode.engine.prompts import (
     MAX_ASSERTS,
@@ -159,20 +158,6 @@ class Samples:
         the backend evaluated for it after the solution prompt (the two share their
         opening), or its whole length in caches sampled before that was recorded."""
         return self.greedy_test.prompt_tokens_charged
-
-
-def hardware() -> str:
-    """The CPU model and core count (recorded with every cached generation)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs"
 
 
 class PromptCounts:

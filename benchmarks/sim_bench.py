@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['seconds']:>8.2f} {target:>7}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        from .sampling import hardware
+        from cascode.engine.hardware import hardware
 
         doc = {"hardware": hardware(), "load_average_1min": round(os.getloadavg()[0], 2),
                "results": rows}

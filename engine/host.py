@@ -11,6 +11,7 @@ models are CPU-bound) and model loading queues ahead of the first request.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -23,7 +24,8 @@ from typing import Any
 from .cascade import Cascade
 from .errors import CascodeError, SandboxUnavailable
 from .family import BackendFactory, Family
-from .plans import Plan, load_plan, plan_to_dict
+from .load import ReportsLoad, ServerLoad, TierChoice, choose_tier, default_budget
+from .plans import Member, Plan, load_plan, plan_to_dict
 from .types import CancelTokenLike, Event, Prefills, Result, Sandbox, Task
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,16 @@ class Answered:
 
     result: Result
     cached: bool
+    # The load-following decision (engine/load.py), when one was made.
+    choice: TierChoice | None = None
+
+
+def serves_remotely(member: Member) -> bool:
+    """Whether the member's model runs in a server (whose backend loads nothing here)."""
+    if member.backend in ("llama_server", "openai"):
+        return True
+    return member.backend == "llama_cpp" and bool(getattr(member.settings(), "model_server",
+                                                          False))
 
 
 def load_plan_file(path: str) -> Plan:
@@ -245,10 +257,15 @@ class EngineHost:
         cancel: CancelTokenLike,
         on_event: Callable[[Event], None] | None = None,
         seed: int = 0,
+        max_seconds: float | None = 0,
     ) -> Answered:
         """Answer `task` on `tier`: from the cache, or by running the cascade (blocking:
         call through `run_blocking`); a fresh answer is cached. The plan and family are
-        those in force when it starts, whatever `set_plan` does meanwhile."""
+        those in force when it starts, whatever `set_plan` does meanwhile.
+
+        `max_seconds`: the latency budget for tiers that follow the load (engine/load.py):
+        0 runs `tier` as asked; None takes twice the tier's measured seconds; a cheaper
+        tier that fits the servers' load may run instead, and the result says why."""
         current = self._current
         if current is None:
             raise CascodeError("no plan is loaded")
@@ -257,10 +274,58 @@ class EngineHost:
         if hit is not None:
             return Answered(hit, True)
         cancel.raise_if_cancelled()
+        choice = self.follow_load(tier, max_seconds, current)
+        run_tier = choice.tier if choice is not None else tier
+        if run_tier != tier:
+            key = self.cache_key(task, run_tier, seed, current.key)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Answered(dataclasses.replace(hit, load=choice.reason if choice else ""),
+                                True, choice)
         cascade = Cascade(current.plan, current.family.get, self._usable_sandbox())
-        result = cascade.run(task, tier or None, cancel=cancel, on_event=on_event, seed=seed)
+        result = cascade.run(task, run_tier or None, cancel=cancel, on_event=on_event,
+                             seed=seed)
         self.cache.put(key, result)
-        return Answered(result, False)
+        if choice is not None and choice.reason:
+            result = dataclasses.replace(result, load=choice.reason)
+        return Answered(result, False, choice)
+
+    def server_loads(self, current: _Current | None = None) -> dict[str, ServerLoad | None]:
+        """Each member's server load now; None for a member that runs in this process (its
+        requests run one at a time here) or whose server does not run or answer."""
+        current = current or self._current
+        out: dict[str, ServerLoad | None] = {}
+        if current is None:
+            return out
+        for member in current.plan.family:
+            load = None
+            # A server's backend is made without loading anything: read it either way.
+            if current.family.is_loaded(member.name) or serves_remotely(member):
+                backend = current.family.get(member.name)
+                if isinstance(backend, ReportsLoad):
+                    try:
+                        load = backend.server_load()
+                    except Exception:  # noqa: BLE001 - a load unread is a load unknown
+                        log.debug("reading %s's load", member.name, exc_info=True)
+            out[member.name] = load
+        return out
+
+    def follow_load(self, tier: str, max_seconds: float | None,
+                    current: _Current | None = None) -> TierChoice | None:
+        """The tier to run for a request on `tier` within `max_seconds` (see `answer`);
+        None when load-following is off or no member reports a load."""
+        current = current or self._current
+        if current is None or max_seconds == 0:
+            return None
+        plan = current.plan
+        name = plan.tier(tier or None).name
+        budget = max_seconds if max_seconds is not None else default_budget(plan, name)
+        loads = self.server_loads(current)
+        if budget is None or not any(v is not None for v in loads.values()):
+            return None
+        concurrency = {m.name: int(getattr(current.family.get(m.name), "concurrency", 1))
+                       for m in plan.family if loads.get(m.name) is not None}
+        return choose_tier(plan, name, budget, loads, concurrency)
 
     def prefill(self, task: Task, tier: str, *, cancel: CancelTokenLike,
                 members: int = 2) -> dict[str, int]:

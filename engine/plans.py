@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 K_VALUES = (-1, 0, 1, 3, 5, 10)
 L_VALUES = (0, 2, 4)
-BACKENDS = ("llama_cpp", "transformers", "openai")
+BACKENDS = ("llama_cpp", "llama_server", "transformers", "openai")
 
 
 @attrs.frozen

@@ -372,6 +372,8 @@ class Result:
     # Index into `stages` of the stage whose candidate answered (the pool may pick
     # an earlier stage's candidate, docs/method.md 7.5); -1: the last stage.
     answer_stage: int = -1
+    # Why another tier than the one asked for ran (the servers' load, engine/load.py).
+    load: str = ""
 
     @property
     def accepted_stage(self) -> StageTrace:

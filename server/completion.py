@@ -322,7 +322,9 @@ class Completer:
             pending = host.waiting_for(tier)
             if pending is not None:
                 progress.report(f"waiting for {pending} to load")
-            future = host.run_blocking(host.answer, task, tier, cancel=cancel, on_event=on_event)
+            budget = state.settings.max_seconds
+            future = host.run_blocking(host.answer, task, tier, cancel=cancel, on_event=on_event,
+                                       max_seconds=None if budget < 0 else float(budget))
             try:
                 answered = await asyncio.wrap_future(future)
             except asyncio.CancelledError:

@@ -43,6 +43,7 @@ def provenance(
         "threshold": round(stage.threshold, 3),
         "verified": result.verified,
         "note": result.note,
+        "load": result.load or None,  # why another tier than the one chosen ran
         "proof": proof(result),
         "label": label(result, evidence).to_json(),
         "examples": examples(result),
@@ -81,6 +82,8 @@ def markdown(prov: dict[str, Any]) -> str:
     if stated and prov["verified"]:
         lines.append(f"\n{stated[0].upper() + stated[1:]}.")
     lines.append(f"\ncascode · tier `{prov['tier']}` · answered by `{prov['member']}`")
+    if prov.get("load"):
+        lines.append(f"\n_{prov['load'][0].upper() + prov['load'][1:]}._")
     if prov["verified"] and prov["asserts"]:
         lines.append(f"\nScore {prov['score']} against threshold {prov['threshold']:g}.")
     examples = prov.get("examples") or []

@@ -117,6 +117,15 @@ class Settings:
     request is the user asking, and runs the tier like an explicit inline request (the Neovim
     plugin's completion-item mapping sets this)."""
 
+    max_seconds: int = attrs.field(default=-1, metadata={"minimum": -1})
+    """A latency budget for one answer, in seconds, for tiers that follow the load: before a
+    request the server reads the load of the model servers the tier's members run on
+    (llama-server's `/slots` and `/metrics`, vLLM's `/metrics`), estimates each tier's time
+    from the plan's measured seconds, and runs the most accurate tier, no dearer than the one
+    chosen, that fits; when none fits, the cheapest. The answer says which tier ran and why.
+    -1: twice the chosen tier's measured seconds; 0: always the chosen tier. Members that run
+    in the language server's own process report no load."""
+
     cache_size: int = attrs.field(default=128, metadata={"minimum": 0})
     """How many answers to keep in memory: asking again for the same stub in the same file
     answers at once. 0 disables the cache."""

@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the full trace as JSON")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=-1,
+        help="latency budget for tiers that follow the model servers' load: a cheaper tier "
+        "runs when the servers' queue would take the tier past it; -1: twice the tier's "
+        "measured seconds (default); 0: always the tier asked for",
+    )
+    parser.add_argument(
         "--context-tokens",
         type=int,
         default=1024,
@@ -67,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         host.make_sandbox(args.sandbox_layers or "auto", args.allow_unsafe)
         result = host.answer(task, tier, cancel=CancelToken(),
                              on_event=_progress if sys.stderr.isatty() else None,
-                             seed=args.seed).result
+                             seed=args.seed,
+                             max_seconds=None if args.max_seconds < 0 else args.max_seconds
+                             ).result
     finally:
         host.close()
     from cascode.engine.evidence import label
@@ -78,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result.code)
     print(_summary(result), file=sys.stderr)
+    if result.load:
+        print(f"cascode: {result.load}", file=sys.stderr)
     if result.verified:
         print(f"cascode: {stated.text}", file=sys.stderr)
     return 0
@@ -191,6 +203,7 @@ def _trace(result, where: str) -> dict:  # type: ignore[no-untyped-def, type-arg
         "code": result.code,
         "member": result.member,
         "tier": result.tier,
+        "load": result.load or None,
         "verified": result.verified,
         "note": result.note,
         "proof": proof(result),

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check only the model backend (llama.cpp on this CPU)",
     )
     parser.add_argument(
+        "--plan",
+        metavar="PLAN",
+        help="also check the plan's members served elsewhere (backend llama_server or "
+             "openai): reachable, key accepted, model loaded, tokens per second",
+    )
+    parser.add_argument(
         "--recheck",
         action="store_true",
         help="run the backend check again instead of using its cached verdict",
@@ -112,6 +118,78 @@ def server_report(recheck: bool = False) -> dict[str, Any]:
     return report
 
 
+def remote_report(plan_path: str) -> list[dict[str, Any]]:
+    """Each member of the plan served elsewhere: one line saying that it answers with the
+    key it is given and how fast, or why not."""
+    import time
+
+    from cascode.engine.backends import create_backend
+    from cascode.engine.errors import CascodeError
+    from cascode.engine.plans import load_plan
+
+    out: list[dict[str, Any]] = []
+    plan = load_plan(plan_path)
+    for member in plan.family:
+        if member.backend not in ("llama_server", "openai"):
+            continue
+        row: dict[str, Any] = {"member": member.name, "backend": member.backend,
+                               "url": dict(member.options).get("url")
+                               or dict(member.options).get("base_url")}
+        try:
+            backend: Any = create_backend(member)
+            if member.backend == "llama_server":
+                row.update(_check_llama_server(backend))
+            else:
+                t0 = time.perf_counter()
+                from cascode.engine.types import Message, SampleSpec
+
+                class _Never:
+                    stop_strings: tuple[str, ...] = ()
+
+                    def cut(self, text: str) -> int | None:
+                        return None
+
+                spec = SampleSpec(messages=(Message("user", "Count to twenty."),), prefix="",
+                                  n=1, max_tokens=32, stop=_Never())
+                [[g]] = backend.sample([spec])
+                seconds = time.perf_counter() - t0
+                row.update(ok=True, verdict=(f"ok: {member.model} answered {g.generated_tokens} "
+                                             f"tokens in {seconds:.2f} s"))
+            load = backend.server_load()
+            if load is not None:
+                row["load"] = load.to_json()
+                row["verdict"] += f"; now {load.running} running, {load.waiting} waiting"
+        except CascodeError as e:
+            row.update(ok=False, verdict=str(e))
+        out.append(row)
+    return out
+
+
+def _check_llama_server(backend: Any) -> dict[str, Any]:
+    ep = backend.endpoint()  # /props: reachable, and the key accepted
+    props = backend._call(ep, "GET", "/props", timeout=backend.settings.timeout_s)
+    model = Path(str(props.get("model_path") or props.get("model_alias") or "?")).name
+    data = backend._call(ep, "POST", "/completion", {
+        **backend._model_field, "prompt": "def fibonacci(n):\n", "n_predict": 32,
+        "temperature": 0, "cache_prompt": False, "ignore_eos": True},
+        timeout=backend.settings.timeout_s)
+    timings = data.get("timings") or {}
+    decode = float(timings.get("predicted_per_second") or 0.0)
+    prompt = float(timings.get("prompt_per_second") or 0.0)
+    return {"ok": True, "model": model, "slots": ep.slots, "decode_tokens_per_s": round(decode, 1),
+            "prompt_tokens_per_s": round(prompt, 1),
+            "verdict": (f"ok: key accepted, {model} loaded, {ep.slots} slots, "
+                        f"{decode:.1f} tokens/s decoding, {prompt:.0f} tokens/s prompt")}
+
+
+def print_remote(rows: list[dict[str, Any]]) -> None:
+    print("cascode remote members doctor")
+    if not rows:
+        print("  none: every member of the plan runs on this machine")
+    for r in rows:
+        print(f"  {r['member']:<13} {r['url']}: {r['verdict']}")
+
+
 def print_server(report: dict[str, Any]) -> None:
     print("cascode model server doctor")
     if "binary" in report:
@@ -158,15 +236,22 @@ def run(args: argparse.Namespace) -> int:
         return 0 if backend["ok"] else 1
     sandbox = sandbox_doctor.collect(args)
     server = server_report(args.recheck)
+    remote = remote_report(args.plan) if args.plan else None
     if args.json:
         print(json.dumps({**sandbox_doctor.json_view(sandbox), "backend": backend,
-                          "model_server": server}, indent=2))
+                          "model_server": server,
+                          **({"remote_members": remote} if remote is not None else {})},
+                         indent=2))
     else:
         sandbox_doctor.print_table(sandbox)
         print()
         print_backend(backend)
         print()
         print_server(server)
+        if remote is not None:
+            print()
+            print_remote(remote)
     # The model server is optional (members with model_server: true use it): its
-    # verdict is reported, not required.
-    return 0 if sandbox["ok"] and backend["ok"] else 1
+    # verdict is reported, not required. The members a plan names are required.
+    remote_ok = remote is None or all(r["ok"] for r in remote)
+    return 0 if sandbox["ok"] and backend["ok"] and remote_ok else 1

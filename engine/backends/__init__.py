@@ -24,6 +24,10 @@ def create_backend(member: Member) -> Backend:
         from .llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend.from_member(member)
+    if member.backend == "llama_server":
+        from .remote import RemoteLlamaServerBackend
+
+        return RemoteLlamaServerBackend.from_member(member)
     if member.backend == "transformers":
         from .transformers import TransformersBackend
 

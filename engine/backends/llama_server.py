@@ -31,6 +31,8 @@ sent and what comes back is what the in-process backend (`llama_cpp.py`) compute
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import http.client
 import json
 import logging
@@ -42,17 +44,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import model_server
 from ..errors import BackendError, Cancelled
-from ..model_server import Endpoint, ServerConfig
+from ..load import ServerLoad, llama_server_load, parse_metrics
+from ..model_server import ServerConfig
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
 from .chat import compile_template, render_prompt, shared_prefix, stop_at
 
 log = logging.getLogger(__name__)
 
+_RETRY_STATUS = (429, 502, 503, 504)  # busy, loading, or behind a proxy that lost it
 MIN_SHARED_TOKENS = 32  # a shorter common opening is not worth a slot copy
 # llama-server notices a closed connection while it evaluates a prompt only when the
 # request has something to send (its 1-second poll of the socket is skipped as long
@@ -95,10 +99,38 @@ class _Request:
     id_slot: int = -1  # the slot of its first completion
     prompt_tokens: int = 0
     error: str = ""
+    unreachable: bool = False  # the server could not be reached, or said to come back
 
     @property
     def all_done(self) -> bool:
         return all(s.done for s in self.seqs)
+
+
+class ServerLink(Protocol):
+    """A llama-server as a backend reaches it: the machine's own (`model_server.Endpoint`)
+    or one elsewhere (`remote.RemoteEndpoint`)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def read_timeout(self) -> float | None: ...
+    @property
+    def can_copy_slots(self) -> bool: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def slot_dir(self) -> Path: ...
+    def connection(self, timeout: float | None) -> http.client.HTTPConnection: ...
+    def headers(self) -> dict[str, str]: ...
+    def path(self, path: str) -> str: ...
+    def alive(self) -> bool: ...
+
+
+class Unreachable(BackendError):
+    """The server could not be reached, or answered that it is busy or loading: a
+    request that may be sent again."""
 
 
 class LlamaServerBackend:
@@ -124,6 +156,10 @@ class LlamaServerBackend:
         self._binary = binary
         self._template = compile_template(gguf_chat_template(self.model_path))
         self._checked = False
+        self._model_field: dict[str, str] = {}  # a router server's `model` (remote.py)
+        self._limit_sequences = True  # more sequences than slots is an error here
+        self._local = True  # a server of this machine: requests take turns (model_server.turn)
+        self.concurrency = 1  # sequences it runs at once without slowing each (engine/load.py)
 
     @classmethod
     def from_member(cls, member: Member) -> LlamaServerBackend:
@@ -132,14 +168,19 @@ class LlamaServerBackend:
 
         o = member.settings()
         assert isinstance(o, LlamaCppOptions)
+        speculative = o.speculative or ""
+        if speculative and speculative != "ngram":
+            speculative = str(resolve_model_file(speculative))
         config = ServerConfig(n_ctx=o.n_ctx, slots=o.n_seq_max, threads=o.n_threads,
-                              idle_s=o.keep_alive_s, port=o.port)
-        return cls(resolve_model_file(member.model), name=member.name, config=config,
-                   prefix_cache=o.prefix_cache)
+                              idle_s=o.keep_alive_s, port=o.port, speculative=speculative)
+        backend = cls(resolve_model_file(member.model), name=member.name, config=config,
+                      prefix_cache=o.prefix_cache)
+        backend.concurrency = o.concurrency
+        return backend
 
     # ------------------------------------------------------------------ the server
 
-    def endpoint(self) -> Endpoint:
+    def endpoint(self) -> ServerLink:
         """The running server of this model, started (or started again) when needed."""
         if not self._checked:
             from .llama_server_check import ensure_server_runs
@@ -149,24 +190,79 @@ class LlamaServerBackend:
         return model_server.ensure_server(self.model_path, self.config, binary=self._binary,
                                           root=self._root)
 
-    def _call(self, ep: Endpoint, method: str, path: str, body: Any = None,
+    def _call(self, ep: ServerLink, method: str, path: str, body: Any = None,
               timeout: float = 60.0) -> Any:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+        conn = ep.connection(timeout)
         try:
-            conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
-                         headers=_headers(ep))
+            conn.request(method, ep.path(path),
+                         body=None if body is None else json.dumps(body).encode(),
+                         headers=ep.headers())
             response = conn.getresponse()
             data = response.read()
         except OSError as e:
-            raise BackendError(self._lost(ep, e)) from None
+            raise self._unreachable(ep, e) from None
         finally:
             conn.close()
         if response.status != 200:
-            raise BackendError(f"{self.name}: the model server answered {path} with HTTP "
-                               f"{response.status}: {_snippet(data)}")
-        return json.loads(data)
+            raise self._refused(ep, path, response.status, data)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise BackendError(f"{self.name}: the model server at {ep.address} answered {path} "
+                               f"with something that is not JSON: {_snippet(data)}") from None
 
-    def _lost(self, ep: Endpoint, error: BaseException | str) -> str:
+    def _running(self) -> ServerLink | None:
+        """The server if it runs now; None rather than start one."""
+        ep = model_server.read_state(self.model_path, self._root)
+        return ep if ep is not None and ep.alive() else None
+
+    def server_load(self, timeout: float = 1.0) -> ServerLoad | None:
+        """The server's load now (engine/load.py): `/slots` and `/metrics`; None when it
+        does not run or does not answer within `timeout`."""
+        ep = self._running()
+        if ep is None:
+            return None
+        return self._read_load(ep, timeout)
+
+    def _read_load(self, ep: ServerLink, timeout: float) -> ServerLoad | None:
+        """`/slots` and `/metrics`, each a plain GET (a load unread is a load unknown:
+        never an error, never a wait for a server that died)."""
+        slots: Any = None
+        metrics: dict[str, float] = {}
+        try:
+            status, data = self._fetch(ep, "/metrics", timeout)
+            if status == 200:
+                metrics = parse_metrics(data.decode("utf-8", "replace"))
+            status, data = self._fetch(ep, "/slots", timeout)
+            if status == 200:
+                slots = json.loads(data)
+        except (OSError, ValueError):
+            pass
+        if not isinstance(slots, list):
+            slots = None
+        if slots is None and not metrics:
+            return None
+        return dataclasses.replace(llama_server_load(slots, metrics), server=ep.address,
+                                   host=_host_of(ep.address))
+
+    def _fetch(self, ep: ServerLink, path: str, timeout: float) -> tuple[int, bytes]:
+        conn = ep.connection(timeout)
+        try:
+            conn.request("GET", ep.path(path), headers=ep.headers())
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def _unreachable(self, ep: ServerLink, error: BaseException | str) -> BackendError:
+        """A request that could not be sent or answered: what happened to the server."""
+        return BackendError(self._lost(ep, error))
+
+    def _refused(self, ep: ServerLink, path: str, status: int, data: bytes) -> BackendError:
+        return BackendError(f"{self.name}: the model server answered {path} with HTTP "
+                            f"{status}: {_snippet(data)}")
+
+    def _lost(self, ep: ServerLink, error: BaseException | str) -> str:
         # A killed server's connections close while it is still exiting: a moment
         # for the process to be gone before saying what happened.
         deadline = time.monotonic() + 2.0
@@ -198,19 +294,34 @@ class LlamaServerBackend:
         if not specs:
             return []
         ep = self.endpoint()
-        slots = int(ep.config.get("slots", self.config.slots))
-        if sum(s.n for s in specs) > slots:
+        slots = ep.slots or self.config.slots
+        if self._limit_sequences and sum(s.n for s in specs) > slots:
             raise BackendError(
                 f"{self.name}: {sum(s.n for s in specs)} sequences in one batch, more than the "
                 f"model server's {slots} slots (options.n_seq_max of the client that started it)")
-        t0 = time.perf_counter()
         prompts = [self.render(s) for s in specs]
+        with self._turn(cancel):
+            return self._sample(ep, specs, prompts, cancel)
+
+    def _turn(self, cancel: CancelTokenLike | None) -> contextlib.AbstractContextManager[Any]:
+        """This machine's cores, while no other model's server computes
+        (`model_server.turn`); a server elsewhere needs no turn here."""
+        if not self._local:
+            return contextlib.nullcontext()
+        return model_server.turn(self._turn_key(), self._root, cancel)
+
+    def _turn_key(self) -> str:
+        return model_server.model_key(self.model_path)
+
+    def _sample(self, ep: ServerLink, specs: Sequence[SampleSpec], prompts: list[str],
+                cancel: CancelTokenLike | None) -> list[list[Generation]]:
+        t0 = time.perf_counter()
         first_of: dict[str, int] = {}
         for i, p in enumerate(prompts):
             first_of.setdefault(p, i)
         evaluated = {p: 0 for p in first_of}
         pinned: dict[str, int] = {}
-        if self.prefix_cache and len(first_of) > 1:
+        if self.prefix_cache and ep.can_copy_slots and len(first_of) > 1:
             pinned = self._share_prefix(ep, list(first_of), evaluated,
                                         sum(s.n for s in specs), cancel)
         requests = [self._request(i, s, prompts[i], pinned.get(prompts[i], -1))
@@ -230,13 +341,17 @@ class LlamaServerBackend:
         _check(cancel)
         if not self.prefix_cache:
             return 0
-        prefill = _Request(-1, {"prompt": self.render(spec), "n_predict": 0, "stream": True,
-                                "cache_prompt": True, **_PROGRESS}, [])
-        self._run(self.endpoint(), [prefill], cancel)
+        prefill = _Request(-1, {**self._model_field, "prompt": self.render(spec),
+                                "n_predict": 0, "stream": True, "cache_prompt": True,
+                                **_PROGRESS}, [])
+        ep = self.endpoint()
+        with self._turn(cancel):
+            self._run(ep, [prefill], cancel)
         return prefill.prompt_n
 
     def _request(self, i: int, spec: SampleSpec, prompt: str, slot: int) -> _Request:
         body: dict[str, Any] = {
+            **self._model_field,
             "prompt": prompt,
             "n_predict": spec.max_tokens,
             "n_cmpl": spec.n,
@@ -255,7 +370,7 @@ class LlamaServerBackend:
         seqs = [_Seq(i, spec.prefix, spec.stop, spec.max_tokens) for _ in range(spec.n)]
         return _Request(i, body, seqs)
 
-    def _share_prefix(self, ep: Endpoint, prompts: list[str], evaluated: dict[str, int],
+    def _share_prefix(self, ep: ServerLink, prompts: list[str], evaluated: dict[str, int],
                       n_sequences: int, cancel: CancelTokenLike | None) -> dict[str, int]:
         """Evaluate the first prompt into a slot and copy it to one slot per other prompt
         that shares its opening; {prompt: slot} for the requests to be pinned to."""
@@ -299,7 +414,7 @@ class LlamaServerBackend:
 
     # ------------------------------------------------------------------ streaming
 
-    def _run(self, ep: Endpoint, requests: list[_Request], cancel: CancelTokenLike | None,
+    def _run(self, ep: ServerLink, requests: list[_Request], cancel: CancelTokenLike | None,
              stagger: bool = False) -> None:
         """Send the requests and follow their streams until every sequence is done;
         closes every connection before returning. `stagger`: the others only once the
@@ -334,7 +449,7 @@ class LlamaServerBackend:
                         start(waiting)
                         waiting = []
                     if r.error and not r.closed:
-                        raise BackendError(r.error)
+                        raise (Unreachable if r.unreachable else BackendError)(r.error)
                     if not r.closed and not r.all_done and r.seqs:
                         raise BackendError(self._lost(ep, "the stream ended early"))
                     continue
@@ -348,28 +463,40 @@ class LlamaServerBackend:
             for t in threads:
                 t.join(5)
 
-    def _read(self, ep: Endpoint, r: _Request, events: queue.Queue[tuple[_Request, Any]]
+    def _read(self, ep: ServerLink, r: _Request, events: queue.Queue[tuple[_Request, Any]]
               ) -> None:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=None)
+        conn = ep.connection(ep.read_timeout)
         try:
-            conn.connect()
+            try:
+                conn.connect()
+            except OSError as e:
+                r.error, r.unreachable = self._unreachable(ep, e).args[0], True
+                return
             with r.lock:
                 if r.closed:
                     return
                 r.sock = conn.sock.dup() if conn.sock is not None else None
-            conn.request("POST", "/completion", body=json.dumps(r.body).encode(),
-                         headers=_headers(ep))
+            conn.request("POST", ep.path("/completion"), body=json.dumps(r.body).encode(),
+                         headers=ep.headers())
             response = conn.getresponse()
             if response.status != 200:
-                r.error = (f"{self.name}: the model server answered HTTP {response.status}: "
-                           f"{_snippet(response.read())}")
+                r.error = self._refused(ep, "/completion", response.status,
+                                        response.read()).args[0]
+                r.unreachable = response.status in _RETRY_STATUS
                 return
             while not r.closed:
                 line = response.readline()
                 if not line:
                     break
                 if line.startswith(b"data: "):
-                    events.put((r, json.loads(line[6:])))
+                    try:
+                        event = json.loads(line[6:])
+                    except ValueError:
+                        r.error = (f"{self.name}: the model server at {ep.address} sent "
+                                   f"something that is not llama-server's stream: "
+                                   f"{_snippet(line)}")
+                        break
+                    events.put((r, event))
         except Exception as e:  # noqa: BLE001 - http.client fails oddly on a socket closed under it
             if not r.closed:
                 r.error = self._lost(ep, e)
@@ -478,8 +605,13 @@ class LlamaServerBackend:
         """Nothing to free here: the server is shared, and stops itself when idle."""
 
 
-def _headers(ep: Endpoint) -> dict[str, str]:
-    return {"Authorization": f"Bearer {ep.api_key()}", "Content-Type": "application/json"}
+def _host_of(address: str) -> str:
+    """The machine a server runs on, as the load rule groups servers: loopback is this
+    machine."""
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(address).hostname or address
+    return "this machine" if host in ("127.0.0.1", "localhost", "::1") else host
 
 
 def _close(r: _Request) -> None:

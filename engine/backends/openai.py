@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, Cancelled, ModelError
+from ..load import ServerLoad, llama_server_load, parse_metrics, vllm_load
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, Message, SampleSpec
 from .chat import apply_stop, compile_template, messages_of, render_prompt
@@ -91,6 +92,7 @@ class OpenAIBackend:
         self.where = settings.base_url
         self._api_key = api_key
         self._template: Any = None
+        self.concurrency = settings.concurrency
         self._tally = _Tally(
             n_supported=None if settings.n == "auto" else bool(settings.n)
         )
@@ -112,6 +114,30 @@ class OpenAIBackend:
 
     def close(self) -> None:
         pass
+
+    def server_load(self, timeout: float = 1.0) -> ServerLoad | None:
+        """The server's load from its `/metrics` (vLLM's, or llama-server's run with
+        `--metrics`), beside the `/v1` of `base_url`; None when it reports none."""
+        import httpx
+
+        root = re.sub(r"/v1/?$", "", self.settings.base_url.rstrip("/"))
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            response = httpx.get(root + "/metrics", timeout=timeout, headers=headers)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        metrics = parse_metrics(response.text)
+        if "vllm:num_requests_running" in metrics:
+            load = vllm_load(metrics)
+        elif "llamacpp:requests_processing" in metrics:
+            load = llama_server_load(None, metrics)
+        else:
+            return None
+        from .llama_server import _host_of
+
+        return dataclasses.replace(load, server=root, host=_host_of(root))
 
     # ------------------------------------------------------------------ prompt
 

@@ -83,6 +83,14 @@ class LlamaCppOptions:
                                   "starts the server sets it", _seconds_or_never)
     port: int = _doc(0, "with `model_server`: the loopback port it listens on (0: a free one); "
                         "a port taken by another program is an error naming it", _at_least(0))
+    speculative: str | None = _doc(None, "with `model_server`: speculative decoding, `ngram` "
+                                         "(drafts from n-grams of the prompt and the text so "
+                                         "far) or a smaller model of the same tokenizer (a path "
+                                         "or `embedded:NAME`) that drafts tokens this one "
+                                         "verifies in one batch; greedy answers are unchanged")
+    concurrency: int = _doc(1, "with `model_server`: sequences the server runs at once without "
+                               "slowing each, for tiers that follow the load (1 on a CPU)",
+                            _positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,14 +132,44 @@ class OpenAIOptions:
     backoff_s: float = _doc(0.5, "the first retry's wait, doubled each time (or the server's "
                                  "Retry-After), at most 30 s", _at_least(0))
     max_concurrency: int = _doc(16, "requests in flight at once", _positive)
+    concurrency: int = _doc(1, "requests the server runs at once without slowing each, for "
+                               "tiers that follow the load (vLLM's `/metrics` is read)",
+                            _positive)
+
+
+@attrs.frozen(kw_only=True)
+class LlamaServerOptions:
+    """A model served by a llama.cpp server elsewhere (a team's GPU machine); `model` is the
+    name a router server (`--models-dir`) knows it by, and is ignored by a one-model server."""
+
+    url: str = _required("the server, e.g. `https://gpu.example.com:8443` or "
+                         "`http://10.0.0.5:8080` (a path prefix is kept; required)", _not_empty)
+    api_key_file: str | None = _doc(None, "a file holding the API key (first line; mode 0600: "
+                                          "a key others can read is refused)")
+    api_key_env: str | None = _doc(None, "the name of the environment variable that holds the "
+                                         "API key; never the key itself")
+    ca_file: str | None = _doc(None, "for https: a CA bundle to trust besides the system's")
+    chat_template: str = _doc("server", "`server` uses the template the server reports "
+                                        "(`/props`); else a `.jinja` file, or a GGUF file / "
+                                        "`embedded:NAME` whose own template is used")
+    timeout_s: float = _doc(120.0, "the longest the server may stay silent during a "
+                                   "request (s)", _positive)
+    connect_timeout_s: float = _doc(10.0, "the longest a connection may take (s)", _positive)
+    max_retries: int = _doc(2, "retries when the server cannot be reached or says it is busy "
+                               "or loading (429, 502-504), before any token came", _at_least(0))
+    backoff_s: float = _doc(0.5, "the first retry's wait, doubled each time", _at_least(0))
+    concurrency: int = _doc(1, "sequences the server runs at once without slowing each, for "
+                               "tiers that follow the load (a GPU: the slots it serves at full "
+                               "speed)", _positive)
 
 
 OPTIONS: dict[str, type[Any]] = {
     "llama_cpp": LlamaCppOptions,
+    "llama_server": LlamaServerOptions,
     "transformers": TransformersOptions,
     "openai": OpenAIOptions,
 }
-BackendOptions = LlamaCppOptions | TransformersOptions | OpenAIOptions
+BackendOptions = LlamaCppOptions | LlamaServerOptions | TransformersOptions | OpenAIOptions
 
 
 class OptionsError(ValueError):

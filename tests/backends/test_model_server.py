@@ -359,6 +359,42 @@ def test_an_idle_server_sleeps_and_wakes(qwen05b_path: Path, binary: Path,
         model_server.stop_server(qwen05b_path, root=tmp_path)
 
 
+def test_speculative_decoding_keeps_the_greedy_answers(served, qwen05b_path: Path,
+                                                        binary: Path, tmp_path: Path) -> None:
+    """A server started with a draft model (here the 0.5B drafting for itself, the
+    cheapest real pair: the benchmark pairs the 1.5B with the 0.5B) drafts tokens and
+    verifies them in batches, and its greedy answers are the plain server's."""
+    from cascode.engine.backends.llama_server import LlamaServerBackend
+    from cascode.engine.load import parse_metrics
+
+    config = dataclasses.replace(CONFIG, slots=2, speculative=str(qwen05b_path))
+    assert config.args()[:4] == ["--spec-type", "draft-simple", "--spec-draft-model",
+                                 str(qwen05b_path)]
+    assert ServerConfig(speculative="ngram").args()[:2] == ["--spec-type", "ngram-simple"]
+    # Whole prompts on both sides (a cached opening can flip a near-tie, see above).
+    drafting = LlamaServerBackend(qwen05b_path, name="drafted", root=tmp_path, binary=binary,
+                                  config=config, prefix_cache=False)
+    before, served.prefix_cache = served.prefix_cache, False
+    try:
+        specs = [prompts.solution_spec(t, 1, sampled=False) for t in _humaneval_tasks(2)]
+        for spec in specs:
+            [[plain]] = served.sample([spec])
+            [[fast]] = drafting.sample([spec])
+            assert fast.text == plain.text
+        ep = drafting.endpoint()
+        status, _ = model_server.http_get(ep.host, ep.port, "/health", ep.api_key())
+        assert status == 200
+        _, data = drafting._fetch(ep, "/metrics", 10.0)
+        metrics = parse_metrics(data.decode())
+        drafted = metrics["llamacpp:spec_decode_num_draft_tokens_total"]
+        accepted = metrics["llamacpp:spec_decode_num_accepted_tokens_total"]
+        print(f"speculation: {accepted:.0f} of {drafted:.0f} drafted tokens accepted")
+        assert drafted > 0 and accepted > 0
+    finally:
+        served.prefix_cache = before
+        model_server.stop_server(qwen05b_path, root=tmp_path)
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

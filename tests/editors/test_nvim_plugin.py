@@ -250,6 +250,10 @@ def test_insert_asserts_takes_the_examples_and_skips_what_the_buffer_has(tmp_pat
         answer["label"] = {"state": "unverified", "text": "unverified"}
         shown = nvim.lua(prov + "return p.format(...)", answer)
         assert shown[0].endswith("(**unverified**)") and "- unverified" not in shown
+        # An answer from a cheaper tier than the one chosen says why.
+        answer["load"] = "server busy: qwen-1.5b 3 running; fast tier instead of balanced"
+        shown = nvim.lua(prov + "return p.format(...)", answer)
+        assert "- server busy: qwen-1.5b 3 running; fast tier instead of balanced" in shown
     finally:
         nvim.close()
 

@@ -29,7 +29,8 @@ def _plan(member: str) -> str:
     [
         ("{name: m, backend: llama_cpp, model: x.gguf, options: {n_ctxx: 4096}}",
          "my.yaml: family[0] (m): options.n_ctxx: unknown llama_cpp option "
-         "(known: n_ctx, n_seq_max, n_threads, prefix_cache, model_server, keep_alive_s, port)"),
+         "(known: n_ctx, n_seq_max, n_threads, prefix_cache, model_server, keep_alive_s, port, "
+         "speculative, concurrency)"),
         ("{name: m, backend: llama_cpp, model: x.gguf, options: {keep_alive_s: 0}}",
          "my.yaml: family[0] (m): options.keep_alive_s: must be a number of seconds above 0, "
          "or -1 for never; got 0"),

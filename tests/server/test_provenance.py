@@ -144,3 +144,16 @@ def test_the_label_states_the_measured_rate_of_the_answers_evidence():
                         answer_id="a5", uri="file:///x.py", function="f", evidence=measured)
     assert failed["label"]["state"] == "unverified"
     assert "Likely" not in markdown(failed)
+
+
+def test_an_answer_from_a_cheaper_tier_says_why():
+    large = _stage("large", k=1, l=2, suite=("assert f() == 1",), passed=(True,),
+                   accepted=True, last=True)
+    why = "server busy: large 3 running, 2 waiting; fast tier (about 9 s) instead of balanced"
+    result = Result("def f(): return 1\n", "large", "fast", (large,), verified=True, load=why)
+    prov = provenance(result, answer_id="a1", uri="file:///x.py", function="f")
+    assert prov["tier"] == "fast" and prov["load"] == why
+    assert "_Server busy: large 3 running, 2 waiting; fast tier" in markdown(prov)
+    plain = provenance(replace(result, load=""), answer_id="a2", uri="file:///x.py",
+                       function="f")
+    assert plain["load"] is None and "busy" not in markdown(plain)

@@ -64,7 +64,7 @@ def test_every_field_is_documented_in_the_manifest_and_the_table():
         "cascode.sandbox.allowUnsafe", "cascode.preload", "cascode.fileContext",
         "cascode.contextTokens", "cascode.testExamples", "cascode.testScanFiles",
         "cascode.trigger", "cascode.debounceMs", "cascode.prefill",
-        "cascode.completionRequests", "cascode.cacheSize"]
+        "cascode.completionRequests", "cascode.maxSeconds", "cascode.cacheSize"]
     assert props["cascode.tier"] == {
         "type": "string", "default": "", "order": 2,
         "markdownDescription": props["cascode.tier"]["markdownDescription"]}

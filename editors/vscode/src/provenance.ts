@@ -45,6 +45,8 @@ export interface Provenance {
   threshold?: number | null;
   verified?: boolean;
   note?: string | null;
+  /** Why another tier than the one chosen ran (a busy model server), else null. */
+  load?: string | null;
   /** What proved the answer, in one line: "passed your 3 examples", "unverified: ...". */
   proof?: string | null;
   label?: Label | null;
@@ -114,6 +116,9 @@ export function formatProvenance(p: Provenance | null | undefined): string {
   lines.push(`- ${p.tokens ?? "n/a"} tokens, ${num(p.seconds, 1)} s`);
   if (p.note) {
     lines.push(`- ${p.note}`);
+  }
+  if (p.load) {
+    lines.push(`- ${p.load}`);
   }
   const stages = p.stages ?? [];
   if (stages.length > 1) {

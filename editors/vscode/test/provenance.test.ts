@@ -166,3 +166,11 @@ test("the verdict is the label's state: verified, likely with its rate, unverifi
   assert.match(failed, /\(\*\*unverified\*\*\)/);
   assert.doesNotMatch(failed, /\n- unverified\n/);
 });
+
+test("an answer from a cheaper tier says why", () => {
+  const load = "server busy: qwen-1.5b 3 running, 2 waiting; fast tier (about 9 s) instead of balanced";
+  const md = formatProvenance({ member: "m", tier: "fast", verified: true, load });
+  assert.match(md, /on tier \*\*fast\*\*/);
+  assert.ok(md.includes(`\n- ${load}`), md);
+  assert.doesNotMatch(formatProvenance({ member: "m", tier: "t", verified: true, load: null }), /busy/);
+});

@@ -50,6 +50,9 @@ function M.format(p)
   if type(p.note) == "string" and p.note ~= "" then
     table.insert(lines, "- " .. p.note)
   end
+  if type(p.load) == "string" and p.load ~= "" then
+    table.insert(lines, "- " .. p.load)
+  end
   local stages = type(p.stages) == "table" and p.stages or {}
   if #stages > 1 then
     local path = {}
