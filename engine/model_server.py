@@ -329,6 +329,8 @@ def turn(key: str, root: Path | None = None, cancel: Any = None,
     mine, want = root / f"turn-{key}.lock", root / f"want-{key}.lock"
     fd = os.open(mine, os.O_RDWR | os.O_CREAT, 0o600)
     wfd = os.open(want, os.O_RDWR | os.O_CREAT, 0o600)
+    os.utime(fd)  # in use: `_sweep` leaves it
+    os.utime(wfd)
     t0 = time.monotonic()
     try:
         fcntl.flock(wfd, fcntl.LOCK_SH)
@@ -357,6 +359,7 @@ def _may_enter(root: Path, key: str, mine: Path, want: Path, gate: int) -> bool:
     """Under the gate: no other server's turn runs, and either no other server's client
     waits or this server's turn did not begin last (turns alternate); then a turn that
     begins records its key."""
+    _sweep(root)
     if any(_held(p) for p in root.glob("turn-*.lock") if p != mine):
         return False
     others_wait = any(_held(p) for p in root.glob("want-*.lock") if p != want)
@@ -368,6 +371,21 @@ def _may_enter(root: Path, key: str, mine: Path, want: Path, gate: int) -> bool:
         return False  # another server's clients wait: this one's turn has been
     _record(gate, key)
     return True
+
+
+STALE_TURN_S = 86400.0  # a turn file nobody has opened for a day is a server gone
+
+
+def _sweep(root: Path) -> None:
+    """Under the gate: remove the turn files of servers unused for a day (a server on
+    another port each time, as tests start them, would leave one file per port)."""
+    cutoff = time.time() - STALE_TURN_S
+    for path in [*root.glob("turn-*.lock"), *root.glob("want-*.lock")]:
+        try:
+            if path.stat().st_mtime < cutoff and not _held(path):
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _record(gate: int, key: str) -> None:

@@ -101,9 +101,11 @@ def qwen05b(qwen05b_path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path_factory, monkeypatch):  # type: ignore[no-untyped-def]
-    """The local statistics (`cascode stats`) go to a temporary folder, never the user's;
-    servers that tests start inherit it."""
+    """The local statistics (`cascode stats`) and the model servers' runtime directory
+    are temporary folders, never the user's; servers that tests start inherit them."""
     monkeypatch.setenv("CASCODE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    # The model servers' runtime directory (their state, key, turns) is the tests' own.
+    monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
 
 
 _area_seconds: dict[str, float] = {}

@@ -149,3 +149,14 @@ def test_many_requests_of_two_servers_all_get_a_turn(tmp_path: Path, n: int) -> 
         t.join(30)
     assert events.count("a") == events.count("b") == 10
     assert overlaps == []  # never both servers at once
+
+
+def test_turn_files_unused_for_a_day_are_swept(tmp_path: Path) -> None:
+    old = tmp_path / "turn-gone.lock"
+    old.write_text("")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    recent = tmp_path / "turn-recent.lock"
+    recent.write_text("")
+    with turn("a", tmp_path):
+        pass
+    assert not old.exists() and recent.exists() and (tmp_path / "turn-a.lock").exists()
