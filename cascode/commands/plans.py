@@ -37,11 +37,17 @@ def run(args: argparse.Namespace) -> int:
         mark = "*" if name == plan.default_tier else " "
         print(
             f"{name + mark:<14} {stages:<38} {str(theta):<8} {_pct(val.get('pass_at_1')):>10} "
-            f"{_pct(test.get('pass_at_1')):>11} {_num(test.get('time_cost_per_1k_s')):>9}"
+            f"{_pct(test.get('pass_at_1')):>11} "
+            f"{_num(test.get('seconds_per_1k', test.get('time_cost_per_1k_s'))):>9}"
         )
         if tier.description:
             print(f"{'':<14} {tier.description}")
     print("* default tier")
+    from cascode.engine.hardware import seconds_elsewhere
+
+    caveat = seconds_elsewhere(plan.calibration, [m.name for m in plan.family])
+    if caveat:
+        print(f"s/1k: {caveat}")
     return 0
 
 

@@ -95,6 +95,20 @@ def test_plans_lists_the_packaged_default():
             assert shown in proc.stdout, (name, shown, proc.stdout)
 
 
+def test_plans_says_when_its_seconds_were_measured_elsewhere(tmp_path):
+    plan = tmp_path / "elsewhere.yaml"
+    plan.write_text(
+        "family:\n- {name: m, backend: llama_cpp, model: m.gguf}\n"
+        "calibration: {prices: {m: 'measured 2026-11-30 on Some Other CPU, 64 CPUs'}}\n"
+        "tiers:\n  t:\n    theta: 0.5\n    stages: {m: {k: 0}}\n"
+        "    measured: {test: {problems: 4, pass_at_1: 0.5, seconds_per_1k: 6345.2}}\n")
+    proc = cascode("plans", str(plan))
+    assert proc.returncode == 0, proc.stderr
+    assert "6345" in proc.stdout  # the tier's seconds per 1k problems
+    assert "s/1k: seconds measured on Some Other CPU, 64 CPUs, not on this machine (" \
+        in proc.stdout
+
+
 def test_illegal_plan_is_one_line_naming_file_tier_field(tmp_path):
     plan = tmp_path / "bad.yaml"
     plan.write_text(
