@@ -275,7 +275,7 @@ class EngineHost:
             return Answered(hit, True)
         cancel.raise_if_cancelled()
         choice = self.follow_load(tier, max_seconds, current)
-        run_tier = choice.tier if choice is not None else tier
+        run_tier = choice.tier if choice is not None and choice.stepped_down else tier
         if run_tier != tier:
             key = self.cache_key(task, run_tier, seed, current.key)
             hit = self.cache.get(key)
@@ -301,12 +301,13 @@ class EngineHost:
             load = None
             # A server's backend is made without loading anything: read it either way.
             if current.family.is_loaded(member.name) or serves_remotely(member):
-                backend = current.family.get(member.name)
-                if isinstance(backend, ReportsLoad):
-                    try:
+                try:
+                    backend = current.family.get(member.name)
+                    if isinstance(backend, ReportsLoad):
                         load = backend.server_load()
-                    except Exception:  # noqa: BLE001 - a load unread is a load unknown
-                        log.debug("reading %s's load", member.name, exc_info=True)
+                except Exception:  # noqa: BLE001 - a load unread is a load unknown; a member
+                    # that cannot be made fails where a request uses it, with its message
+                    log.debug("reading %s's load", member.name, exc_info=True)
             out[member.name] = load
         return out
 

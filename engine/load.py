@@ -225,11 +225,13 @@ def _choose(plan: Plan, requested: str, max_seconds: float | None,
     asked = figures.get(requested)
     if max_seconds is None or max_seconds <= 0 or asked is None:
         return TierChoice(requested, requested, loads=dict(loads))
-    # No dearer than the tier asked for: the user's tier is the ceiling of what it pays.
-    candidates = sorted((f for f in figures.values() if f.seconds <= asked.seconds),
-                        key=lambda f: (-f.pass_at_1, f.seconds))
+    # The tier asked for when it fits; else the most accurate of the cheaper ones that
+    # fits (the user's tier is the ceiling of what it pays, and the rule only steps down).
+    cheaper = sorted((f for f in figures.values() if f.seconds < asked.seconds),
+                     key=lambda f: (-f.pass_at_1, f.seconds))
+    candidates = [asked, *cheaper]
     estimates = {f.name: round(estimate(f, loads, concurrency), 2) for f in candidates}
-    busy = _busy(asked, loads)
+    busy = _busy(asked, on_the_machine(loads))
     for f in candidates:
         if estimates[f.name] <= max_seconds:
             if f.name == requested:

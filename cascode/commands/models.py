@@ -169,6 +169,8 @@ def _locate(member) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
         return str(path), state, model.install_command
     if member.backend == "openai":
         return str(member.options.get("base_url", "?")), "remote", ""
+    if member.backend == "llama_server":
+        return str(member.options.get("url", "?")), "remote", ""
     path = Path(spec).expanduser()
     if path.exists():
         return str(path), "file", ""

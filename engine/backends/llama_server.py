@@ -36,6 +36,7 @@ import dataclasses
 import http.client
 import json
 import logging
+import os
 import queue
 import socket
 import threading
@@ -200,7 +201,8 @@ class LlamaServerBackend:
             response = conn.getresponse()
             data = response.read()
         except OSError as e:
-            raise self._unreachable(ep, e) from None
+            raise (self._unconnected(ep, e) if conn.sock is None
+                   else self._unreachable(ep, e)) from None
         finally:
             conn.close()
         if response.status != 200:
@@ -253,6 +255,10 @@ class LlamaServerBackend:
             return response.status, response.read()
         finally:
             conn.close()
+
+    def _unconnected(self, ep: ServerLink, error: BaseException) -> BackendError:
+        """A connection that could not be made."""
+        return self._unreachable(ep, error)
 
     def _unreachable(self, ep: ServerLink, error: BaseException | str) -> BackendError:
         """A request that could not be sent or answered: what happened to the server."""
@@ -449,7 +455,9 @@ class LlamaServerBackend:
                         start(waiting)
                         waiting = []
                     if r.error and not r.closed:
-                        raise (Unreachable if r.unreachable else BackendError)(r.error)
+                        # Sent again only when nothing of the batch came yet.
+                        again = r.unreachable and not any(q.first_token_at for q in requests)
+                        raise (Unreachable if again else BackendError)(r.error)
                     if not r.closed and not r.all_done and r.seqs:
                         raise BackendError(self._lost(ep, "the stream ended early"))
                     continue
@@ -470,12 +478,15 @@ class LlamaServerBackend:
             try:
                 conn.connect()
             except OSError as e:
-                r.error, r.unreachable = self._unreachable(ep, e).args[0], True
+                r.error, r.unreachable = self._unconnected(ep, e).args[0], True
                 return
             with r.lock:
                 if r.closed:
                     return
-                r.sock = conn.sock.dup() if conn.sock is not None else None
+                # (a raw duplicate of the descriptor: an SSL socket cannot be dup()ed, and
+                # shutting the raw one down wakes the reader either way)
+                r.sock = (socket.socket(fileno=os.dup(conn.sock.fileno()))
+                          if conn.sock is not None else None)
             conn.request("POST", ep.path("/completion"), body=json.dumps(r.body).encode(),
                          headers=ep.headers())
             response = conn.getresponse()

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import BackendError, ModelError
+from ..errors import BackendError, CascodeError, ModelError
 from ..load import ServerLoad
 from ..model_server import ServerConfig
 from ..plans import Member
@@ -149,10 +149,11 @@ class RemoteEndpoint:
     def connection(self, timeout: float | None) -> http.client.HTTPConnection:
         host = self._parts.hostname or ""
         read = timeout if timeout is not None else self.read_timeout
+        # A short request (a load read) does not wait longer to connect than to be answered.
+        connect = min(self.connect_timeout, timeout) if timeout else self.connect_timeout
         if self._context is not None:
-            return _TLSConnection(host, self._parts.port or 443, self.connect_timeout, read,
-                                  self._context)
-        return _Connection(host, self._parts.port or 80, self.connect_timeout, read)
+            return _TLSConnection(host, self._parts.port or 443, connect, read, self._context)
+        return _Connection(host, self._parts.port or 80, connect, read)
 
     def headers(self) -> dict[str, str]:
         out = {"Content-Type": "application/json"}
@@ -194,7 +195,7 @@ class RemoteLlamaServerBackend(LlamaServerBackend):
         self._ep: RemoteEndpoint | None = None
         self._template: Any = None
         try:
-            RemoteEndpoint(settings.url, model, key, 1.0, None)
+            RemoteEndpoint(settings.url, model, key, 1.0, None, settings.ca_file)
         except ValueError as e:
             raise ModelError(f"member {name}: options.url: {e}") from None
         except OSError as e:  # an unreadable ca_file
@@ -236,9 +237,16 @@ class RemoteLlamaServerBackend(LlamaServerBackend):
                                f"/props with something that is not llama-server's: "
                                f"{_snippet(str(props))}")
         if self._template is None:
-            self._template = compile_template(self._template_source(props))
+            try:
+                self._template = compile_template(self._template_source(props))
+            except CascodeError:
+                raise
+            except Exception as e:  # noqa: BLE001 - jinja's errors, a bad file: one line
+                raise BackendError(f"{self.name}: the chat template of the model server at "
+                                   f"{probe.address} does not compile: {e}") from None
+        slots = props.get("total_slots")
         self._ep = RemoteEndpoint(s.url, probe.model, self._key, s.connect_timeout_s,
-                                  s.timeout_s, s.ca_file, int(props.get("total_slots") or 0))
+                                  s.timeout_s, s.ca_file, slots if isinstance(slots, int) else 0)
         return self._ep
 
     def _template_source(self, props: dict[str, Any]) -> str:
@@ -274,6 +282,13 @@ class RemoteLlamaServerBackend(LlamaServerBackend):
         return f"{self.name}: cannot reach the model server at {ep.address}: {text}"
 
     def _unreachable(self, ep: ServerLink, error: BaseException | str) -> BackendError:
+        return Unreachable(self._lost(ep, error))
+
+    def _unconnected(self, ep: ServerLink, error: BaseException) -> BackendError:
+        if isinstance(error, TimeoutError):
+            return Unreachable(
+                f"{self.name}: cannot reach the model server at {ep.address}: no connection "
+                f"within {self.settings.connect_timeout_s:g} s (options.connect_timeout_s)")
         return Unreachable(self._lost(ep, error))
 
     def _refused(self, ep: ServerLink, path: str, status: int, data: bytes) -> BackendError:

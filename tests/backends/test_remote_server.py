@@ -406,3 +406,79 @@ async def test_the_language_server_names_a_dead_server_and_answers_once_it_is_ba
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+def _tls_proxy(upstream: str, cert: Path, key: Path) -> tuple[str, threading.Event]:
+    """An https front for `upstream` on loopback, as a team's reverse proxy is: TLS
+    ends here and the bytes go on to the server, streamed."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    host, port = upstream.removeprefix("http://").split(":")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                tls = context.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                raw.close()
+                continue
+            back = socket.create_connection((host, int(port)))
+            threading.Thread(target=pipe, args=(tls, back), daemon=True).start()
+            threading.Thread(target=pipe, args=(back, tls), daemon=True).start()
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"https://127.0.0.1:{listener.getsockname()[1]}", stop
+
+
+def test_a_member_over_https_with_the_teams_ca(team, tmp_path: Path) -> None:
+    url, key_file = team
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, check=False)
+    need(made.returncode == 0, f"openssl could not make a certificate: {made.stderr!r}")
+    https, stop = _tls_proxy(url, cert, key)
+    try:
+        backend = _backend(https, key_file, ca_file=str(cert))
+        [[g]] = backend.sample([_greedy()])
+        assert "return a + b" in g.text
+        # Cancelling a streamed request over TLS closes it (the reader wakes up).
+        token = CancelToken()
+        threading.Timer(1.0, token.cancel, args=("a newer request",)).start()
+        with pytest.raises(Exception) as cancelled:
+            backend.sample([_long_spec()], cancel=token)
+        assert "cancel" in type(cancelled.value).__name__.lower() or \
+            "newer request" in str(cancelled.value)
+        # Without the team's CA the certificate is not trusted: one line says so.
+        message = _one_line_error(lambda: _backend(https, key_file, max_retries=0)
+                                  .sample([_greedy()]))
+        assert message.startswith(f"small: cannot reach the model server at {https}: TLS")
+        assert "options.ca_file" in message
+    finally:
+        stop.set()

@@ -184,3 +184,12 @@ def test_servers_of_one_machine_share_its_load(plan) -> None:
     assert choose_tier(plan, "balanced", 24.0, {"small": far, "big": big}).tier == "fastest"
     assert choose_tier(plan, "balanced", 24.0,
                        {"small": far, "big": big}).estimates["fastest"] == 3.0
+
+
+def test_the_tier_asked_for_runs_when_it_fits_even_if_a_cheaper_one_scored_higher() -> None:
+    plan = parse_plan(PLAN.replace("pass_at_1: 0.70", "pass_at_1: 0.80"), "test.yaml")
+    idle = {"small": ServerLoad(0, 0), "big": ServerLoad(0, 0)}
+    assert choose_tier(plan, "balanced", 24.0, idle).tier == "balanced"
+    # Stepping down, the most accurate cheaper tier that fits.
+    busy = {"small": ServerLoad(0, 0), "big": ServerLoad(1, 0)}
+    assert choose_tier(plan, "balanced", 20.0, busy).tier == "fast"
