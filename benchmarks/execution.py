@@ -85,10 +85,20 @@ def extract(problem: Problem, samples: Samples) -> Extracted:
     )
 
 
+def _context_key(context: str) -> dict[str, Any]:
+    """What keys a record's context: the context, and for one with a `from __future__`
+    import, that it now runs unguarded (before, `executable_context` guarded it, a
+    SyntaxError that failed every line: those records are not reused)."""
+    key: dict[str, Any] = {"context": context}
+    if "from __future__" in context:
+        key["future"] = "unguarded"
+    return key
+
+
 def execution_key(problem: Problem, ex: Extracted) -> str:
     key = {
         "format": EXECUTION_FORMAT,
-        "context": problem.task.context,
+        **_context_key(problem.task.context),
         "solutions": [_sha(s) for s in ex.unique_solutions],
         "lines": list(ex.unique_lines),
         "hidden": _sha(problem.hidden_test),
@@ -147,7 +157,7 @@ def example_key(problem: Problem, ex: Extracted, examples: Sequence[Example]) ->
     return digest(
         {
             "format": EXECUTION_FORMAT,
-            "context": problem.task.context,
+            **_context_key(problem.task.context),
             "solutions": [_sha(s) for s in ex.unique_solutions],
             "examples": [e.source for e in examples],
         }

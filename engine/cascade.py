@@ -286,7 +286,9 @@ def executable_context(context: str) -> str:
 
     A project's own modules are not importable in the sandbox; one failing
     import must not fail every assert of every solution. The prompt keeps the
-    imports as written.
+    imports as written. A `from __future__` import stays as it is: it must be the
+    module's first statement (guarded, it would be a SyntaxError that fails every
+    line; `from __future__ import annotations` is common in real files).
     """
     if not context.strip():
         return context
@@ -294,14 +296,21 @@ def executable_context(context: str) -> str:
         tree = ast.parse(context)
     except SyntaxError:
         return context
-    if not any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):
+    if not any(_guarded(n) for n in tree.body):
         return context
     body: list[ast.stmt] = []
     for node in tree.body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
+        if _guarded(node):
             handler = ast.ExceptHandler(ast.Name("ImportError", ast.Load()), None, [ast.Pass()])
             body.append(ast.Try([node], [handler], [], []))
         else:
             body.append(node)
     tree.body = body
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def _guarded(node: ast.stmt) -> bool:
+    """An import that `executable_context` guards: every one but `from __future__`."""
+    if isinstance(node, ast.ImportFrom):
+        return node.module != "__future__"
+    return isinstance(node, ast.Import)

@@ -299,6 +299,45 @@ def test_executable_context_guards_imports_only():
     assert executable_context("def broken(:\n") == "def broken(:\n"  # not parsing: as is
 
 
+FUTURE_FILE = '''"""Sizes, as humans read them."""
+from __future__ import annotations
+
+from .units import Unit  # the project's own module: not importable in the sandbox
+
+SUFFIXES: dict[int, str] = {1: "st", 2: "nd", 3: "rd"}
+'''
+
+ORDINAL = '''def ordinal(value: int | Unit) -> str:
+    if 10 <= value % 100 <= 20:
+        return f"{value}th"
+    return f"{value}{SUFFIXES.get(value % 10, 'th')}"
+'''
+
+
+def test_a_future_import_stays_first_and_the_file_runs_in_the_real_sandbox():
+    """`from __future__ import annotations` must stay the module's first statement:
+    guarded in a try, it is a SyntaxError that failed every line of every candidate,
+    examples and generated asserts alike, so that no answer in such a file was ever
+    verified (a fifth to a half of the real-code problems)."""
+    from cascode.engine.cascade import executable_context
+    from cascode.engine.sandbox import create_sandbox
+    from cascode.engine.types import Verdict
+
+    from ..conftest import need_sandbox
+
+    out = executable_context(FUTURE_FILE)
+    assert out.splitlines()[1] == "from __future__ import annotations"
+    ns: dict = {"__name__": "__main__"}
+    exec(out + ORDINAL, ns)  # the annotation names a module that is not there
+    assert ns["ordinal"](11) == "11th" and ns["ordinal"](22) == "22nd"
+    lines = ["assert ordinal(1) == '1st'", "assert ordinal(111) == '111th'",
+             "assert ordinal(2) == '2rd'"]
+    with create_sandbox() as sandbox:
+        need_sandbox(sandbox)
+        matrix = sandbox.run_matrix([ORDINAL], lines, context=out)
+    assert matrix.verdicts == ((Verdict.PASSED, Verdict.PASSED, Verdict.FAILED),)
+
+
 @pytest.mark.parametrize("template", [None, 2, 3, 4, 5])
 def test_the_cascade_sends_the_template_the_plan_was_calibrated_with(
         sandbox: InProcessSandbox, template: int | None) -> None:
