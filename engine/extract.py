@@ -27,6 +27,19 @@ _FENCE_OPEN = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n", re.MULTILINE)
 # Stop rules (see types.StopRule)
 
 
+class NoStop:
+    """A stop rule that never cuts: generation runs to its token budget (a health
+    check's or a test's fixed-length request)."""
+
+    stop_strings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return "NoStop()"
+
+    def cut(self, text: str) -> int | None:
+        return None
+
+
 @dataclass(frozen=True)
 class CodeStop:
     """A solution ends at the closing fence or where the function ends.

@@ -172,6 +172,15 @@ def slowdown(load: ServerLoad | None, concurrency: int = 1) -> float:
     return max(1.0, (load.ahead + 1) / max(concurrency, 1))
 
 
+def host_of(address: str) -> str:
+    """The machine a server runs on, as the load rule groups servers: loopback is this
+    machine."""
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(address).hostname or address
+    return "this machine" if host in ("127.0.0.1", "localhost", "::1") else host
+
+
 def on_the_machine(loads: Mapping[str, ServerLoad | None]) -> dict[str, ServerLoad | None]:
     """Each member's load as the work on its server's machine: the sum over the distinct
     servers of that host (two model servers of one machine share its cores or its GPU:

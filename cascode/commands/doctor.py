@@ -141,16 +141,11 @@ def remote_report(plan_path: str) -> list[dict[str, Any]]:
                 row.update(_check_llama_server(backend))
             else:
                 t0 = time.perf_counter()
+                from cascode.engine.extract import NoStop
                 from cascode.engine.types import Message, SampleSpec
 
-                class _Never:
-                    stop_strings: tuple[str, ...] = ()
-
-                    def cut(self, text: str) -> int | None:
-                        return None
-
                 spec = SampleSpec(messages=(Message("user", "Count to twenty."),), prefix="",
-                                  n=1, max_tokens=32, stop=_Never())
+                                  n=1, max_tokens=32, stop=NoStop())
                 [[g]] = backend.sample([spec])
                 seconds = time.perf_counter() - t0
                 row.update(ok=True, verdict=(f"ok: {member.model} answered {g.generated_tokens} "

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 from .. import model_server
 from ..errors import BackendError, Cancelled
-from ..load import ServerLoad, llama_server_load, parse_metrics
+from ..load import ServerLoad, host_of, llama_server_load, parse_metrics
 from ..model_server import ServerConfig
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
@@ -245,7 +245,7 @@ class LlamaServerBackend:
         if slots is None and not metrics:
             return None
         return dataclasses.replace(llama_server_load(slots, metrics), server=ep.address,
-                                   host=_host_of(ep.address))
+                                   host=host_of(ep.address))
 
     def _fetch(self, ep: ServerLink, path: str, timeout: float) -> tuple[int, bytes]:
         conn = ep.connection(timeout)
@@ -614,15 +614,6 @@ class LlamaServerBackend:
 
     def close(self) -> None:
         """Nothing to free here: the server is shared, and stops itself when idle."""
-
-
-def _host_of(address: str) -> str:
-    """The machine a server runs on, as the load rule groups servers: loopback is this
-    machine."""
-    import urllib.parse
-
-    host = urllib.parse.urlsplit(address).hostname or address
-    return "this machine" if host in ("127.0.0.1", "localhost", "::1") else host
 
 
 def _close(r: _Request) -> None:

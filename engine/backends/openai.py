@@ -135,9 +135,9 @@ class OpenAIBackend:
             load = llama_server_load(None, metrics)
         else:
             return None
-        from .llama_server import _host_of
+        from ..load import host_of
 
-        return dataclasses.replace(load, server=root, host=_host_of(root))
+        return dataclasses.replace(load, server=root, host=host_of(root))
 
     # ------------------------------------------------------------------ prompt
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import BackendError, CascodeError, ModelError
-from ..load import ServerLoad
+from ..load import ServerLoad, host_of
 from ..model_server import ServerConfig
 from ..plans import Member
 from ..types import CancelTokenLike, Generation, SampleSpec
@@ -48,7 +48,6 @@ from .llama_server import (
     ServerLink,
     Unreachable,
     _check,
-    _host_of,
     _snippet,
 )
 from .options import LlamaServerOptions
@@ -187,7 +186,7 @@ class RemoteLlamaServerBackend(LlamaServerBackend):
         self._limit_sequences = False  # the server queues what its slots cannot hold
         # A server on loopback shares this machine's cores: its requests take turns
         # with the other model servers here (model_server.turn); elsewhere, none.
-        self._local = _host_of(settings.url) == "this machine"
+        self._local = host_of(settings.url) == "this machine"
         self._model_field = {"model": model}
         self.concurrency = settings.concurrency
         self.settings = settings

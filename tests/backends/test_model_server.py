@@ -24,6 +24,7 @@ import pytest
 from cascode.engine import model_server, prompts
 from cascode.engine.cancel import CancelToken
 from cascode.engine.errors import BackendError, Cancelled
+from cascode.engine.extract import NoStop
 from cascode.engine.model_server import ServerConfig
 from cascode.engine.types import Generation, Message, SampleSpec, Task
 
@@ -154,7 +155,7 @@ def test_greedy_solutions_are_the_in_process_backends(served, qwen05b) -> None:
             assert _same(a, b), (task.task_id, a.text, b.text)
         # An answer that ends with the end-of-turn token (counted as a generated token).
         chat = SampleSpec(messages=(Message("user", "Say hi in three words."),), prefix="",
-                          n=1, max_tokens=30, stop=_NeverStop())
+                          n=1, max_tokens=30, stop=NoStop())
         [[a]], [[b]] = served.sample([chat]), qwen05b.sample([chat])
         assert _same(a, b)
     finally:
@@ -219,19 +220,10 @@ def _shared(a: list[int], b: list[int]) -> int:
     return n
 
 
-class _NeverStop:
-    """A stop rule that never cuts: generation runs to its token budget."""
-
-    stop_strings: tuple[str, ...] = ()
-
-    def cut(self, text: str) -> int | None:
-        return None
-
-
 def _long_spec(max_tokens: int = 1500) -> SampleSpec:
     numbers = "".join(f"{i}\n" for i in range(1, 6))
     return SampleSpec(messages=(), prefix=f"# the numbers from 1 to 2000, one a line\n{numbers}",
-                      n=1, max_tokens=max_tokens, stop=_NeverStop())
+                      n=1, max_tokens=max_tokens, stop=NoStop())
 
 
 def _decoding(ep: model_server.Endpoint) -> bool:
