@@ -5,6 +5,8 @@ milliseconds.
 gives it) against its file and answers what makes it wrong whatever its tests say:
 
 - `syntax`: the candidate does not parse;
+- `empty`: it adds nothing to what the user wrote (the model closed its answer at once,
+  most often on a half-written body): not an answer, whatever it passes;
 - `undefined-name`: it reads a name bound nowhere: not in the function, the file (the
   task's `context`, and `file_around`: what the file defines below the function or in
   blocks the context leaves out) or the builtins. pyflakes decides, on the file with the
@@ -53,15 +55,18 @@ __all__ = ["Finding", "check_candidate"]
 def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:
     """What makes `code` (the whole candidate function) wrong in `task`'s file; () when
     nothing can be claimed."""
+    own_from = _own_first_line(task.prompt, code)
+    if own_from is None:
+        # The model ended its answer at once: the editor would insert nothing.
+        return (Finding("empty", "adds nothing to what you wrote", 0),)
     try:
         candidate = _parse(code)
     except (SyntaxError, ValueError) as e:
         line = getattr(e, "lineno", None) or 0
         msg = getattr(e, "msg", None) or str(e)
         return (Finding("syntax", f"does not parse: line {line}: {msg}", line),)
-    own_from = _own_first_line(task.prompt, code)
     file = _read_file(task.context, task.file_around, task.owner)
-    if own_from is None or file is None:
+    if file is None:
         return ()
     ast.increment_lineno(candidate, file.shift)
     own_from += file.shift

@@ -275,7 +275,7 @@ class Sandbox(Protocol):
 # What the cascade answers
 
 
-FindingKind = Literal["syntax", "undefined-name", "unset-attribute", "bad-call"]
+FindingKind = Literal["syntax", "empty", "undefined-name", "unset-attribute", "bad-call"]
 
 
 @dataclass(frozen=True)

@@ -436,9 +436,18 @@ def test_a_candidate_that_does_not_parse_is_a_syntax_finding() -> None:
     assert found[0].message.startswith("does not parse: line ")
 
 
-def test_a_candidate_that_writes_nothing_has_no_finding() -> None:
+def test_a_candidate_that_writes_nothing_is_empty_and_nothing_else() -> None:
+    """The model closed its answer at once (a quarter of the 1.5B's answers to half-written
+    bodies of the real-code set): the editor would insert nothing. What the user wrote is
+    not judged: only `empty` is found, even where the user's lines do not parse."""
     fc = _fc(STORE, "get")
-    assert check_candidate(fc.task(), fc.prompt) == ()
+    assert [f.kind for f in check_candidate(fc.task(), fc.prompt)] == ["empty"]
+    assert [f.kind for f in check_candidate(fc.task(), fc.prompt + "\n  \n")] == ["empty"]
+    written = fc.prompt + "    return nowhere_defined(\n"
+    task = dataclasses.replace(fc.task(), prompt=written)
+    assert [(f.kind, f.message) for f in check_candidate(task, written)] == [
+        ("empty", "adds nothing to what you wrote")]
+    assert check_candidate(fc.task(), fc.prompt + "    return None\n") == ()
 
 
 def test_a_humaneval_task_without_file_context() -> None:
@@ -490,13 +499,18 @@ tiers:
     stages: {qwen-0.5b: {k: 3, l: 2}}
 """
 PLANTED = "    if self._cache_hits is None:\n        return default\n"
+# On this file the 0.5B's own candidates are rarely sound (it calls `normalize` bare, or
+# closes its answer at once): the last one is made sound so that one exists.
+SOUND = ("    item = self._data.get(key)\n    if item is None or _expired(item[0], self.ttl):\n"
+         "        return default\n    return item[1]\n")
 
 
 @pytest.mark.slow
 def test_a_candidate_with_a_bad_name_ranks_last_on_the_real_05b(qwen05b) -> None:
-    """The real 0.5B writes three candidates for Store.get; the first is given a read of
-    an attribute Store never sets (what the models do on real code). It ranks last
-    whatever its tests say, and the answer is a sound candidate."""
+    """The real 0.5B writes three candidates for Store.get and their tests; the first is
+    given a read of an attribute Store never sets (what the models do on real code), the
+    last a sound body. The planted one ranks below every sound one whatever the model's
+    tests say, and the answer is a sound candidate."""
     from cascode.engine.cascade import Cascade
     from cascode.engine.extract import CodeStop
     from cascode.engine.plans import parse_plan
@@ -520,7 +534,9 @@ def test_a_candidate_with_a_bad_name_ranks_last_on_the_real_05b(qwen05b) -> None
             for spec, group in zip(specs, groups, strict=True):
                 if isinstance(spec.stop, CodeStop):
                     first: Generation = group[0]
-                    group = [dataclasses.replace(first, text=PLANTED + first.text), *group[1:]]
+                    last: Generation = group[-1]
+                    group = [dataclasses.replace(first, text=PLANTED + first.text),
+                             *group[1:-1], dataclasses.replace(last, text=SOUND)]
                 out.append(group)
             return out
 
@@ -537,7 +553,7 @@ def test_a_candidate_with_a_bad_name_ranks_last_on_the_real_05b(qwen05b) -> None
     assert any(f.kind == "unset-attribute" and "_cache_hits" in f.message
                for f in stage.findings[0]), stage.findings[0]
     sound = [i for i, f in enumerate(stage.findings) if not f]
-    assert sound, f"no sound candidate from the 0.5B: {stage.findings}"
+    assert 2 in sound, stage.findings
     print("findings:", stage.findings, "best:", stage.best)
     assert stage.best in sound and stage.best != 0
     assert check_candidate(task, result.code) == ()
