@@ -264,12 +264,9 @@ class Count:
                 f"{100 * lo:.0f}-{100 * hi:.0f}%")
 
 
-def measure(plan_path: Path, family: FamilyData, samples: int, tiers: Sequence[str],
-            store: RecordStore, sandbox: Callable[[], CalibrationSandbox]
-            ) -> dict[str, dict[str, Count]]:
-    from cascode.engine.plans import load_plan
-
-    plan = load_plan(plan_path)
+def measure(family: FamilyData, samples: int, tiers: Sequence[str], store: RecordStore,
+            sandbox: Callable[[], CalibrationSandbox]) -> dict[str, dict[str, Count]]:
+    plan = family.plan
     sim = family.simulator(samples, repeat_last=True)
     n = sim.n_problems
     fams = [family_of([family.data[m][p] for m in range(len(family.members))], store, sandbox)
@@ -352,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     store = RecordStore(args.cache / "evidence" / "family")
     try:
-        results = measure(args.plan, family, args.samples, tiers, store, sandbox)
+        results = measure(family, args.samples, tiers, store, sandbox)
     finally:
         for box in boxes:
             box.close()
