@@ -183,16 +183,15 @@ def judge(rows: list[dict[str, Any]], problems: dict[str, Any]) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| users | load-following | answered / requests | failed | p50 s | p95 s | "
-             "pass@1 | tiers run | server tokens/s (prompt + generated) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        tiers = ", ".join(f"{k} {v}" for k, v in sorted(r["tiers"].items()))
-        lines.append(
-            f"| {r['users']} | {r['mode']} | {r['answered']} / {r['requests']} | {r['failed']} "
-            f"| {r['p50_s']} | {r['p95_s']} | {r.get('pass_at_1')} | {tiers} | "
-            f"{r['prompt_tokens_per_s']} + {r['generated_tokens_per_s']} |")
-    return "\n".join(lines)
+    from .tables import markdown_table
+
+    return markdown_table(
+        ["users", "load-following", "answered / requests", "failed", "p50 s", "p95 s",
+         "pass@1", "tiers run", "server tokens/s (prompt + generated)"],
+        [[r["users"], r["mode"], f"{r['answered']} / {r['requests']}", r["failed"],
+          r["p50_s"], r["p95_s"], r.get("pass_at_1"),
+          ", ".join(f"{k} {v}" for k, v in sorted(r["tiers"].items())),
+          f"{r['prompt_tokens_per_s']} + {r['generated_tokens_per_s']}"] for r in rows])
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
