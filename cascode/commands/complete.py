@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
         plan = load_plan_file(args.plan_file or "")
         host.set_plan(plan)
         tier = host.plan_tier(args.tier)  # checks the tier name before anything loads
-        # Missing models fail here, in one line, before any work.
-        host.preload(host.members_of(tier), lambda *_: None).result()
+        # The sandbox starts while the models load (or the model servers answer), and
+        # a missing model fails here, in one line, before any generation.
+        loading = host.preload(host.members_of(tier), lambda *_: None)
         host.make_sandbox(args.sandbox_layers or "auto", args.allow_unsafe)
+        loading.result()
         result = host.answer(task, tier, cancel=CancelToken(),
                              on_event=_progress if sys.stderr.isatty() else None,
                              seed=args.seed,

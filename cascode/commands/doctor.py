@@ -161,9 +161,8 @@ def remote_report(plan_path: str) -> list[dict[str, Any]]:
 
 
 def _check_llama_server(backend: Any) -> dict[str, Any]:
-    ep = backend.endpoint()  # /props: reachable, and the key accepted
-    props = backend._call(ep, "GET", "/props", timeout=backend.settings.timeout_s)
-    model = Path(str(props.get("model_path") or props.get("model_alias") or "?")).name
+    ep = backend.endpoint()  # /props: reachable, the key accepted, the model it serves
+    model = Path(ep.model_file or "?").name
     data = backend._call(ep, "POST", "/completion", {
         **backend._model_field, "prompt": "def fibonacci(n):\n", "n_predict": 32,
         "temperature": 0, "cache_prompt": False, "ignore_eos": True},

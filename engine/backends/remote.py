@@ -122,6 +122,7 @@ class RemoteEndpoint:
     read_timeout: float | None
     ca_file: str | None = None
     slots: int = 0  # the server's `total_slots` (/props)
+    model_file: str = ""  # the model it serves (/props `model_path`, else `model_alias`)
     can_copy_slots: ClassVar[bool] = False
     pid: ClassVar[int] = 0
     _parts: urllib.parse.SplitResult = field(init=False, repr=False)
@@ -244,8 +245,10 @@ class RemoteLlamaServerBackend(LlamaServerBackend):
                 raise BackendError(f"{self.name}: the chat template of the model server at "
                                    f"{probe.address} does not compile: {e}") from None
         slots = props.get("total_slots")
+        served = props.get("model_path") or props.get("model_alias") or ""
         self._ep = RemoteEndpoint(s.url, probe.model, self._key, s.connect_timeout_s,
-                                  s.timeout_s, s.ca_file, slots if isinstance(slots, int) else 0)
+                                  s.timeout_s, s.ca_file, slots if isinstance(slots, int) else 0,
+                                  str(served))
         return self._ep
 
     def _template_source(self, props: dict[str, Any]) -> str:
