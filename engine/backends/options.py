@@ -84,10 +84,13 @@ class LlamaCppOptions:
     port: int = _doc(0, "with `model_server`: the loopback port it listens on (0: a free one); "
                         "a port taken by another program is an error naming it", _at_least(0))
     speculative: str | None = _doc(None, "with `model_server`: speculative decoding, `ngram` "
-                                         "(drafts from n-grams of the prompt and the text so "
-                                         "far) or a smaller model of the same tokenizer (a path "
-                                         "or `embedded:NAME`) that drafts tokens this one "
-                                         "verifies in one batch; greedy answers are unchanged")
+                                         "(drafts of 8 tokens from 3-token n-grams of the "
+                                         "prompt and the text so far) or a smaller model of "
+                                         "the same tokenizer (a path or `embedded:NAME`) that "
+                                         "drafts tokens this one verifies in one batch. Slower "
+                                         "on a 2-core CPU, and about 15% of greedy answers "
+                                         "change at a near-tie (see \"Speculative decoding\" "
+                                         "below)")
     concurrency: int = _doc(1, "with `model_server`: sequences the server runs at once without "
                                "slowing each, for tiers that follow the load (1 on a CPU)",
                             _positive)
