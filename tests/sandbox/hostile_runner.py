@@ -74,7 +74,8 @@ def processes() -> dict[int, str]:
     return out
 
 
-def descendants_of(pid: int) -> set[int]:
+def process_tree() -> dict[int, list[int]]:
+    """One reading of /proc: parent pid -> child pids."""
     children: dict[int, list[int]] = {}
     for p in processes():
         try:
@@ -82,6 +83,11 @@ def descendants_of(pid: int) -> set[int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(p)
+    return children
+
+
+def descendants_of(pid: int, children: dict[int, list[int]] | None = None) -> set[int]:
+    children = process_tree() if children is None else children
     out, todo = set(), [pid]
     while todo:
         for c in children.get(todo.pop(), []):
@@ -97,8 +103,11 @@ def kill_strays(worker_pid: int | None) -> list[int]:
     me, found = os.getpid(), []
     deadline = time.monotonic() + 30
     while True:
-        keep = set() if worker_pid is None else {worker_pid} | descendants_of(worker_pid)
-        strays = descendants_of(me) - keep
+        # Both sets from one reading of /proc: a spare the worker forks between two
+        # readings would otherwise look like a stray.
+        tree = process_tree()
+        keep = set() if worker_pid is None else {worker_pid} | descendants_of(worker_pid, tree)
+        strays = descendants_of(me, tree) - keep
         if not strays:
             return found
         found = found or sorted(strays)
