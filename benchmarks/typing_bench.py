@@ -1,7 +1,7 @@
 """Request-to-answer seconds while a user types real functions, warm-up off and on.
 
     python -m cascode.benchmarks.typing_bench [--problems 4] [--tiers fast,balanced]
-        [--cps 8] [--split test] [--json OUT]
+        [--cps 8] [--split test] [--model-server] [--json OUT]
 
 `cascode serve` runs as a subprocess over stdio, driven by a pygls client as an
 editor drives it. For each real-code problem (benchmarks/data/realcode, the split
@@ -16,8 +16,12 @@ answer cache is off). Also recorded: the prompt tokens the answer's stages
 evaluated, of those they sent, and whether the warm-up finished before the
 request (the server's "warmed" log line).
 
-The models are the shipped plan's (the embedded default family, in-process).
-Results go to `benchmarks/results/typing_bench.json` and a table to stdout.
+The models are the shipped plan's (the embedded default family), in-process; with
+`--model-server`, in the machine's model servers (`model_server: true`, a runtime
+directory of the run's own: the servers start with the first request and are stopped
+at the end; warm-up then evaluates the prompt into the server's cache). Results go to
+`benchmarks/results/typing_bench.json` (`typing_bench_server.json` with
+`--model-server`) and a table to stdout.
 """
 
 from __future__ import annotations
@@ -112,8 +116,29 @@ def chunks(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+def served_plan(folder: Path) -> Path:
+    """The shipped plan with every member in the machine's model servers."""
+    import yaml
+
+    from cascode.engine.plans import load_plan, plan_to_dict
+
+    data = plan_to_dict(load_plan(None))
+    for m in data["family"]:
+        m["options"] = {**(m.get("options") or {}), "model_server": True}
+    path = folder / "served.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def stop_servers(runtime: Path) -> None:
+    from cascode.engine import model_server
+
+    for state in runtime.glob("server-*.json"):
+        model_server.stop_server(Path(json.loads(state.read_text())["model"]), root=runtime)
+
+
 async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
-              timeout: float) -> list[dict[str, Any]]:
+              timeout: float, plan_file: str = "") -> list[dict[str, Any]]:
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
@@ -125,7 +150,8 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
         return cast(Callable[[Callable[..., Any]], Callable[..., Any]], client.feature(name))
 
     settings: dict[str, Any] = {"tier": tiers[-1], "cacheSize": 0, "prefill": False,
-                                "testExamples": False}
+                                "testExamples": False, "planFile": plan_file,
+                                "maxSeconds": 0}
     pulled = asyncio.Event()
     logs: list[str] = []
     statuses: list[dict[str, Any]] = []
@@ -308,8 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip problems with more to type than this")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds before the request")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
-    parser.add_argument("--json", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--model-server", action="store_true",
+                        help="the members in the machine's model servers, not in-process")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = (DEFAULT_OUT.with_name("typing_bench_server.json") if args.model_server
+                     else DEFAULT_OUT)
     problems = typings(args.split, args.problems, args.max_chars)
     if not problems:
         print(f"typing_bench: no problem with a docstring in split {args.split!r}",
@@ -317,7 +348,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tiers = [t for t in args.tiers.split(",") if t]
     t0 = time.perf_counter()
-    rows = asyncio.run(run(problems, tiers, args.cps, args.pause, args.timeout))
+    plan_file = ""
+    runtime = None
+    if args.model_server:
+        import tempfile
+
+        work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
+        runtime = work / "run"
+        runtime.mkdir(mode=0o700)
+        os.environ["CASCODE_RUNTIME_DIR"] = str(runtime)  # the servers are this run's own
+        plan_file = str(served_plan(work))
+    try:
+        rows = asyncio.run(run(problems, tiers, args.cps, args.pause, args.timeout,
+                               plan_file))
+    finally:
+        if runtime is not None:
+            stop_servers(runtime)
     summ = summary(rows, tiers)
     print(table(summ))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
         "settings": {"split": args.split, "problems": [p.id for p in problems],
                      "tiers": tiers, "cps": args.cps, "pause_s": args.pause,
-                     "max_chars": args.max_chars},
+                     "max_chars": args.max_chars,
+                     "backend": "model server" if args.model_server else "in-process"},
         "wall_s": round(time.perf_counter() - t0, 1),
         "summary": summ, "rows": rows,
     }, indent=1) + "\n")

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,16 @@ from .errors import CascodeError, SandboxUnavailable
 from .family import BackendFactory, Family
 from .load import ReportsLoad, ServerLoad, TierChoice, choose_tier, default_budget
 from .plans import Member, Plan, load_plan, plan_to_dict
-from .types import CancelTokenLike, Event, Prefills, Result, Sandbox, Task
+from .types import (
+    CancelTokenLike,
+    Event,
+    ExecutionLimits,
+    PassMatrix,
+    Prefills,
+    Result,
+    Sandbox,
+    Task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,67 @@ def default_sandbox_factory(layers: str, allow_unsafe: bool) -> Sandbox:
     from .sandbox import create_sandbox
 
     return create_sandbox(layers, allow_unsafe=allow_unsafe)
+
+
+class LazySandbox:
+    """A sandbox started at its first use, for a caller that answers once (the CLI).
+
+    An answer that runs nothing (a greedy stage without examples) never starts one,
+    and saves the worker's start and self-check (about 0.4 s on 2 cores). Started in
+    parallel with generation instead, the start only takes cores from the model.
+    A start that leaves no isolation makes `run_matrix` raise SandboxUnavailable,
+    which the cascade treats as a sandbox it does not have: the answer is unverified.
+    """
+
+    def __init__(self, start: Callable[[], Sandbox]) -> None:
+        self._start = start
+        self._sandbox: Sandbox | None = None
+        self._unavailable = ""
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def get(self) -> Sandbox | None:
+        """The sandbox, started now if it was not (None when the start raised
+        SandboxUnavailable); any other error of the start is raised."""
+        with self._lock:
+            if self._closed:
+                raise SandboxUnavailable("the sandbox is closed")
+            if not self._started:
+                try:
+                    self._sandbox = self._start()
+                except SandboxUnavailable as e:
+                    self._unavailable = str(e)
+                self._started = True
+            return self._sandbox
+
+    @property
+    def available(self) -> bool:
+        sandbox = self.get()
+        return sandbox is not None and sandbox.available
+
+    @property
+    def reason(self) -> str:
+        sandbox = self.get()
+        return sandbox.reason if sandbox is not None else self._unavailable
+
+    def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *,
+                   context: str = "", limits: ExecutionLimits | None = None) -> PassMatrix:
+        sandbox = self.get()
+        if sandbox is None or not sandbox.available:
+            raise SandboxUnavailable(self.reason or "no isolation layer works here")
+        return sandbox.run_matrix(solutions, tests, context=context, limits=limits)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            sandbox.close()
 
 
 @dataclass(frozen=True)
@@ -233,8 +303,18 @@ class EngineHost:
             self._executor.submit(old.close)
         return note
 
+    def lazy_sandbox(self, layers: str, allow_unsafe: bool) -> None:
+        """Use a sandbox with these settings that starts at its first use (`LazySandbox`):
+        for a caller that answers once (the CLI)."""
+        old, self.sandbox, self.sandbox_note = (
+            self.sandbox, LazySandbox(lambda: self._sandbox_factory(layers, allow_unsafe)), "")
+        if old is not None:
+            self._executor.submit(old.close)
+
     def _usable_sandbox(self) -> Sandbox | None:
         sandbox = self.sandbox
+        if isinstance(sandbox, LazySandbox) and not sandbox.started:
+            return sandbox  # unavailable once started, its first use is unverified
         return sandbox if sandbox is not None and sandbox.available else None
 
     # -- requests ------------------------------------------------------------

@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cascode.engine.cancel import CancelToken
     from cascode.engine.host import EngineHost, load_plan_file
+    from cascode.engine.sandbox.paths import requested_layers
 
     task, where = _read_task(args.target, args.context_tokens)
     # The engine as the language server holds it: one host, its plan, family and sandbox.
@@ -70,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
         plan = load_plan_file(args.plan_file or "")
         host.set_plan(plan)
         tier = host.plan_tier(args.tier)  # checks the tier name before anything loads
-        # The sandbox starts while the models load (or the model servers answer), and
-        # a missing model fails here, in one line, before any generation.
-        loading = host.preload(host.members_of(tier), lambda *_: None)
-        host.make_sandbox(args.sandbox_layers or "auto", args.allow_unsafe)
-        loading.result()
+        # A bad layers value fails here, but the sandbox starts where the answer first
+        # runs code: an answer with nothing to run (a greedy stage without examples)
+        # does without. A missing model fails here, in one line, before any generation.
+        host.lazy_sandbox(requested_layers(args.sandbox_layers), args.allow_unsafe)
+        host.preload(host.members_of(tier), lambda *_: None).result()
         result = host.answer(task, tier, cancel=CancelToken(),
                              on_event=_progress if sys.stderr.isatty() else None,
                              seed=args.seed,

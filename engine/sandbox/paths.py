@@ -25,6 +25,21 @@ SCRATCH_BYTES = 64 * 2**20
 SPARES = 12
 
 
+def requested_layers(layers: str | None) -> str:
+    """The path a `sandbox.layers` value asks for: the setting, else the environment
+    variable CASCODE_SANDBOX_LAYERS, else "auto". CascodeError for an unknown value."""
+    if layers in (None, "", "auto"):
+        layers = os.environ.get("CASCODE_SANDBOX_LAYERS") or "auto"
+    requested = layers.strip()
+    if requested not in CHOICES:
+        from ..errors import CascodeError
+
+        raise CascodeError(
+            f"sandbox.layers: unknown value {requested!r} (expected one of: {', '.join(CHOICES)})"
+        )
+    return requested
+
+
 def prerequisite(path: str) -> str | None:
     """None when `path` can be tried on this machine, else why not."""
     if not sys.platform.startswith("linux"):

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import CascodeError, SandboxUnavailable
 from ..types import ExecutionLimits, PassMatrix, Verdict
-from .paths import CHOICES, PATHS, cores, prerequisite, worker_command, worker_env
+from .paths import PATHS, cores, prerequisite, requested_layers, worker_command, worker_env
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +227,7 @@ class ProcessSandbox:
         """`self_check` and `seccomp` exist for the benchmark, which measures each
         layer's cost; everything else keeps both on."""
         # The environment variable forces a path wherever the setting is left at auto.
-        if layers in (None, "", "auto"):
-            layers = os.environ.get("CASCODE_SANDBOX_LAYERS") or "auto"
-        requested = layers.strip()
-        if requested not in CHOICES:
-            raise CascodeError(
-                f"sandbox.layers: unknown value {requested!r} "
-                f"(expected one of: {', '.join(CHOICES)})"
-            )
-        self.requested = requested
+        self.requested = requested_layers(layers)
         self.allow_unsafe = allow_unsafe
         self._seccomp = seccomp
         self.available = False

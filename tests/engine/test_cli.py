@@ -193,6 +193,15 @@ def test_unknown_tier_is_one_line():
     assert_one_line_error(proc, "no tier named 'nope'")
 
 
+@pytest.mark.parametrize("setting", [("--sandbox-layers", "chroot"), ()])
+def test_an_unknown_sandbox_path_is_one_line_before_anything_loads(setting):
+    # The sandbox itself starts only where an answer runs code: its setting, from the
+    # option or the environment, is still checked first.
+    env = {} if setting else {"CASCODE_SANDBOX_LAYERS": "chroot"}
+    proc = cascode("complete", "--plan-file", str(SMALL_PLAN), *setting, stdin=STUB, env=env)
+    assert_one_line_error(proc, "sandbox.layers: unknown value 'chroot'", "bwrap")
+
+
 def _answered(*, verified: bool, note: str = "", examples=(), matrix=()):  # type: ignore[no-untyped-def]
     from cascode.engine.types import Result, StageTrace
 

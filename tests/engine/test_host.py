@@ -191,3 +191,51 @@ def test_prefill_evaluates_the_prompts_the_cascade_then_sends_first_per_member()
                          cancel=token)
     finally:
         host.close()
+
+
+def test_a_lazy_sandbox_starts_only_for_an_answer_that_runs_code():
+    started: list[_Sandbox] = []
+
+    def start(*_: object) -> _Sandbox:
+        started.append(_Sandbox())
+        return started[-1]
+
+    host = EngineHost(backend_factory=_factory, sandbox_factory=start)
+    host.set_plan(_plan("alpha"))
+    host.lazy_sandbox("auto", False)
+    try:
+        # A greedy stage without examples runs nothing: no sandbox is started.
+        answered = host.answer(TASK, "only", cancel=CancelToken()).result
+        assert answered.member == "alpha" and started == []
+        # With an example line, the first run starts it, once, and runs the line in it.
+        with_example = dataclasses.replace(
+            TASK, prompt=TASK.prompt.replace('."""', '.\n\n    >>> add(1, 2)\n    3\n    """'))
+        first = host.answer(with_example, "only", cancel=CancelToken()).result
+        again = host.answer(dataclasses.replace(with_example, context="import os\n"), "only",
+                            cancel=CancelToken()).result
+        assert len(started) == 1 and len(started[0].calls) == 2
+        # The member answers 'alpha', which the example refutes: it was run.
+        assert first.stages[0].example_matrix == ((False,),) and first.stages[0].verified
+        assert again.stages[0].example_matrix == ((False,),)
+    finally:
+        host.close()
+
+
+def test_a_lazy_sandbox_that_cannot_start_leaves_the_answer_unverified():
+    from cascode.engine.errors import SandboxUnavailable
+
+    def refuse(*_: object) -> _Sandbox:
+        raise SandboxUnavailable("no isolation layer works here (test)")
+
+    host = EngineHost(backend_factory=_factory, sandbox_factory=refuse)
+    host.set_plan(_plan("alpha"))
+    host.lazy_sandbox("auto", False)
+    try:
+        task = dataclasses.replace(
+            TASK, prompt=TASK.prompt.replace('."""', '.\n\n    >>> add(1, 2)\n    3\n    """'))
+        result = host.answer(task, "only", cancel=CancelToken()).result
+        assert result.member == "alpha" and not result.verified
+        assert not result.stages[0].verified
+        assert host.sandbox is not None and "test" in host.sandbox.reason
+    finally:
+        host.close()
