@@ -187,15 +187,15 @@ def margins(path: Path, member_names: list[str] | None = None) -> dict[str, Any]
                     n_threads=len(os.sched_getaffinity(0)))
         rows = []
         for t, texts in answers.items():
+            # Each answer tokenized once, after the prompt as the model saw it.
+            prompt = llm.tokenize(prompts[t].encode(), add_bos=False, special=True)
+            tokens = {k: llm.tokenize((prompts[t] + v).encode(), add_bos=False, special=True)
+                      for k, v in texts.items()}
             for a, b in (("server", "speculative"), ("server", "committed"),
                          ("speculative", "committed")):
                 if a not in texts or b not in texts or texts[a] == texts[b]:
                     continue
-                prompt = llm.tokenize(prompts[t].encode(), add_bos=False, special=True)
-                ta = llm.tokenize((prompts[t] + texts[a]).encode(), add_bos=False,
-                                  special=True)
-                tb = llm.tokenize((prompts[t] + texts[b]).encode(), add_bos=False,
-                                  special=True)
+                ta, tb = tokens[a], tokens[b]
                 i = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
                          min(len(ta), len(tb)))
                 if i >= min(len(ta), len(tb)) or i < len(prompt):

@@ -87,11 +87,16 @@ class LazySandbox:
 
     @property
     def available(self) -> bool:
-        sandbox = self.get()
+        try:
+            sandbox = self.get()
+        except SandboxUnavailable:  # closed
+            return False
         return sandbox is not None and sandbox.available
 
     @property
     def reason(self) -> str:
+        if self._closed:
+            return "the sandbox is closed"
         sandbox = self.get()
         return sandbox.reason if sandbox is not None else self._unavailable
 

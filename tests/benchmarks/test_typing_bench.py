@@ -4,7 +4,7 @@ runs alternate so that the prompt cache never holds the same function twice in a
 from __future__ import annotations
 
 from cascode.benchmarks.realcode import read_records
-from cascode.benchmarks.typing_bench import chunks, schedule, summary, typings
+from cascode.benchmarks.typing_bench import chunks, schedule, summary, table, typings
 
 
 def test_typing_the_docstring_back_gives_the_file_as_it_stands():
@@ -41,3 +41,16 @@ def test_the_summary_compares_each_tier_with_its_own_off_runs():
     (off, on) = summary(rows, ["fast"])
     assert (off["p50_s"], off["vs_off"], off["evaluated_p50"]) == (5.0, 1.0, 95)
     assert (on["p50_s"], on["vs_off"], on["warmed"]) == (2.5, 0.5, 2)
+
+
+def test_the_summary_counts_each_functions_first_request_apart():
+    # A model server keeps earlier prompts: only a function's first request in the run
+    # is sure to evaluate its prompt, whatever the mode.
+    rows = [{"id": i, "tier": "fast", "mode": m, "seconds": s, "prompt_tokens": 100,
+             "prompt_tokens_evaluated": 1, "warmed_before_request": 0}
+            for i, m, s in [("a", "off", 8.0), ("b", "prefill", 2.0), ("a", "prefill", 1.0),
+                            ("b", "off", 3.0), ("c", "off", 6.0)]]
+    (off, on) = summary(rows, ["fast"])
+    assert (off["p50_s"], off["first_requests"], off["p50_first_s"]) == (6.0, 2, 7.0)
+    assert (on["p50_s"], on["first_requests"], on["p50_first_s"]) == (1.5, 1, 2.0)
+    assert "7.0 (2)" in table([off, on])
