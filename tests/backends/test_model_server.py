@@ -351,14 +351,36 @@ def test_an_idle_server_sleeps_and_wakes(qwen05b_path: Path, binary: Path,
         model_server.stop_server(qwen05b_path, root=tmp_path)
 
 
+def _logit_gap(model: Path, prompt: str, a: str, b: str) -> float:
+    """Where `prompt + a` and `prompt + b` part, evaluated in this process: the gap
+    between the two tokens' logits (a near-tie is well under 1; a planted one-token
+    difference shows about 17)."""
+    import numpy as np
+
+    llama_cpp = need_module("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=4096, verbose=False)
+    try:
+        ta = llm.tokenize((prompt + a).encode(), add_bos=False, special=True)
+        tb = llm.tokenize((prompt + b).encode(), add_bos=False, special=True)
+        i = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
+                 min(len(ta), len(tb)))
+        assert i < min(len(ta), len(tb)), "one answer is the other's opening"
+        llm.eval(ta[:i])
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        return abs(float(logits[ta[i]]) - float(logits[tb[i]]))
+    finally:
+        llm.close()
+
+
 def test_speculative_decoding_keeps_the_greedy_answers(served, qwen05b_path: Path,
                                                         binary: Path, tmp_path: Path) -> None:
     """A server started with a draft model (here the 0.5B drafting for itself, the
     cheapest real pair: the benchmark pairs the 1.5B with the 0.5B) drafts tokens and
     verifies them in batches, and its greedy answers to these two problems are the plain
-    server's. (Not every answer is: a verified draft is a batch, whose rounding differs
-    from a decode step's, and near-ties flip; benchmarks/server_identity.py counts them
-    over HumanEval and docs/backends.md gives the rate.)"""
+    server's, or part from them only at a near-tie: a verified draft is a batch, whose
+    rounding differs from a decode step's, and near-ties flip, depending on the CPU
+    (benchmarks/server_identity.py counts them over HumanEval, about 1 in 6, and
+    docs/backends.md gives the rate)."""
     from cascode.engine.backends.llama_server import LlamaServerBackend
     from cascode.engine.load import parse_metrics
 
@@ -377,7 +399,11 @@ def test_speculative_decoding_keeps_the_greedy_answers(served, qwen05b_path: Pat
         for spec in specs:
             [[plain]] = served.sample([spec])
             [[fast]] = drafting.sample([spec])
-            assert fast.text == plain.text
+            if fast.text != plain.text:
+                # Allowed only where the model's two best tokens are nearly tied: a
+                # wrong draft accepted would part the answers at a clear choice.
+                gap = _logit_gap(qwen05b_path, served.render(spec), plain.text, fast.text)
+                assert gap < 2.0, (gap, plain.text, fast.text)
         ep = drafting.endpoint()
         status, _ = model_server.http_get(ep.host, ep.port, "/health", ep.api_key())
         assert status == 200
