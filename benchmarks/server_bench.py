@@ -113,6 +113,29 @@ def direct(plan_path: str, real: bool, n: int, warmup: int) -> list[float]:
         sandbox.close()
 
 
+def served_plan(folder: Path) -> Path:
+    """The shipped plan with every member in the machine's model servers
+    (`model_server: true`), written to `folder`."""
+    import yaml
+
+    from cascode.engine.plans import load_plan, plan_to_dict
+
+    data = plan_to_dict(load_plan(None))
+    for m in data["family"]:
+        m["options"] = {**(m.get("options") or {}), "model_server": True}
+    path = folder / "served.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def stop_servers(runtime: Path) -> None:
+    """Stop every model server started under the runtime directory `runtime`."""
+    from cascode.engine import model_server
+
+    for state in runtime.glob("server-*.json"):
+        model_server.stop_server(Path(json.loads(state.read_text())["model"]), root=runtime)
+
+
 async def start_client(client: Any, command: list[str]) -> None:
     """Start `command` as the server of a pygls `client` over stdio and initialize it as an
     editor would: it answers `workspace/configuration` (the caller's handler) and

@@ -160,7 +160,6 @@ def margins(path: Path, member_names: list[str] | None = None) -> dict[str, Any]
     the logits of the two first tokens that differ (the first answer's minus the
     second's, and each token's rank). A near-zero gap is a near-tie that another
     kernel's rounding (a batch, another CPU) can flip; a large one would be a bug."""
-    import numpy as np
     from llama_cpp import Llama
 
     from cascode.engine.backends.llama_cpp import LlamaCppBackend
@@ -196,17 +195,12 @@ def margins(path: Path, member_names: list[str] | None = None) -> dict[str, Any]
                 if a not in texts or b not in texts or texts[a] == texts[b]:
                     continue
                 ta, tb = tokens[a], tokens[b]
-                i = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
-                         min(len(ta), len(tb)))
-                if i >= min(len(ta), len(tb)) or i < len(prompt):
+                i = parting(ta, tb)
+                if i is None or i < len(prompt):
                     rows.append({"task": t, "pair": f"{a} / {b}",
                                  "note": "one answer is the other's opening"})
                     continue
-                llm.reset()  # type: ignore[no-untyped-call]
-                llm.eval(ta[:i])
-                logits = np.ctypeslib.as_array(
-                    llm._ctx.get_logits(),  # type: ignore[no-untyped-call]
-                    shape=(llm.n_vocab(),)).copy()
+                logits = logits_after(llm, ta[:i])
                 order = sorted(range(len(logits)), key=lambda k: -float(logits[k]))
                 rows.append({
                     "task": t, "pair": f"{a} / {b}", "answer_token": i - len(prompt),
@@ -217,6 +211,24 @@ def margins(path: Path, member_names: list[str] | None = None) -> dict[str, Any]
         del llm
         found[name] = rows
     return found
+
+
+def parting(ta: list[int], tb: list[int]) -> int | None:
+    """The first index where two token sequences differ; None when one is the other's
+    opening."""
+    i = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
+             min(len(ta), len(tb)))
+    return i if i < min(len(ta), len(tb)) else None
+
+
+def logits_after(llm: Any, tokens: list[int]) -> Any:
+    """The next-token logits after `tokens`, evaluated from scratch in `llm` (a
+    llama_cpp.Llama): a numpy array over the vocabulary."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(tokens)
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
 
 
 def judge(path: Path) -> dict[str, dict[str, int]]:

@@ -116,27 +116,6 @@ def chunks(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-def served_plan(folder: Path) -> Path:
-    """The shipped plan with every member in the machine's model servers."""
-    import yaml
-
-    from cascode.engine.plans import load_plan, plan_to_dict
-
-    data = plan_to_dict(load_plan(None))
-    for m in data["family"]:
-        m["options"] = {**(m.get("options") or {}), "model_server": True}
-    path = folder / "served.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def stop_servers(runtime: Path) -> None:
-    from cascode.engine import model_server
-
-    for state in runtime.glob("server-*.json"):
-        model_server.stop_server(Path(json.loads(state.read_text())["model"]), root=runtime)
-
-
 async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
               timeout: float, plan_file: str = "") -> list[dict[str, Any]]:
     from lsprotocol import types
@@ -295,8 +274,9 @@ def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]
     seen: set[Any] = set()
     first: set[int] = set()
     for i, r in enumerate(rows):
-        if r.get("id", i) not in seen:
-            seen.add(r.get("id", i))
+        function = r.get("id", i)
+        if function not in seen:
+            seen.add(function)
             first.add(id(r))
     out = []
     for tier in tiers:
@@ -368,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime = None
     if args.model_server:
         import tempfile
+
+        from .server_bench import served_plan, stop_servers
 
         work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
         runtime = work / "run"

@@ -176,20 +176,13 @@ def _servers(runtime: Path) -> list[dict[str, Any]]:
 
 
 async def run(tier: str) -> dict[str, Any]:
-    import yaml
-
-    from cascode.engine.plans import load_plan, plan_to_dict
+    from .server_bench import served_plan, stop_servers
 
     work = Path(tempfile.mkdtemp(prefix="cascode-windows-"))
     runtime = work / "run"
     runtime.mkdir(mode=0o700)
     env = {"CASCODE_RUNTIME_DIR": str(runtime)}
-    data = plan_to_dict(load_plan(None))
-    for m in data["family"]:
-        m["options"] = {**(m.get("options") or {}), "model_server": True}
-    plan_path = work / "served.yaml"
-    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    plan = str(plan_path)
+    plan = str(served_plan(work))
     f1, f2, f3, f4 = _functions(4)
     f3_path = work / "cli_target.py"
     f3_path.write_text(f3["source"])
@@ -280,11 +273,7 @@ async def run(tier: str) -> dict[str, Any]:
     finally:
         await a.stop()
         await b.stop()
-        from cascode.engine import model_server
-
-        for state in runtime.glob("server-*.json"):
-            model_server.stop_server(Path(json.loads(state.read_text())["model"]),
-                                     root=runtime)
+        stop_servers(runtime)
     return out
 
 
