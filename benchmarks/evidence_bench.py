@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from cascode.engine.cascade import executable_context
+from cascode.engine.cascade import executable_solution, task_context
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
 from cascode.engine.scoring import solution_scores
 from cascode.engine.types import Verdict
@@ -96,7 +96,9 @@ def probes(problem_data: Sequence[ProblemData]) -> list[str]:
     the problem's examples (one-statement examples only): the inputs candidates are
     compared on. Outermost calls, first seen first, at most MAX_PROBES."""
     first = problem_data[0]
-    ep = first.problem.task.entry_point
+    # A method's probes are the outermost calls that build its class (`Store(1).add(2)`).
+    task = first.problem.task
+    ep = task.method_of.split(".")[0] if task.method_of else task.entry_point
     sources = [e.source for e in first.examples]
     for d in problem_data:
         sources.extend(d.ex.unique_lines)
@@ -108,18 +110,26 @@ def probes(problem_data: Sequence[ProblemData]) -> list[str]:
             continue
         if len(tree.body) != 1:
             continue
-        for node in _outer_calls(tree.body[0], ep):
+        for node in _outer_calls(tree.body[0], ep, bool(task.method_of)):
             found.setdefault(ast.unparse(node))
     return list(found)[:MAX_PROBES]
 
 
-def _outer_calls(node: ast.AST, ep: str) -> list[ast.Call]:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == ep:
+def _outer_calls(node: ast.AST, ep: str, method: bool = False) -> list[ast.Call]:
+    if isinstance(node, ast.Call) and (
+            any(isinstance(n, ast.Call) and _root(n.func) == ep for n in ast.walk(node))
+            if method else isinstance(node.func, ast.Name) and node.func.id == ep):
         return [node]
     out: list[ast.Call] = []
     for child in ast.iter_child_nodes(node):
-        out.extend(_outer_calls(child, ep))
+        out.extend(_outer_calls(child, ep, method))
     return out
+
+
+def _root(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def probe_lines(calls: Sequence[str]) -> list[str]:
@@ -162,18 +172,20 @@ def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
                 line_owner.append(m)
     task = problem_data[0].problem.task
     calls = probes(problem_data)
-    context = executable_context(task.context)
+    context = task_context(task)
     plines = probe_lines(calls)
+    method = {"method_of": [task.method_of, task.descriptors]} if task.method_of else {}
     key = digest({"format": FORMAT, "context": task.context, "solutions": solutions,
-                  "lines": lines, "probes": calls, "bits": BITS})
+                  "lines": lines, "probes": calls, "bits": BITS, **method})
     record = store.get(key)
     if record is None:
         box = sandbox()
         verdicts, bits = [], []
         for s in solutions:
-            row = box.run_matrix([s], lines, context=context).verdicts[0] if lines else []
+            run = executable_solution(task, s)
+            row = box.run_matrix([run], lines, context=context).verdicts[0] if lines else []
             verdicts.append([int(v) for v in row])
-            prow = (box.run_matrix([s], plines, context=context + PROBE_HELPER).verdicts[0]
+            prow = (box.run_matrix([run], plines, context=context + PROBE_HELPER).verdicts[0]
                     if plines else [])
             bits.append([int(v) for v in prow])
         record = {"key": key, "task_id": problem_data[0].problem.task_id,

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cascode.engine.cascade import executable_context
+from cascode.engine.cascade import executable_solution, task_context
 from cascode.engine.examples import task_examples
-from cascode.engine.extract import assert_text_end, taken_lines
+from cascode.engine.extract import assert_subject, assert_text_end, taken_lines
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.static_check import check_candidate
-from cascode.engine.types import Example, PassMatrix, Verdict
+from cascode.engine.types import Example, PassMatrix, Task, Verdict
 
 from .datasets import Dataset, Problem
 from .sampling import SampleCache, Samples
@@ -72,7 +72,7 @@ def extract(problem: Problem, samples: Samples) -> Extracted:
     test_lines = []
     for test in tests:
         ids = []
-        for line in taken_lines(test, task.entry_point, MAX_ASSERTS):
+        for line in taken_lines(test, assert_subject(task), MAX_ASSERTS):
             ids.append(-1 if line is None else lines.setdefault(line, len(lines)))
         test_lines.append(tuple(ids))
     return Extracted(
@@ -85,20 +85,24 @@ def extract(problem: Problem, samples: Samples) -> Extracted:
     )
 
 
-def _context_key(context: str) -> dict[str, Any]:
-    """What keys a record's context: the context, and for one with a `from __future__`
+def _context_key(task: Task) -> dict[str, Any]:
+    """What keys a record's context: the context; for one with a `from __future__`
     import, that it now runs unguarded (before, `executable_context` guarded it, a
-    SyntaxError that failed every line: those records are not reused)."""
-    key: dict[str, Any] = {"context": context}
-    if "from __future__" in context:
+    SyntaxError that failed every line: those records are not reused); for a method,
+    its class and descriptors (its candidates run put back in the class,
+    `executable_solution`; before, they ran as plain functions)."""
+    key: dict[str, Any] = {"context": task.context}
+    if "from __future__" in task.context:
         key["future"] = "unguarded"
+    if task.method_of:
+        key["method_of"] = [task.method_of, task.descriptors]
     return key
 
 
 def execution_key(problem: Problem, ex: Extracted) -> str:
     key = {
         "format": EXECUTION_FORMAT,
-        **_context_key(problem.task.context),
+        **_context_key(problem.task),
         "solutions": [_sha(s) for s in ex.unique_solutions],
         "lines": list(ex.unique_lines),
         "hidden": _sha(problem.hidden_test),
@@ -126,8 +130,9 @@ class ExecutionCache:
         unverified = False
         for solution in ex.unique_solutions:
             if ex.unique_lines:
-                matrix = sandbox.run_matrix([solution], list(ex.unique_lines),
-                                            context=executable_context(problem.task.context))
+                matrix = sandbox.run_matrix([executable_solution(problem.task, solution)],
+                                            list(ex.unique_lines),
+                                            context=task_context(problem.task))
                 verdicts.append([int(v) for v in matrix.verdicts[0]])
                 row_seconds.append(round(matrix.seconds, 4))
                 unverified = unverified or matrix.unverified
@@ -157,7 +162,7 @@ def example_key(problem: Problem, ex: Extracted, examples: Sequence[Example]) ->
     return digest(
         {
             "format": EXECUTION_FORMAT,
-            **_context_key(problem.task.context),
+            **_context_key(problem.task),
             "solutions": [_sha(s) for s in ex.unique_solutions],
             "examples": [e.source for e in examples],
         }
@@ -186,8 +191,8 @@ class ExampleCache:
         lines = [e.source for e in examples]
         verdicts, row_seconds = [], []
         for solution in ex.unique_solutions:
-            matrix = sandbox.run_matrix([solution], lines,
-                                        context=executable_context(problem.task.context))
+            matrix = sandbox.run_matrix([executable_solution(problem.task, solution)], lines,
+                                        context=task_context(problem.task))
             verdicts.append([int(v) for v in matrix.verdicts[0]])
             row_seconds.append(round(matrix.seconds, 4))
         record = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascode.engine.backends.scripted import ScriptedBackend
-from cascode.engine.cascade import Cascade
+from cascode.engine.cascade import Cascade, executable_solution
 from cascode.engine.extract import AssertStop
 from cascode.engine.plans import Plan
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
@@ -73,7 +73,10 @@ class CachedSandbox:
         for member_data in data:
             for d in member_data:
                 lines = d.ex.unique_lines
-                for i, solution in enumerate(d.ex.unique_solutions):
+                task = d.problem.task
+                for i, candidate in enumerate(d.ex.unique_solutions):
+                    # As the live stage sends it (a method put back in its class).
+                    solution = executable_solution(task, candidate)
                     for j, line in enumerate(lines):
                         self.verdicts[(solution, line)] = bool(d.passed[i, j])
                     if lines:

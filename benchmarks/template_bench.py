@@ -32,8 +32,8 @@ from typing import Any
 
 from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
-from cascode.engine.cascade import executable_context
-from cascode.engine.extract import taken_lines
+from cascode.engine.cascade import executable_solution, task_context
+from cascode.engine.extract import assert_subject, taken_lines
 from cascode.engine.models import resolve_model_file
 from cascode.engine.prompts import (
     MAX_ASSERTS,
@@ -96,12 +96,12 @@ def _measure(backend: LlamaCppBackend, problem: Problem, template: int,
         wall = sum(g["prompt_seconds"] + g["decode_seconds"] for g in gens)
     solution = solution_text(task, gens[0]["text"])
     passed = sandbox.run_program(problem.program(solution)) == Verdict.PASSED
-    lines = [x for x in taken_lines(unit_test_text(task, gens[1]["text"]), task.entry_point,
-                                    MAX_ASSERTS) if x is not None]
+    lines = [x for x in taken_lines(unit_test_text(task, gens[1]["text"]),
+                                    assert_subject(task), MAX_ASSERTS) if x is not None]
     right = None
     if canonical is not None and lines:
-        matrix = sandbox.run_matrix([canonical], lines,
-                                    context=executable_context(task.context))
+        matrix = sandbox.run_matrix([executable_solution(task, canonical)], lines,
+                                    context=task_context(task))
         right = sum(v == Verdict.PASSED for v in matrix.verdicts[0])
     return {
         "task_id": problem.task_id,

@@ -10,7 +10,7 @@ from functools import lru_cache
 from . import cancel as cancel_mod
 from .errors import SandboxUnavailable
 from .examples import task_examples
-from .extract import pooled_suite
+from .extract import assert_subject, pooled_suite
 from .plans import Plan, StagePlan
 from .prompts import PROMPT_TEMPLATE_VERSION, solution_text, stage_specs, unit_test_text
 from .scoring import decide_stage, pool_key, pool_replaces, skips_stage
@@ -215,7 +215,7 @@ def run_stage(
     # docs/method.md 8.2: what makes a candidate wrong whatever its tests say.
     findings = tuple(check_candidate(task, s) for s in solutions)
     tests = [unit_test_text(task, g.text) for g in generations[1]] if len(generations) > 1 else []
-    suite = pooled_suite(tests, task.entry_point, stage.l) if stage.k > 0 else []
+    suite = pooled_suite(tests, assert_subject(task), stage.l) if stage.k > 0 else []
     all_gens = [g for group in generations for g in group]
     lines = [e.source for e in examples] + suite
     n_e = len(examples)
@@ -232,7 +232,8 @@ def run_stage(
         else:
             try:
                 matrix = sandbox.run_matrix(
-                    solutions, lines, context=executable_context(task.context)
+                    [executable_solution(task, s) for s in solutions], lines,
+                    context=task_context(task),
                 )
             except SandboxUnavailable as e:
                 log.warning("sandbox unavailable: %s", e)
@@ -307,6 +308,159 @@ def executable_context(context: str) -> str:
             body.append(node)
     tree.body = body
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+# Puts a method back in its class (`executable_solution`). The candidate is compiled
+# as the body of a class of the same name, so that private names are mangled and
+# `super()` finds its class as in the file; the body's namespace starts as the
+# class's own (a descriptor's `@x.setter` finds `x`), and what the body binds anew
+# is set on the class. Nothing happens when the class is not there (a file context
+# left out).
+_GRAFT = """
+def _cascode_graft_target():
+    obj = globals().get({root!r})
+    for name in {rest!r}:
+        obj = getattr(obj, name, None)
+    return obj if isinstance(obj, type) else None
+
+
+_cascode_class = _cascode_graft_target()
+
+
+class _cascode_graft_meta(type):
+    @classmethod
+    def __prepare__(mcs, name, bases, **kwargs):
+        return dict(vars(_cascode_class))
+
+    def __new__(mcs, name, bases, namespace, **kwargs):
+        cell = namespace.pop("__classcell__", None)
+        if cell is not None:
+            cell.cell_contents = _cascode_class
+        return namespace
+
+
+if _cascode_class is not None:
+    _cascode_kept = globals().get({name!r}, _cascode_graft_meta)
+{classdef}
+    _cascode_namespace, _cascode_own = {name}, vars(_cascode_class)
+    if _cascode_kept is _cascode_graft_meta:
+        del {name}
+    else:
+        {name} = _cascode_kept
+    for _cascode_key, _cascode_value in list(_cascode_namespace.items()):
+        if _cascode_key in ("__module__", "__qualname__") or (
+                _cascode_key in _cascode_own and _cascode_own[_cascode_key] is _cascode_value):
+            continue
+        setattr(_cascode_class, _cascode_key, _cascode_value)
+        if hasattr(type(_cascode_value), "__set_name__"):
+            _cascode_value.__set_name__(_cascode_class, _cascode_key)
+    # What the class body bound to the stand-in (`__radd__ = __add__`) is the method.
+    _cascode_stand_in = globals().get("_cascode_method_stand_in")
+    if _cascode_stand_in is not None and {method!r} in _cascode_namespace:
+        _cascode_method = _cascode_namespace[{method!r}]
+        _cascode_function = getattr(_cascode_method, "__func__", _cascode_method)
+        for _cascode_key, _cascode_value in list(vars(_cascode_class).items()):
+            if _cascode_value is _cascode_stand_in:
+                setattr(_cascode_class, _cascode_key, _cascode_method)
+            elif isinstance(_cascode_value, property) and _cascode_stand_in in (
+                    _cascode_value.fget, _cascode_value.fset, _cascode_value.fdel):
+                setattr(_cascode_class, _cascode_key, property(*(
+                    _cascode_function if f is _cascode_stand_in else f for f in (
+                        _cascode_value.fget, _cascode_value.fset, _cascode_value.fdel))))
+        for _cascode_key in {names!r}:
+            if globals().get(_cascode_key) is _cascode_stand_in:
+                del globals()[_cascode_key]
+else:
+{plain}
+"""
+
+
+@lru_cache(maxsize=256)
+def _method_graft(method_of: str, descriptors: str, entry_point: str, solution: str) -> str:
+    try:
+        module = ast.parse(solution)
+        decorators = ast.parse(descriptors + "def _():\n    pass\n").body[0]
+    except (SyntaxError, ValueError):
+        return ""  # it fails as written, at the top level
+    target = next((n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   and n.name == entry_point), None)
+    if target is None or not isinstance(decorators, ast.FunctionDef):
+        return ""
+    plain = _indented(ast.unparse(module))
+    target.decorator_list[:0] = decorators.decorator_list
+    *outer, name = method_of.split(".")
+    cls = ast.parse(f"class {name}(metaclass=_cascode_graft_meta):\n    pass\n").body[0]
+    assert isinstance(cls, ast.ClassDef)
+    cls.body = module.body
+    classdef = _indented(ast.unparse(ast.fix_missing_locations(cls)))
+    root, rest = (outer[0], (*outer[1:], name)) if outer else (name, ())
+    names = (entry_point, f"_{name.lstrip('_')}{entry_point}")
+    return _GRAFT.format(root=root, rest=rest, name=name, classdef=classdef, plain=plain,
+                         method=_mangled(entry_point, name), names=names)
+
+
+def _mangled(attr: str, cls: str) -> str:
+    """`attr` as a class body named `cls` stores it."""
+    if attr.startswith("__") and not attr.endswith("__") and cls.strip("_"):
+        return f"_{cls.lstrip('_')}{attr}"
+    return attr
+
+
+def _indented(code: str) -> str:
+    # Only docstrings come out of ast.unparse on several lines: indenting is safe.
+    return "".join("    " + line for line in code.splitlines(keepends=True)).rstrip()
+
+
+def executable_solution(task: Task, solution: str) -> str:
+    """A candidate as the sandbox runs it after the file context.
+
+    A function runs as written. A method runs put back in its class (with the
+    descriptor decorators its prompt leaves out), so that the user's examples and the
+    generated asserts can build the class and call it; where the file context has no
+    such class, it runs as written. One that does not parse runs as written (and fails).
+    """
+    if not task.method_of:
+        return solution
+    return _method_graft(task.method_of, task.descriptors, task.entry_point,
+                         solution) or solution
+
+
+def task_context(task: Task) -> str:
+    """The file context as the sandbox runs it for `task`: `executable_context`, and for
+    a method a stand-in bound to the method's name before it (removed again by
+    `executable_solution`), so that the class body's own uses of the method the context
+    leaves out (`__radd__ = __add__`, `x = property(get_x)`) still define the class."""
+    context = executable_context(task.context)
+    if not task.method_of or not context.strip():
+        return context
+    return _with_stand_in(context, task.entry_point, task.method_of.split(".")[-1])
+
+
+_STAND_IN = "_cascode_method_stand_in"
+
+
+@lru_cache(maxsize=64)
+def _with_stand_in(context: str, name: str, cls: str) -> str:
+    try:
+        tree = ast.parse(context)
+    except SyntaxError:
+        return context
+    at = 0  # after the docstring and the `from __future__` imports, which come first
+    for i, node in enumerate(tree.body):
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        docstring = (i == 0 and isinstance(node, ast.Expr)
+                     and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
+        if not (future or docstring):
+            break
+        at = node.end_lineno or 0
+    names = [name]
+    if name.startswith("__") and not name.endswith("__"):
+        names.append(f"_{cls.lstrip('_')}{name}")  # as the class body's mangled lookup reads it
+    stand_in = (f"def {_STAND_IN}(*args, **kwargs):\n"
+                "    raise NotImplementedError('the method being written')\n\n\n"
+                + "".join(f"{n} = {_STAND_IN}\n" for n in names))
+    lines = context.splitlines(keepends=True)
+    return "".join(lines[:at]) + ("\n" if at else "") + stand_in + "\n\n" + "".join(lines[at:])
 
 
 def _guarded(node: ast.stmt) -> bool:

@@ -13,6 +13,10 @@ import ast
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import Task
 
 FENCE = "```"
 
@@ -229,20 +233,54 @@ def assert_lines(test: str, l: int) -> list[str]:
     return taken
 
 
+def assert_subject(task: Task) -> str:
+    """What a test line must call (`is_valid_assert`): the function, or for a method
+    `Class.method`, its class built (or the method called through it)."""
+    return f"{task.method_of}.{task.entry_point}" if task.method_of else task.entry_point
+
+
 def is_valid_assert(line: str, entry_point: str) -> bool:
-    """One `assert` statement that calls the function under test."""
+    """One `assert` statement that calls the function under test.
+
+    `entry_point` is a function's name, or for a method `Class.method`
+    (`prompts.assert_subject`): the line must then call the class or something
+    reached through it (`Class(...)`, `Class.make(...)`) and, unless the method is a
+    dunder (called by Python: `__init__`, `__add__`), name the method.
+    """
     try:
         tree = ast.parse(line)
     except (SyntaxError, ValueError):
         return False
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return False
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == entry_point
-        for node in ast.walk(tree.body[0])
-    )
+    root, _, method = entry_point.rpartition(".")
+    if not root:
+        return any(
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == entry_point
+            for node in ast.walk(tree.body[0])
+        )
+    return builds_class(tree, root) and names_method(tree, method)
+
+
+def builds_class(tree: ast.AST, cls: str) -> bool:
+    """`tree` calls class `cls` (dotted) or something reached through it."""
+    first = cls.split(".")[0]
+    return any(isinstance(node, ast.Call) and _root_name(node.func) == first
+               for node in ast.walk(tree))
+
+
+def names_method(tree: ast.AST, method: str) -> bool:
+    """`tree` reaches `method` by name, or it is a dunder (Python calls those)."""
+    return (method.startswith("__") and method.endswith("__")) or any(
+        isinstance(node, ast.Attribute) and node.attr == method for node in ast.walk(tree))
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def taken_lines(test: str, entry_point: str, l: int) -> list[str | None]:

@@ -5,6 +5,11 @@ an instruction, and the assistant's turn prefilled: solutions with an opening
 fence and the function's own prompt, tests with an opening fence and
 `assert <entry_point>(`. The function's text is sent twice.
 
+A method's tests (every version) start with `assert <Class>(` instead (a static
+or class method's with `assert <Class>.<method>(`), and the test request asks
+for asserts that build the class: the sandbox runs a method's candidates put
+back in their class (cascade.executable_solution).
+
 Version 3 (completion): no chat template. A solution's prompt is the code
 itself, as it stands in the file, and the model continues the function's body;
 a test's prompt is the same code followed by a comment and
@@ -29,7 +34,9 @@ depend on l: a test is cut after its l-th assert, so one cached test serves
 every l.
 
 The version keys every cache of generations: add one whenever a prompt, a
-prefix or a stop rule changes. A calibration samples with one and records it in
+prefix or a stop rule changes for every task. (A cache key also holds each
+request's text, so a change that only some tasks see, as the method tests were,
+re-samples only those.) A calibration samples with one and records it in
 its plan, and the cascade sends the template of its plan (`Plan.template`);
 PROMPT_TEMPLATE_VERSION is the default of both. Measured on HumanEval (greedy,
 `benchmarks/template_bench.py`), versions 3 to 5 send 20 to 60% fewer prompt
@@ -39,7 +46,7 @@ tokens but cost the 0.5B about 12 points of pass@1: version 2 stays the default.
 from __future__ import annotations
 
 from .examples import docstring_span
-from .extract import AssertStop, CodeStop
+from .extract import AssertStop, CodeStop, assert_subject
 from .types import Message, SampleSpec, Task
 
 PROMPT_TEMPLATE_VERSION = 2
@@ -70,6 +77,21 @@ _TEST_REQUEST = (
     "Write assert statements that check that `{entry}` above is correct, one per line, "
     "each calling `{entry}` with concrete arguments and comparing the result with the "
     "expected value. Reply with only the assert lines in one ```python code block."
+)
+
+# A method's tests build its class (or call a static or class method through it).
+_METHOD_TEST_REQUEST = (
+    "```python\n{code}```\n\n"
+    "Write assert statements that check that the method `{subject}` above is correct, one "
+    "per line, each building a `{cls}` object with concrete arguments, using its `{entry}` "
+    "and comparing the result with the expected value. Reply with only the assert lines in "
+    "one ```python code block."
+)
+_CLASS_METHOD_TEST_REQUEST = (
+    "```python\n{code}```\n\n"
+    "Write assert statements that check that the method `{subject}` above is correct, one "
+    "per line, each calling `{subject}` with concrete arguments and comparing the result "
+    "with the expected value. Reply with only the assert lines in one ```python code block."
 )
 
 # Template 4: one request for both prompts (they share it and the code after it).
@@ -129,7 +151,7 @@ def _without_docstring(prompt: str, entry_point: str) -> str | None:
 def unit_test_prefix(task: Task, template: int = PROMPT_TEMPLATE_VERSION) -> str:
     _check_template(template)
     if template in _CODE_THEN_TESTS:
-        tests = f"\n\n# Tests of `{task.entry_point}`\n{_assert_start(task)}"
+        tests = f"\n\n# Tests of `{assert_subject(task)}`\n{_assert_start(task)}"
         return solution_prefix(task, template) + tests
     return f"```python\n{_assert_start(task)}"
 
@@ -140,11 +162,15 @@ def _messages(task: Task, template: int, kind: str) -> tuple[Message, ...]:
     if template == 3:
         return ()
     if template == 4:
-        request = _ANSWER_REQUEST.format(entry=task.entry_point)
+        request = _ANSWER_REQUEST.format(entry=assert_subject(task))
     elif kind == "solution":
         request = _SOLUTION_REQUEST.format(code=_code(task))
-    else:
+    elif not task.method_of:
         request = _TEST_REQUEST.format(code=_code(task), entry=task.entry_point)
+    else:
+        form = _CLASS_METHOD_TEST_REQUEST if _called_on_class(task) else _METHOD_TEST_REQUEST
+        request = form.format(code=_code(task), subject=assert_subject(task),
+                              cls=task.method_of, entry=task.entry_point)
     return (Message("user", request),)
 
 
@@ -189,8 +215,15 @@ def solution_text(task: Task, generated: str) -> str:
     return solution_from_reply(task.prompt, generated)
 
 
+def _called_on_class(task: Task) -> bool:
+    return any(d in task.descriptors for d in ("staticmethod", "classmethod"))
+
+
 def _assert_start(task: Task) -> str:
-    return f"assert {task.entry_point}("
+    """How every test starts: the function's call, or for a method its class's."""
+    if task.method_of and not _called_on_class(task):
+        return f"assert {task.method_of}("
+    return f"assert {assert_subject(task)}("
 
 
 def unit_test_text(task: Task, generated: str) -> str:

@@ -49,6 +49,12 @@ class Task:
     # defines below the function, or in blocks the context leaves out, counts as
     # defined. No cache key holds it.
     file_around: str = ""
+    # A method: its class, dotted ("Store", "Outer.Inner"; "" for a function, also one
+    # nested in a method), and the descriptor decorators its prompt leaves out
+    # ("@property\n"). Its tests build the class, and the sandbox runs each candidate
+    # put back in its class (engine/cascade.py `executable_solution`).
+    method_of: str = ""
+    descriptors: str = ""
 
 
 @dataclass(frozen=True)

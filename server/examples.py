@@ -20,6 +20,7 @@ from typing import Any
 from pygls.uris import to_fs_path
 
 from cascode.engine.examples import ProjectExamples, find_project_root, top_level_names
+from cascode.engine.extract import assert_subject
 from cascode.engine.types import Example, Task
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class TestExamples:
             return ()
         path, project = found
         examples: tuple[Example, ...] = project.examples(
-            task.entry_point, top_level_names(task.context), path)
+            assert_subject(task), top_level_names(task.context), path)
         return examples
 
 

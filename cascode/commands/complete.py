@@ -152,12 +152,13 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
 def _with_test_examples(task: Task, path: Path) -> Task:
     """`task` with the asserts of the project's test files that call the function."""
     from cascode.engine.examples import ProjectExamples, find_project_root, top_level_names
+    from cascode.engine.extract import assert_subject
 
     root = find_project_root(path)
     if root is None:
         return task
     examples = ProjectExamples([root]).examples(
-        task.entry_point, top_level_names(task.context), path)
+        assert_subject(task), top_level_names(task.context), path)
     return dataclasses.replace(task, test_examples=examples)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -53,19 +54,28 @@ class FunctionContext:
     # The file without the top-level statement that holds the function (for the static
     # checks: what the file defines beside the context).
     file_around: str = field(default="", repr=False)
+    # A method: its class is `owner`; `descriptors` holds the descriptor decorator lines
+    # the prompt leaves out (`@property`), dedented, which the sandbox applies when it
+    # puts a candidate back in its class (engine/cascade.py `executable_solution`).
+    is_method: bool = False
+    descriptors: str = ""
+    owner_is_classes: bool = False  # every definition around it is a class
 
     def task(self, context_tokens: int | None = None) -> Task:
         """The task; with `context_tokens`, the prompt shows a budgeted view of the
         file (engine/context/budget.py) while the sandbox still runs `context`."""
+        method = self.is_method and self.owner_is_classes
+        task = Task(self.prompt, entry_point=self.name, context=self.context,
+                    owner=self.owner, file_around=self.file_around,
+                    method_of=self.owner if method else "",
+                    descriptors=self.descriptors if method else "")
         if context_tokens is None or not self.source:
-            return Task(self.prompt, entry_point=self.name, context=self.context,
-                        owner=self.owner, file_around=self.file_around)
+            return task
         from .budget import context_pieces
 
         shared, helpers = context_pieces(self.context, self.name, self.prompt)
-        return Task(self.prompt, entry_point=self.name, context=self.context,
-                    context_budget=ContextBudget(shared, helpers, context_tokens),
-                    owner=self.owner, file_around=self.file_around)
+        return dataclasses.replace(
+            task, context_budget=ContextBudget(shared, helpers, context_tokens))
 
 
 _CLASS = re.compile(r"class\s+(\w+)")
@@ -212,9 +222,11 @@ def _build(src: Source, i: int) -> FunctionContext:
 
     body_indent = _body_indent(src, i, doc, body)
     parts: list[str] = []
+    descriptors: list[str] = []
     for j in range(first, i):  # decorators
         dec = src.lls[j]
         if is_method and _DESCRIPTOR_DECORATOR.match(dec.text):
+            descriptors.extend(_dedent_line(x, indent) for x in src.lines[dec.start : dec.end])
             continue
         parts.extend(_dedent_line(x, indent) for x in src.lines[dec.start : dec.end])
     if inline_at is not None:
@@ -254,6 +266,9 @@ def _build(src: Source, i: int) -> FunctionContext:
         source=src.source,
         owner=_owner(src, i),
         file_around=_file_around(src, i),
+        is_method=is_method,
+        owner_is_classes=_only_classes_around(src, i),
+        descriptors="".join(ensure_newline(x) for x in descriptors).replace("\r\n", "\n"),
     )
 
 
@@ -267,6 +282,15 @@ def _owner(src: Source, i: int) -> str:
             names.append(m.group(m.lastindex or 1))
         p = src.lls[p].parent
     return ".".join(reversed(names))
+
+
+def _only_classes_around(src: Source, i: int) -> bool:
+    p = src.lls[i].parent
+    while p is not None:
+        if not _CLASS.match(src.lls[p].text):
+            return False
+        p = src.lls[p].parent
+    return True
 
 
 def _file_around(src: Source, i: int) -> str:

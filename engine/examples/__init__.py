@@ -18,6 +18,7 @@ literal the sandbox can compare with `==`; the sandbox runs everything.
 
 from __future__ import annotations
 
+from ..extract import assert_subject
 from ..types import Example, Task
 from .docstring import DocstringSpan, docstring_examples, docstring_span
 from .names import dedup, top_level_names
@@ -41,6 +42,6 @@ def task_examples(task: Task, *, use: bool = True) -> tuple[Example, ...]:
     by `source` in that order; () when the tier does not use examples."""
     if not use:
         return ()
-    return dedup(
-        [*docstring_examples(task.prompt, task.entry_point, task.context), *task.test_examples]
-    )
+    subject = assert_subject(task)
+    return dedup([*docstring_examples(task.prompt, task.entry_point, task.context, subject),
+                  *task.test_examples])

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..extract import is_valid_assert
+from ..extract import builds_class, is_valid_assert, names_method
 from ..types import Example
 from .names import BUILTINS, bound_names, dedup, free_names, top_level_names
 
@@ -42,8 +42,12 @@ _MAX_JOINED_LINES = 12  # a call, a value or an assert spread over more lines is
 
 
 @functools.lru_cache(maxsize=256)
-def docstring_examples(prompt: str, entry_point: str, context: str = "") -> tuple[Example, ...]:
+def docstring_examples(prompt: str, entry_point: str, context: str = "",
+                       subject: str = "") -> tuple[Example, ...]:
     """The example lines of `entry_point`'s docstring in `prompt`, in order of appearance.
+    `subject` is what a line must call (`extract.assert_subject`; the function itself
+    when empty): for a method, `Class.method`, and a line may then build the class in a
+    doctest's setup (`>>> s = Store()` before `>>> s.add(1)`).
 
     Never raises: a prompt without the function or its docstring, or one that
     does not parse, gives what can be read (often ())."""
@@ -53,7 +57,7 @@ def docstring_examples(prompt: str, entry_point: str, context: str = "") -> tupl
             return ()
         doc, prompt_names = found
         known = frozenset(top_level_names(context) | prompt_names | BUILTINS | {entry_point})
-        return dedup(_DocstringReader(entry_point, known).read(doc))
+        return dedup(_DocstringReader(subject or entry_point, known).read(doc))
     except Exception:  # noqa: BLE001 - a docstring we cannot read has no examples
         log.debug("reading the examples of %s", entry_point, exc_info=True)
         return ()
@@ -171,11 +175,36 @@ class _DocstringReader:
         return free_names(node) <= (self.known | self.setup_names)
 
     def _example(self, assert_source: str, text: str | None = None) -> Example | None:
-        if not is_valid_assert(assert_source, self.entry_point):
+        if not is_valid_assert(assert_source, self.entry_point) and not self._method_line(
+                assert_source):
             return None
         if not self._resolves(ast.parse(assert_source)):
             return None
         return Example("".join(self.setup) + assert_source + "\n", text or assert_source)
+
+    def _method_line(self, assert_source: str) -> bool:
+        """A method's assert that uses an object its doctest's setup built."""
+        try:
+            line = ast.parse(assert_source)
+        except (SyntaxError, ValueError):
+            return False
+        return (len(line.body) == 1 and isinstance(line.body[0], ast.Assert)
+                and self._uses_subject(line))
+
+    def _uses_subject(self, tree: ast.AST) -> bool:
+        """`tree` calls the function; for a method (`Class.method`), it reaches the method
+        on its class, built by `tree` or by the doctest's setup."""
+        cls, _, method = self.entry_point.rpartition(".")
+        if not cls:
+            return _calls(tree, self.entry_point)
+        if not names_method(tree, method):
+            return False
+        if builds_class(tree, cls):
+            return True
+        try:
+            return bool(self.setup) and builds_class(ast.parse("".join(self.setup)), cls)
+        except (SyntaxError, ValueError):
+            return False
 
     # -- doctest ---------------------------------------------------------------
 
@@ -209,7 +238,7 @@ class _DocstringReader:
 
     def _raises(self, tree: ast.Module, source: str, want: str) -> Example | None:
         exc = _exception_type(want)
-        if exc is None or not _calls(tree, self.entry_point) or not self._resolves(tree):
+        if exc is None or not self._uses_subject(tree) or not self._resolves(tree):
             return None
         if exc.split(".")[0] not in self.known:
             exc = exc.rsplit(".", 1)[-1]

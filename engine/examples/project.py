@@ -84,13 +84,18 @@ class _TestFile:
         context_names: frozenset[str] | None = None,
         source_file: str | None = None,
     ) -> tuple[Example, ...]:
+        """The asserts of the test files that call `entry_point` (a function's name, or a
+        method's `Class.method`) and run in the sandbox after the file context."""
         context = context_names or frozenset()
+        # A method's subject is `Class.method` (`extract.assert_subject`): its lines call
+        # the class, which the file context defines as it defines a function.
+        called = entry_point.split(".")[0]
         out = []
         for a in self.asserts:
-            if entry_point not in a.names or not is_valid_assert(a.source, entry_point):
+            if called not in a.names or not is_valid_assert(a.source, entry_point):
                 continue
             carried: list[str] = []
-            if all(self._resolve(name, a.scopes, entry_point, context, source_file, carried)
+            if all(self._resolve(name, a.scopes, called, context, source_file, carried)
                    for name in sorted(a.names)):
                 setup = "".join(line + "\n" for line in dict.fromkeys(carried))
                 out.append(Example(setup + a.source + "\n", a.text, path_label))

@@ -252,7 +252,8 @@ def test_backends_from_a_callable_and_default_tier(plan: Plan, sandbox: InProces
 
 
 def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandbox) -> None:
-    # The context of a method makes its tests runnable: `area(Rect(2, 3))`.
+    # A method's tests build its class (`Rect(2, 3).area()`), and each candidate runs
+    # put back in the class of the file context.
     from cascode.engine.context import body_edit, function_at
 
     source = (
@@ -271,11 +272,12 @@ def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandb
     small = ScriptedBackend(
         "small",
         ["    return self.w * self.h\n```", "    return self.w + self.h\n```"],
-        ["Rect(2, 3)) == 6\nassert area(Rect(1, 1)) == 1\n"],
+        ["2, 3).area() == 6\nassert Rect(1, 1).area() == 1\n"],
     )
     result = Cascade(plan, {"small": small}, sandbox).run(fc.task(), "alone")  # type: ignore[dict-item]
+    assert small.calls[0][1].prefix == "```python\nassert Rect("
     stage = result.stages[0]
-    assert stage.suite == ("assert area(Rect(2, 3)) == 6", "assert area(Rect(1, 1)) == 1") * 3
+    assert stage.suite == ("assert Rect(2, 3).area() == 6", "assert Rect(1, 1).area() == 1") * 3
     assert stage.scores == (12, 0, 12)  # the product passes all 6 lines, the sum none
     assert stage.threshold == 9.0
     assert result.verified and result.code.endswith("return self.w * self.h\n")

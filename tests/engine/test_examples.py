@@ -81,6 +81,35 @@ SAFE_DIV = '''def safe_div(a, b):
 '''
 
 
+def test_a_method_s_doctests_build_its_class():
+    from cascode.engine.context import function_at
+
+    src = (
+        "class Store:\n"
+        "    def __init__(self):\n"
+        "        self.items = []\n\n"
+        "    def add(self, x):\n"
+        '        """Append x; the new length.\n\n'
+        "        >>> s = Store()\n"
+        "        >>> s.add(5)\n"
+        "        1\n"
+        "        >>> Store().add(-1)\n"
+        "        Traceback (most recent call last):\n"
+        "        ValueError: negative\n"
+        "        >>> len([1])\n"
+        "        1\n"
+        '        """\n'
+    )
+    fc = function_at(src, 4)
+    assert fc is not None
+    examples = task_examples(fc.task())
+    assert [e.source for e in examples] == [
+        "s = Store()\nassert s.add(5) == 1\n",
+        "s = Store()\ntry:\n    Store().add(-1)\nexcept ValueError:\n    pass\nelse:\n"
+        "    raise AssertionError('Store().add(-1) did not raise ValueError')\n",
+    ]  # `len([1])` does not use the method: no line
+
+
 def test_an_expected_traceback_checks_that_the_call_raises_that_type():
     (example,) = docstring_examples(SAFE_DIV, "safe_div")
     assert example.text == "safe_div(1, 0) raises ZeroDivisionError"
@@ -360,6 +389,28 @@ def test_test_file_asserts_carry_their_stdlib_imports_not_the_project_ones():
                                      frozenset({"HELPER", "CASES"}))
     assert "assert parse_date(CASES[0]) == HELPER" not in texts(with_helper)  # CASES: the test's
     assert len(with_helper) == len(examples)
+
+
+def test_a_method_s_test_file_asserts_build_its_class():
+    text = (
+        "import math\n"
+        "from pkg.store import Store\n"
+        "from pkg.other import Store as OtherStore\n\n"
+        "def test_add():\n"
+        "    assert Store([1]).add(2) == 2\n"
+        "    assert math.isclose(Store.empty().add(1), 1)\n"
+        "    assert Store([1]).size() == 1\n"  # never uses add
+        "    assert OtherStore().add(1) == 1\n"  # another class
+        "    s = Store()\n"
+        "    assert s.add(3) == 1\n"  # a local built it: not reproducible alone
+    )
+    examples = test_file_examples("tests/test_store.py", text, "Store.add",
+                                  source_file="src/pkg/store.py")
+    assert texts(examples) == ["assert Store([1]).add(2) == 2",
+                               "assert math.isclose(Store.empty().add(1), 1)"]
+    assert examples[1].source.startswith("import math\nassert")  # Store: the file's own
+    assert test_file_examples("tests/test_store.py", text, "Store.add",
+                              source_file="src/pkg/other.py") == ()
 
 
 def test_the_module_must_match_the_file_being_completed():

@@ -246,6 +246,25 @@ def test_valid_assert_lines(line: str, valid: bool) -> None:
     assert is_valid_assert(line, "unique") is valid
 
 
+@pytest.mark.parametrize(
+    ("line", "subject", "valid"),
+    [
+        ("assert Store(3).add(2) == 5", "Store.add", True),
+        ("assert len(Store([1]).add(2)) == 2", "Store.add", True),
+        ("assert Store.empty().add(1) == 1", "Store.add", True),  # built by a class method
+        ("assert Store(3).size() == 3", "Store.add", False),  # never reaches add
+        ("assert add(Store(3), 2) == 5", "Store.add", False),  # the method as a function
+        ("assert s.add(2) == 5", "Store.add", False),  # built nowhere in the line
+        ("assert Store(3).total == 3", "Store.__init__", True),  # a dunder runs unnamed
+        ("assert Store(1) + Store(2) == Store(3)", "Store.__add__", True),
+        ("assert Outer.Inner(1).get() == 1", "Outer.Inner.get", True),
+        ("assert Inner(1).get() == 1", "Outer.Inner.get", False),  # not reached as the file does
+    ],
+)
+def test_valid_assert_lines_of_a_method(line: str, subject: str, valid: bool) -> None:
+    assert is_valid_assert(line, subject) is valid
+
+
 def test_pooled_suite_keeps_order_and_duplicates() -> None:
     tests = [
         "assert unique([1, 1]) == [1]\nassert unique([]) == []\nassert unique([9]) == [9]\n",

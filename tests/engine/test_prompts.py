@@ -102,6 +102,61 @@ def test_the_keys_of_caches_sampled_with_template_2_do_not_change():
         ", helpers=False)")
 
 
+METHOD_FILE = '''\
+class Store:
+    def __init__(self, items=()):
+        self.items = list(items)
+
+    def add(self, x):
+        """Append x; the new length."""
+
+    @classmethod
+    def empty(cls):
+        """A store with nothing in it."""
+'''
+
+
+def _method(line: int) -> Task:
+    from cascode.engine.context import function_at
+
+    fc = function_at(METHOD_FILE, line)
+    assert fc is not None
+    return fc.task()
+
+
+def test_a_method_s_tests_build_its_class():
+    add, empty = _method(4), _method(8)
+    assert (add.method_of, add.descriptors, empty.descriptors) == ("Store", "", "@classmethod\n")
+    # Its tests start by building the class, and the request says so.
+    assert prompts.unit_test_prefix(add) == "```python\nassert Store("
+    request = prompts.unit_test_spec(add, 1, 4, sampled=False).messages[0].content
+    assert "the method `Store.add` above" in request
+    assert "each building a `Store` object with concrete arguments, using its `add`" in request
+    assert prompts.unit_test_text(add, "[1]).add(2) == 2\n") == "assert Store([1]).add(2) == 2\n"
+    # A class method is called through its class.
+    assert prompts.unit_test_prefix(empty) == "```python\nassert Store.empty("
+    assert "each calling `Store.empty` with concrete arguments" in prompts.unit_test_spec(
+        empty, 1, 4, sampled=False).messages[0].content
+    assert prompts.unit_test_prefix(add, template=3).endswith(
+        "# Tests of `Store.add`\nassert Store(")
+    # The solution's prompt is the one every method had before.
+    assert prompts.solution_prefix(add) == "```python\n" + add.prompt
+
+
+def test_a_function_nested_in_a_method_is_tested_as_a_function():
+    src = "class A:\n    def m(self):\n        def inner(x):\n            return x\n"
+    from cascode.engine.context import function_at
+
+    fc = function_at(src, 2)
+    assert fc is not None and fc.name == "inner"
+    task = fc.task()
+    assert task.owner == "A.m" and task.method_of == ""
+    assert prompts.unit_test_prefix(task) == "```python\nassert inner("
+    # A class inside a function cannot be reached from the module: no method either.
+    fc = function_at("def make():\n    class B:\n        def get(self):\n            return 1\n", 2)
+    assert fc is not None and fc.task().method_of == ""
+
+
 def test_an_unknown_template_is_refused_by_name():
     with pytest.raises(ValueError, match="prompt template 9 is not one of 2, 3, 4"):
         prompts.solution_spec(TASK, 1, sampled=False, template=9)
