@@ -23,6 +23,7 @@ from typing import Any
 
 from cascode.engine.context.request import Request, completed_source
 from cascode.engine.errors import DatasetError
+from cascode.engine.extract import assert_subject
 from cascode.engine.types import Task
 
 log = logging.getLogger(__name__)
@@ -352,7 +353,8 @@ def without_examples(dataset: Dataset) -> Dataset:
 
     problems = tuple(
         dataclasses.replace(p, task=dataclasses.replace(
-            p.task, prompt=strip_examples(p.task.prompt, p.task.entry_point)))
+            p.task, prompt=strip_examples(p.task.prompt, p.task.entry_point,
+                                          assert_subject(p.task))))
         for p in dataset.problems
     )
     return Dataset(f"{dataset.name}-no-examples", problems, f"{dataset.source} (examples removed)")
@@ -361,10 +363,10 @@ def without_examples(dataset: Dataset) -> Dataset:
 _EXAMPLE_HEADING = re.compile(r"^\s*(Examples?|For example|Example usage)\s*:?\s*$", re.IGNORECASE)
 
 
-def strip_examples(prompt: str, entry_point: str) -> str:
+def strip_examples(prompt: str, entry_point: str, subject: str = "") -> str:
     """`prompt` without its docstring examples: each `>>>` block with its output (to
-    the next blank line), lines the engine reads as examples, and headings left
-    empty by that."""
+    the next blank line), lines the engine reads as examples (of `subject`, a method's
+    `Class.method`, when given), and headings left empty by that."""
     from cascode.engine.examples import docstring_examples
 
     lines = prompt.splitlines(keepends=True)
@@ -381,7 +383,7 @@ def strip_examples(prompt: str, entry_point: str) -> str:
             else:
                 continue
         out.append(line)
-    shown = {e.text for e in docstring_examples("".join(out), entry_point)}
+    shown = {e.text for e in docstring_examples("".join(out), entry_point, subject=subject)}
     if shown:  # `call -> value` lines and the like
         out = [line for line in out if not any(_same_call(line, t) for t in shown)]
     kept: list[str] = []

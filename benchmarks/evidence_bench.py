@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from cascode.engine.cascade import executable_solution, task_context
+from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
 from cascode.engine.scoring import solution_scores
 from cascode.engine.types import Verdict
@@ -174,7 +174,8 @@ def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
     calls = probes(problem_data)
     context = task_context(task)
     plines = probe_lines(calls)
-    method = {"method_of": [task.method_of, task.descriptors]} if task.method_of else {}
+    method = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
+              if task.method_of else {})
     key = digest({"format": FORMAT, "context": task.context, "solutions": solutions,
                   "lines": lines, "probes": calls, "bits": BITS, **method})
     record = store.get(key)

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cascode.engine.cascade import executable_solution, task_context
 from cascode.engine.examples import task_examples
 from cascode.engine.extract import assert_subject, assert_text_end, taken_lines
+from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.static_check import check_candidate
 from cascode.engine.types import Example, PassMatrix, Task, Verdict
@@ -95,7 +95,7 @@ def _context_key(task: Task) -> dict[str, Any]:
     if "from __future__" in task.context:
         key["future"] = "unguarded"
     if task.method_of:
-        key["method_of"] = [task.method_of, task.descriptors]
+        key["method_of"] = [task.method_of, task.descriptors, GRAFT_VERSION]
     return key
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascode.engine.backends.scripted import ScriptedBackend
-from cascode.engine.cascade import Cascade, executable_solution
+from cascode.engine.cascade import Cascade
 from cascode.engine.extract import AssertStop
+from cascode.engine.methods import executable_solution
 from cascode.engine.plans import Plan
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION, solution_spec, unit_test_spec
 from cascode.engine.types import (

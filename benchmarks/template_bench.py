@@ -32,8 +32,8 @@ from typing import Any
 
 from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
-from cascode.engine.cascade import executable_solution, task_context
 from cascode.engine.extract import assert_subject, taken_lines
+from cascode.engine.methods import executable_solution, task_context
 from cascode.engine.models import resolve_model_file
 from cascode.engine.prompts import (
     MAX_ASSERTS,

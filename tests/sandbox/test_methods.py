@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from cascode.engine.cascade import executable_solution, task_context
 from cascode.engine.context import function_at
 from cascode.engine.extract import assert_subject, is_valid_assert
+from cascode.engine.methods import executable_solution, task_context
 from cascode.engine.sandbox.process import ProcessSandbox
 from cascode.engine.types import Task, Verdict
 
@@ -224,3 +224,120 @@ def test_functions_run_unchanged() -> None:
     task = Task("def f(x):\n", entry_point="f", context="class A:\n    pass\n")
     code = "def f(x):\n    return x\n"
     assert executable_solution(task, code) is code
+
+
+def method_task(source: str, header: str) -> Task:
+    return task_of(header, source)
+
+
+def run_in(sandbox: ProcessSandbox, task: Task, candidates: list[str],
+           lines: list[str]) -> list[list[Verdict]]:
+    m = sandbox.run_matrix([executable_solution(task, c) for c in candidates], lines,
+                           context=task_context(task))
+    return [list(row) for row in m.verdicts]
+
+
+def test_helpers_and_imports_go_where_the_editor_puts_them(sandbox: ProcessSandbox) -> None:
+    # The editor nests a candidate's helpers and imports at the start of the method's
+    # body (context.body.insert_body): a helper is a local function, not a method.
+    source = ("class Store:\n"
+              "    def clean(self, s: str) -> str:\n"
+              '        """s without punctuation, lowercased."""\n')
+    task = method_task(source, "def clean(self, s: str) -> str:")
+    local = ("import string\n\n"
+             "def clean(self, s: str) -> str:\n    return _strip(s).lower()\n\n\n"
+             "def _strip(s):\n    return ''.join(c for c in s if c not in string.punctuation)\n")
+    as_method = ("def clean(self, s: str) -> str:\n    return self._strip(s).lower()\n\n\n"
+                 "def _strip(self, s):\n    return s.replace('!', '')\n")
+    restated = ("def clean(self, s: str) -> str:\n    return s.lower().strip('!')\n\n\n"
+                "def clean(self, s: str) -> str:\n    return s\n")
+    line = "assert Store().clean('Hi!') == 'hi'"
+    assert run_in(sandbox, task, [local, as_method, restated], [line]) == [[P], [F], [P]]
+
+
+def test_a_method_named_like_a_builtin_leaves_the_builtin_to_the_file(
+        sandbox: ProcessSandbox) -> None:
+    source = ("import dataclasses\n\n\n"
+              "@dataclasses.dataclass\n"
+              "class Tags:\n"
+              "    seen: set = dataclasses.field(default_factory=set)\n\n"
+              "    def names(self) -> list[str]:\n"
+              "        return sorted(self.seen)\n\n"
+              "    def set(self, name: str) -> None:\n"
+              '        """Mark name as seen."""\n')
+    task = method_task(source, "def set(self, name: str) -> None:")
+    code = "def set(self, name: str) -> None:\n    self.seen.add(name)\n"
+    lines = ["t = Tags()\nt.set('b')\nt.set('a')\nassert t.names() == ['a', 'b']"]
+    assert run_in(sandbox, task, [code], lines) == [[P]]
+
+
+def test_checks_made_when_the_class_was_made_see_the_method(sandbox: ProcessSandbox) -> None:
+    # An abstract method of a base, a dataclass's __post_init__, a getter whose setter
+    # the file defines, and hooks Python makes class methods of.
+    source = '''\
+import abc
+import dataclasses
+
+
+class Shape(abc.ABC):
+    @abc.abstractmethod
+    def area(self) -> float: ...
+
+
+class Rect(Shape):
+    def __init__(self, w: float, h: float) -> None:
+        self.w, self.h = w, h
+
+    def area(self) -> float:
+        """Width times height."""
+
+
+@dataclasses.dataclass
+class Span:
+    start: int
+    end: int = 0
+
+    def __post_init__(self) -> None:
+        """An end before the start is the start."""
+
+
+class Temp:
+    def __init__(self) -> None:
+        self._c = 0.0
+
+    @property
+    def celsius(self) -> float:
+        """Degrees Celsius."""
+
+    @celsius.setter
+    def celsius(self, value: float) -> None:
+        self._c = value
+
+
+class Box:
+    def __class_getitem__(cls, item):
+        """Box[int] names the type of what it holds."""
+'''
+    area = method_task(source, "def area(self) -> float:")
+    assert run_in(sandbox, area, ["def area(self) -> float:\n    return self.w * self.h\n"],
+                  ["assert Rect(2, 3).area() == 6"]) == [[P]]
+    post = method_task(source, "def __post_init__(self) -> None:")
+    assert run_in(sandbox, post, ["def __post_init__(self) -> None:\n"
+                                  "    self.end = max(self.end, self.start)\n"],
+                  ["assert Span(3).end == 3 and Span(1, 5).end == 5"]) == [[P]]
+    getter = method_task(source, "def celsius(self) -> float:")
+    assert getter.descriptors == "@property\n"
+    assert run_in(sandbox, getter, ["def celsius(self) -> float:\n    return self._c\n"],
+                  ["t = Temp()\nt.celsius = 21.5\nassert t.celsius == 21.5"]) == [[P]]
+    hook = method_task(source, "def __class_getitem__(cls, item):")
+    assert run_in(sandbox, hook, ["def __class_getitem__(cls, item):\n"
+                                  "    return f'{cls.__name__}[{item.__name__}]'\n"],
+                  ["assert Box[int] == 'Box[int]'"]) == [[P]]
+
+
+def test_any_model_output_runs_as_written_rather_than_raise() -> None:
+    task = task_of("def add(self, item: str, n: int = 1) -> int:")
+    deep = "def add(self, item: str, n: int = 1) -> int:\n    return " + "+".join(
+        ["1"] * 5000) + "\n"
+    for code in (deep, "def add(self, item:\n", "", "\x00", "def other(self):\n    pass\n"):
+        assert executable_solution(task, code) == code
