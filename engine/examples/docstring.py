@@ -209,6 +209,31 @@ class _DocstringReader:
     # -- doctest ---------------------------------------------------------------
 
     def _doctest(self, ex: doctest.Example) -> Example | None:
+        example = self._doctest_line(ex)
+        if "." in self.entry_point and not ex.options.get(doctest.SKIP):
+            self._replay(ex)
+        return example
+
+    def _replay(self, ex: doctest.Example) -> None:
+        """A method's doctest calls change the object they are made on (`>>> inv.add(2)`
+        then `>>> inv.add(1)` gives 3): a call with an output or an exception is carried,
+        as doctest runs it, into the setup of the examples after it."""
+        if not ex.want.strip() and ex.exc_msg is None:
+            return  # already setup, or nothing that runs
+        try:
+            tree = ast.parse(ex.source)
+        except (SyntaxError, ValueError):
+            return
+        if any(_prints(stmt) for stmt in tree.body) or not self._resolves(tree):
+            return
+        source = ex.source.rstrip("\n")
+        if ex.exc_msg is not None:
+            body = "".join(f"    {line}\n" for line in source.splitlines())
+            source = f"try:\n{body}except Exception:\n    pass"
+        self.setup.append(source + "\n")
+        self.setup_names |= bound_names(tree.body)
+
+    def _doctest_line(self, ex: doctest.Example) -> Example | None:
         if ex.options.get(doctest.SKIP):
             return None
         try:

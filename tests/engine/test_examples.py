@@ -96,6 +96,8 @@ def test_a_method_s_doctests_build_its_class():
         "        >>> Store().add(-1)\n"
         "        Traceback (most recent call last):\n"
         "        ValueError: negative\n"
+        "        >>> s.add(7)\n"
+        "        2\n"
         "        >>> len([1])\n"
         "        1\n"
         '        """\n'
@@ -105,8 +107,11 @@ def test_a_method_s_doctests_build_its_class():
     examples = task_examples(fc.task())
     assert [e.source for e in examples] == [
         "s = Store()\nassert s.add(5) == 1\n",
-        "s = Store()\ntry:\n    Store().add(-1)\nexcept ValueError:\n    pass\nelse:\n"
-        "    raise AssertionError('Store().add(-1) did not raise ValueError')\n",
+        # As doctest runs them, the calls before change the object: they are carried.
+        "s = Store()\ns.add(5)\ntry:\n    Store().add(-1)\nexcept ValueError:\n    pass\n"
+        "else:\n    raise AssertionError('Store().add(-1) did not raise ValueError')\n",
+        "s = Store()\ns.add(5)\ntry:\n    Store().add(-1)\nexcept Exception:\n    pass\n"
+        "assert s.add(7) == 2\n",
     ]  # `len([1])` does not use the method: no line
 
 
