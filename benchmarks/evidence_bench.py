@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from cascode.engine.extract import builds_class
 from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
 from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
 from cascode.engine.scoring import solution_scores
@@ -117,19 +118,13 @@ def probes(problem_data: Sequence[ProblemData]) -> list[str]:
 
 def _outer_calls(node: ast.AST, ep: str, method: bool = False) -> list[ast.Call]:
     if isinstance(node, ast.Call) and (
-            any(isinstance(n, ast.Call) and _root(n.func) == ep for n in ast.walk(node))
-            if method else isinstance(node.func, ast.Name) and node.func.id == ep):
+            builds_class(node, ep) if method
+            else isinstance(node.func, ast.Name) and node.func.id == ep):
         return [node]
     out: list[ast.Call] = []
     for child in ast.iter_child_nodes(node):
         out.extend(_outer_calls(child, ep, method))
     return out
-
-
-def _root(node: ast.expr) -> str | None:
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
 
 
 def probe_lines(calls: Sequence[str]) -> list[str]:

@@ -243,7 +243,7 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     """One `assert` statement that calls the function under test.
 
     `entry_point` is a function's name, or for a method `Class.method`
-    (`prompts.assert_subject`): the line must then call the class or something
+    (`assert_subject`): the line must then call the class or something
     reached through it (`Class(...)`, `Class.make(...)`) and, unless the method is a
     dunder (called by Python: `__init__`, `__add__`), name the method.
     """

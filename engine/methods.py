@@ -21,6 +21,7 @@ import builtins
 import logging
 from functools import lru_cache
 
+from .static_check import owner_chain
 from .types import Task
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,8 @@ def _with_stand_in(context: str, name: str, method_of: str, descriptors: str) ->
 
 def _stand_in(context: str, name: str, method_of: str, descriptors: str) -> str:
     tree = ast.parse(context)
-    cls = _class_at(tree, method_of)
+    chain = owner_chain(tree, method_of)
+    cls = chain[-1] if chain and isinstance(chain[-1], ast.ClassDef) else None
     read = _mangled(name, method_of.split(".")[-1])
     # Only a name the class body reads outside its functions, and never a builtin's:
     # a global stand-in would hide it from the rest of the file.
@@ -239,17 +241,6 @@ def _stand_in(context: str, name: str, method_of: str, descriptors: str) -> str:
     lines = context.split("\n")  # the parser's lines: `splitlines` also splits at \f
     head, tail = "\n".join(lines[:at]), "\n".join(lines[at:])
     return (head + "\n\n" if at else "") + stand_in + "\n\n" + tail
-
-
-def _class_at(tree: ast.Module, path: str) -> ast.ClassDef | None:
-    body: list[ast.stmt] = tree.body
-    found = None
-    for part in path.split("."):
-        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
-        if found is None:
-            return None
-        body = found.body
-    return found
 
 
 def _class_level_reads(cls: ast.ClassDef) -> set[str]:

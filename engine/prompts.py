@@ -8,7 +8,7 @@ fence and the function's own prompt, tests with an opening fence and
 A method's tests (every version) start with `assert <Class>(` instead (a static
 or class method's with `assert <Class>.<method>(`), and the test request asks
 for asserts that build the class: the sandbox runs a method's candidates put
-back in their class (cascade.executable_solution).
+back in their class (methods.executable_solution).
 
 Version 3 (completion): no chat template. A solution's prompt is the code
 itself, as it stands in the file, and the model continues the function's body;

@@ -158,7 +158,7 @@ def _read_file(context: str, file_around: str, owner: str) -> _File | None:
         else:
             kept.append(stmt)
     rest.body = kept
-    chain = _owner_chain(ctx, owner)
+    chain = owner_chain(ctx, owner)
     scan = _Scan(ctx, rest)
     top: dict[str, list[ast.AST]] = {}
     for stmt in _block_statements([*ctx.body, *rest.body]):
@@ -201,7 +201,7 @@ def _module_names(body: list[ast.stmt]) -> frozenset[str] | None:
     return None if module.importStarred else frozenset(module)
 
 
-def _owner_chain(context: ast.Module, owner: str) -> list[Scope] | None:
+def owner_chain(context: ast.Module, owner: str) -> list[Scope] | None:
     """The definitions named by `owner` ("Store", "Store.add"), outermost first, as the
     context holds them; [] at top level, None when the context lacks one of them."""
     chain: list[Scope] = []

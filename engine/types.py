@@ -52,7 +52,7 @@ class Task:
     # A method: its class, dotted ("Store", "Outer.Inner"; "" for a function, also one
     # nested in a method), and the descriptor decorators its prompt leaves out
     # ("@property\n"). Its tests build the class, and the sandbox runs each candidate
-    # put back in its class (engine/cascade.py `executable_solution`).
+    # put back in its class (engine/methods.py `executable_solution`).
     method_of: str = ""
     descriptors: str = ""
 

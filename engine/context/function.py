@@ -54,21 +54,19 @@ class FunctionContext:
     # The file without the top-level statement that holds the function (for the static
     # checks: what the file defines beside the context).
     file_around: str = field(default="", repr=False)
-    # A method: its class is `owner`; `descriptors` holds the descriptor decorator lines
-    # the prompt leaves out (`@property`), dedented, which the sandbox applies when it
-    # puts a candidate back in its class (engine/cascade.py `executable_solution`).
-    is_method: bool = False
+    # A method of a class reachable from the module (every definition around it a
+    # class): that class, dotted, else "". `descriptors` holds the descriptor decorator
+    # lines the prompt leaves out (`@property`), dedented, which the sandbox applies when
+    # it puts a candidate back in its class (engine/methods.py `executable_solution`).
+    method_of: str = ""
     descriptors: str = ""
-    owner_is_classes: bool = False  # every definition around it is a class
 
     def task(self, context_tokens: int | None = None) -> Task:
         """The task; with `context_tokens`, the prompt shows a budgeted view of the
         file (engine/context/budget.py) while the sandbox still runs `context`."""
-        method = self.is_method and self.owner_is_classes
         task = Task(self.prompt, entry_point=self.name, context=self.context,
                     owner=self.owner, file_around=self.file_around,
-                    method_of=self.owner if method else "",
-                    descriptors=self.descriptors if method else "")
+                    method_of=self.method_of, descriptors=self.descriptors)
         if context_tokens is None or not self.source:
             return task
         from .budget import context_pieces
@@ -203,6 +201,9 @@ def _build(src: Source, i: int) -> FunctionContext:
     start = src.lls[first].start
     indent = ll.indent
     is_method = ll.parent is not None and _CLASS.match(src.lls[ll.parent].text) is not None
+    enclosing = _enclosing(src, i)
+    owner = ".".join(name for _, name in enclosing if name)
+    method_of = owner if is_method and all(cls for cls, _ in enclosing) else ""
     doc, body = body_lines(src, i)
 
     inline_at: int | None = None
@@ -222,7 +223,7 @@ def _build(src: Source, i: int) -> FunctionContext:
 
     body_indent = _body_indent(src, i, doc, body)
     parts: list[str] = []
-    descriptors: list[str] = []
+    descriptors: list[str] = []  # kept only for a method `method_of` names
     for j in range(first, i):  # decorators
         dec = src.lls[j]
         if is_method and _DESCRIPTOR_DECORATOR.match(dec.text):
@@ -264,33 +265,25 @@ def _build(src: Source, i: int) -> FunctionContext:
         indented_lines_after=_indented_lines(src.lines, ll.block_end),
         eof_column=_eof_column(src.lines, ll.block_end),
         source=src.source,
-        owner=_owner(src, i),
+        owner=owner,
         file_around=_file_around(src, i),
-        is_method=is_method,
-        owner_is_classes=_only_classes_around(src, i),
-        descriptors="".join(ensure_newline(x) for x in descriptors).replace("\r\n", "\n"),
+        method_of=method_of,
+        descriptors="".join(ensure_newline(x) for x in descriptors).replace("\r\n", "\n")
+        if method_of else "",
     )
 
 
-def _owner(src: Source, i: int) -> str:
-    """The dotted names of the classes and functions that enclose logical line `i`."""
-    names: list[str] = []
+def _enclosing(src: Source, i: int) -> list[tuple[bool, str]]:
+    """The blocks that enclose logical line `i`, outermost first, each as (whether it
+    is a class, the name of the class or function; "" for another block)."""
+    out: list[tuple[bool, str]] = []
     p = src.lls[i].parent
     while p is not None:
-        m = _CLASS.match(src.lls[p].text) or DEF.match(src.lls[p].text)
-        if m:
-            names.append(m.group(m.lastindex or 1))
+        cls = _CLASS.match(src.lls[p].text)
+        m = cls or DEF.match(src.lls[p].text)
+        out.append((cls is not None, m.group(m.lastindex or 1) if m else ""))
         p = src.lls[p].parent
-    return ".".join(reversed(names))
-
-
-def _only_classes_around(src: Source, i: int) -> bool:
-    p = src.lls[i].parent
-    while p is not None:
-        if not _CLASS.match(src.lls[p].text):
-            return False
-        p = src.lls[p].parent
-    return True
+    return out[::-1]
 
 
 def _file_around(src: Source, i: int) -> str:

@@ -1,4 +1,4 @@
-"""A method's candidates run put back in their class (`cascade.executable_solution`), on
+"""A method's candidates run put back in their class (`methods.executable_solution`), on
 the real worker: the class of the file context is built by the tests, private names are
 mangled, `super()` finds the class, and the descriptor decorators the prompt leaves out
 (`@property`, `@x.setter`, `@classmethod`, `@functools.cached_property`) apply again."""
@@ -97,7 +97,12 @@ def run(sandbox: ProcessSandbox, task: Task, candidates: list[str],
     # then `checks` of how the candidate sits in its class.
     for line in lines:
         assert is_valid_assert(line.splitlines()[-1], assert_subject(task)), line
-    lines = [*lines, *checks]
+    return run_in(sandbox, task, candidates, [*lines, *checks])
+
+
+def run_in(sandbox: ProcessSandbox, task: Task, candidates: list[str],
+           lines: list[str]) -> list[list[Verdict]]:
+    """The verdicts of each candidate, put back in its class, on any `lines`."""
     m = sandbox.run_matrix([executable_solution(task, c) for c in candidates], lines,
                            context=task_context(task))
     return [list(row) for row in m.verdicts]
@@ -161,9 +166,7 @@ def test_setter_classmethod_and_plain_method(sandbox: ProcessSandbox) -> None:
              "    raise AssertionError('no ValueError')"]
     wrong = right.replace("self.size + n > self.LIMIT", "False")
     assert run(sandbox, add, [right, wrong], lines[:1]) == [[P], [P]]
-    m = sandbox.run_matrix([executable_solution(add, right), executable_solution(add, wrong)],
-                           lines[1:], context=task_context(add))
-    assert m.verdicts == ((P,), (F,))
+    assert run_in(sandbox, add, [right, wrong], lines[1:]) == [[P], [F]]
 
 
 def test_what_the_class_body_binds_to_the_method_is_the_candidate(
@@ -190,10 +193,8 @@ def test_what_the_class_body_binds_to_the_method_is_the_candidate(
     items = task_of("def __items(self) -> list[str]:")
     code = ("def __items(self) -> list[str]:\n"
             "    return [k for k, n in self.__counts.items() for _ in range(n)]\n")
-    m = sandbox.run_matrix([executable_solution(items, code)],
-                           ["assert (Inventory('a', ['x']) + Inventory('b', ['y'])).size == 2"],
-                           context=task_context(items))
-    assert m.verdicts == ((P,),)
+    assert run_in(sandbox, items, [code], [
+        "assert (Inventory('a', ['x']) + Inventory('b', ['y'])).size == 2"]) == [[P]]
 
 
 def test_nested_class_and_the_names_around_it(sandbox: ProcessSandbox) -> None:
@@ -226,24 +227,13 @@ def test_functions_run_unchanged() -> None:
     assert executable_solution(task, code) is code
 
 
-def method_task(source: str, header: str) -> Task:
-    return task_of(header, source)
-
-
-def run_in(sandbox: ProcessSandbox, task: Task, candidates: list[str],
-           lines: list[str]) -> list[list[Verdict]]:
-    m = sandbox.run_matrix([executable_solution(task, c) for c in candidates], lines,
-                           context=task_context(task))
-    return [list(row) for row in m.verdicts]
-
-
 def test_helpers_and_imports_go_where_the_editor_puts_them(sandbox: ProcessSandbox) -> None:
     # The editor nests a candidate's helpers and imports at the start of the method's
     # body (context.body.insert_body): a helper is a local function, not a method.
     source = ("class Store:\n"
               "    def clean(self, s: str) -> str:\n"
               '        """s without punctuation, lowercased."""\n')
-    task = method_task(source, "def clean(self, s: str) -> str:")
+    task = task_of("def clean(self, s: str) -> str:", source)
     local = ("import string\n\n"
              "def clean(self, s: str) -> str:\n    return _strip(s).lower()\n\n\n"
              "def _strip(s):\n    return ''.join(c for c in s if c not in string.punctuation)\n")
@@ -265,7 +255,7 @@ def test_a_method_named_like_a_builtin_leaves_the_builtin_to_the_file(
               "        return sorted(self.seen)\n\n"
               "    def set(self, name: str) -> None:\n"
               '        """Mark name as seen."""\n')
-    task = method_task(source, "def set(self, name: str) -> None:")
+    task = task_of("def set(self, name: str) -> None:", source)
     code = "def set(self, name: str) -> None:\n    self.seen.add(name)\n"
     lines = ["t = Tags()\nt.set('b')\nt.set('a')\nassert t.names() == ['a', 'b']"]
     assert run_in(sandbox, task, [code], lines) == [[P]]
@@ -318,18 +308,18 @@ class Box:
     def __class_getitem__(cls, item):
         """Box[int] names the type of what it holds."""
 '''
-    area = method_task(source, "def area(self) -> float:")
+    area = task_of("def area(self) -> float:", source)
     assert run_in(sandbox, area, ["def area(self) -> float:\n    return self.w * self.h\n"],
                   ["assert Rect(2, 3).area() == 6"]) == [[P]]
-    post = method_task(source, "def __post_init__(self) -> None:")
+    post = task_of("def __post_init__(self) -> None:", source)
     assert run_in(sandbox, post, ["def __post_init__(self) -> None:\n"
                                   "    self.end = max(self.end, self.start)\n"],
                   ["assert Span(3).end == 3 and Span(1, 5).end == 5"]) == [[P]]
-    getter = method_task(source, "def celsius(self) -> float:")
+    getter = task_of("def celsius(self) -> float:", source)
     assert getter.descriptors == "@property\n"
     assert run_in(sandbox, getter, ["def celsius(self) -> float:\n    return self._c\n"],
                   ["t = Temp()\nt.celsius = 21.5\nassert t.celsius == 21.5"]) == [[P]]
-    hook = method_task(source, "def __class_getitem__(cls, item):")
+    hook = task_of("def __class_getitem__(cls, item):", source)
     assert run_in(sandbox, hook, ["def __class_getitem__(cls, item):\n"
                                   "    return f'{cls.__name__}[{item.__name__}]'\n"],
                   ["assert Box[int] == 'Box[int]'"]) == [[P]]
