@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cascode.engine.backends import in_model_server
 from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.hardware import hardware
 from cascode.engine.plans import Member
@@ -250,8 +251,17 @@ class SampleCache:
                 "wall_seconds": round(seconds, 3),
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "hardware": hardware(),
+                "runs_in": runs_in(self.member),
             }
         )
+
+
+def runs_in(member: Member) -> str:
+    """Where the member's model ran, as a sample record says (not part of its key: the
+    same model file gives the same answers up to near-ties, docs/backends.md)."""
+    if member.backend == "llama_cpp":
+        return "model server" if in_model_server(member) else "in process"
+    return "in process" if member.backend == "transformers" else "remote server"
 
 
 def sample_member(

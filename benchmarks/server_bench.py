@@ -113,17 +113,18 @@ def direct(plan_path: str, real: bool, n: int, warmup: int) -> list[float]:
         sandbox.close()
 
 
-def served_plan(folder: Path) -> Path:
+def served_plan(folder: Path, model_server: bool = True) -> Path:
     """The shipped plan with every member in the machine's model servers
-    (`model_server: true`), written to `folder`."""
+    (`model_server: true`), or with `model_server=False` in the client's process, written
+    to `folder`."""
     import yaml
 
     from cascode.engine.plans import load_plan, plan_to_dict
 
     data = plan_to_dict(load_plan(None))
     for m in data["family"]:
-        m["options"] = {**(m.get("options") or {}), "model_server": True}
-    path = folder / "served.yaml"
+        m["options"] = {**(m.get("options") or {}), "model_server": model_server}
+    path = folder / ("served.yaml" if model_server else "in-process.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -16,8 +16,9 @@ answer cache is off). Also recorded: the prompt tokens the answer's stages
 evaluated, of those they sent, and whether the warm-up finished before the
 request (the server's "warmed" log line).
 
-The models are the shipped plan's (the embedded default family), in-process; with
-`--model-server`, in the machine's model servers (`model_server: true`, a runtime
+The models are the shipped plan's (the embedded default family), in the language
+server's process (`model_server: false`); with `--model-server`, in the machine's model
+servers (`model_server: true`, a runtime
 directory of the run's own: the servers start with the first request and are stopped
 at the end; warm-up then evaluates the prompt into the server's cache). Results go to
 `benchmarks/results/typing_bench.json` (`typing_bench_server.json` with
@@ -344,18 +345,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tiers = [t for t in args.tiers.split(",") if t]
     t0 = time.perf_counter()
-    plan_file = ""
     runtime = None
+    import tempfile
+
+    from .server_bench import served_plan, stop_servers
+
+    work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
+    plan_file = str(served_plan(work, model_server=args.model_server))
     if args.model_server:
-        import tempfile
-
-        from .server_bench import served_plan, stop_servers
-
-        work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
         runtime = work / "run"
         runtime.mkdir(mode=0o700)
         os.environ["CASCODE_RUNTIME_DIR"] = str(runtime)  # the servers are this run's own
-        plan_file = str(served_plan(work))
     try:
         rows = asyncio.run(run(problems, tiers, args.cps, args.pause, args.timeout,
                                plan_file))

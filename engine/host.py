@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .backends import in_model_server
 from .cascade import Cascade
 from .errors import CascodeError, SandboxUnavailable
 from .family import BackendFactory, Family
@@ -129,8 +130,7 @@ def serves_remotely(member: Member) -> bool:
     """Whether the member's model runs in a server (whose backend loads nothing here)."""
     if member.backend in ("llama_server", "openai"):
         return True
-    return member.backend == "llama_cpp" and bool(getattr(member.settings(), "model_server",
-                                                          False))
+    return in_model_server(member)
 
 
 def load_plan_file(path: str) -> Plan:

@@ -13,6 +13,7 @@ specific, independently identified reason.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -104,8 +105,22 @@ def _state_dir(tmp_path_factory, monkeypatch):  # type: ignore[no-untyped-def]
     """The local statistics (`cascode stats`) and the model servers' runtime directory
     are temporary folders, never the user's; servers that tests start inherit them."""
     monkeypatch.setenv("CASCODE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
-    # The model servers' runtime directory (their state, key, turns) is the tests' own.
-    monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+    # The model servers' runtime directory (their state, key, turns) is the test's own;
+    # a llama_cpp member runs in a model server by default, so the servers a test (or a
+    # `cascode` process it ran) started there are stopped after it.
+    runtime = tmp_path_factory.mktemp("run")
+    monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(runtime))
+    yield
+    states = list(runtime.glob("server-*.json"))
+    if states:
+        from cascode.engine import model_server
+
+        for state in states:
+            try:
+                model = json.loads(state.read_text())["model"]
+            except (OSError, ValueError, KeyError):
+                continue
+            model_server.stop_server(Path(model), root=runtime)
 
 
 _area_seconds: dict[str, float] = {}

@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
         if remote is not None:
             print()
             print_remote(remote)
-    # The model server is optional (members with model_server: true use it): its
-    # verdict is reported, not required. The members a plan names are required.
+    # The model server runs llama_cpp members by default; where it is not built they run
+    # in the client's process (with a warning), so its verdict is reported, not required.
+    # The members a plan names are required.
     remote_ok = remote is None or all(r["ok"] for r in remote)
     return 0 if sandbox["ok"] and backend["ok"] and remote_ok else 1

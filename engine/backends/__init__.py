@@ -6,18 +6,44 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from ..errors import PlanError
+from ..errors import ModelError, PlanError
 
 if TYPE_CHECKING:  # plans imports .options: no import of plans at run time here
     from ..plans import Member
     from ..types import Backend
 
 
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def in_model_server(member: Member) -> bool:
+    """Whether a `llama_cpp` member runs in the machine's model server: `model_server: true`
+    always (a missing server binary is then the error), `false` never, unset where
+    install.sh built llama-server (else in this process, with one warning)."""
+    if member.backend != "llama_cpp":
+        return False
+    wanted = getattr(member.settings(), "model_server", None)
+    if wanted is not None:
+        return bool(wanted)
+    from ..model_server import server_binary
+
+    try:
+        server_binary()
+    except ModelError as e:
+        if member.name not in _warned:
+            _warned.add(member.name)
+            log.warning("member %s runs in this process: %s", member.name, e)
+        return False
+    return True
+
+
 def create_backend(member: Member) -> Backend:
     if member.backend == "llama_cpp":
-        if getattr(member.settings(), "model_server", False):
+        if in_model_server(member):
             from .llama_server import LlamaServerBackend
 
             return LlamaServerBackend.from_member(member)

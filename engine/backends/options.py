@@ -64,7 +64,7 @@ def _not_empty(_: Any, field: attrs.Attribute[Any], value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class LlamaCppOptions:
-    """A GGUF file run by llama.cpp, in-process (the default) or in the machine's model server."""
+    """A GGUF file run by llama.cpp, in the machine's model server (the default) or in-process."""
 
     n_ctx: int = _doc(12288, "KV cells of the context: a stage's prompt plus every sequence's "
                              "token budget must fit (the default holds a k = 10 stage)", _positive)
@@ -75,9 +75,12 @@ class LlamaCppOptions:
     prefix_cache: bool = _doc(True, "keep the last request's prompt in the KV cache, so that "
                                     "the next one evaluates only the tokens after the longest "
                                     "common prefix")
-    model_server: bool = _doc(False, "run the model in the machine's shared model server "
-                                     "(llama-server, one per user and model file, started on "
-                                     "demand) instead of in this process")
+    model_server: bool | None = _doc(None, "run the model in the machine's shared model "
+                                            "server (llama-server, one per user and model "
+                                            "file, started on demand and shared by every "
+                                            "client) instead of in this process; unset: the "
+                                            "server where install.sh built it, else this "
+                                            "process (with a warning)")
     keep_alive_s: int = _doc(300, "with `model_server`: the server unloads the model after this "
                                   "many seconds without a request (-1: never); the client that "
                                   "starts the server sets it", _seconds_or_never)

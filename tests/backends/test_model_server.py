@@ -194,6 +194,44 @@ def test_a_member_with_model_server_gets_the_server_backend(qwen05b_path: Path) 
     assert (backend.config.slots, backend.config.idle_s, backend.config.port) == (12, 60, 0)
 
 
+def test_a_member_runs_in_the_model_server_by_default_where_it_is_built(
+        qwen05b_path: Path, binary: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Unset, `model_server` means the machine's server when install.sh built it; without
+    the binary the member runs in this process, with one warning that says how to build
+    it; `false` is always in-process and `true` always the server."""
+    import logging
+
+    from cascode.engine import backends
+    from cascode.engine.backends.llama_cpp import LlamaCppBackend
+    from cascode.engine.backends.llama_server import LlamaServerBackend
+    from cascode.engine.host import serves_remotely
+    from cascode.engine.plans import Member
+
+    default = Member("qwen-0.5b", "llama_cpp", str(qwen05b_path))
+    assert backends.in_model_server(default) and serves_remotely(default)
+    assert isinstance(backends.create_backend(default), LlamaServerBackend)
+    pinned = Member("qwen-0.5b", "llama_cpp", str(qwen05b_path),
+                    options={"model_server": False, "n_ctx": 512})
+    assert not backends.in_model_server(pinned) and not serves_remotely(pinned)
+
+    monkeypatch.setenv("CASCODE_LLAMA_SERVER", str(binary.parent / "no-such-server"))
+    monkeypatch.setattr(backends, "_warned", set())
+    unbuilt = Member("qwen-0.5b-here", "llama_cpp", str(qwen05b_path), options={"n_ctx": 512})
+    with caplog.at_level(logging.WARNING, logger="cascode.engine.backends"):
+        assert not backends.in_model_server(unbuilt)
+        assert not backends.in_model_server(unbuilt)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "qwen-0.5b-here runs in this process" in warnings[0]
+    assert "./install.sh" in warnings[0]
+    backend = backends.create_backend(unbuilt)  # loads the model here
+    try:
+        assert isinstance(backend, LlamaCppBackend)
+    finally:
+        backend.close()
+    forced = Member("qwen-0.5b", "llama_cpp", str(qwen05b_path), options={"model_server": True})
+    assert backends.in_model_server(forced)  # and its first request names the missing binary
+
+
 def test_a_repeated_prompt_evaluates_only_the_new_tokens(served) -> None:
     spec = prompts.solution_spec(TASK, 1, sampled=False)
     [[first]] = served.sample([spec])

@@ -40,6 +40,13 @@ def test_calibrate_five_humaneval_problems_end_to_end(tmp_path: Path, capsys):
     assert [m.name for m in plan.family] == ["qwen-0.5b", "qwen-1.5b"]
     for tier in plan.tiers.values():
         assert all(stage.k <= 3 for stage in tier.stages.values())  # k > N skipped
+    # The members ran in the machine's model servers (the default where install.sh
+    # built llama-server), and each record says so.
+    from cascode.benchmarks.store import RecordStore
+
+    for name in ("qwen-0.5b", "qwen-1.5b"):
+        records = RecordStore(out / "samples" / name).records.values()
+        assert len(records) == 5 and {r["runs_in"] for r in records} == {"model server"}
     report = (out / "report.md").read_text()
     assert "no draw in 100" in report and "kept the closest" in report
     assert "## Answer" in report and "humaneval" in report
