@@ -85,6 +85,23 @@ def need_sandbox(sandbox) -> None:  # type: ignore[no-untyped-def]
     missing(f"no sandbox path works on a host that permits one: {sandbox.reason}")
 
 
+def in_process_plan(folder: Path, plan: Path | None = None) -> Path:
+    """`plan` (default: the packaged one) with every llama_cpp member in the client's
+    process (`model_server: false`), as a machine without the model server's build
+    runs it: for tests of the in-process binding itself. Written to `folder`."""
+    import yaml
+
+    from cascode.engine.plans import load_plan, plan_to_dict
+
+    data = plan_to_dict(load_plan(plan))
+    for member in data["family"]:
+        if member["backend"] == "llama_cpp":
+            member["options"] = {**(member.get("options") or {}), "model_server": False}
+    path = folder / "in-process.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="session")
 def qwen05b_path() -> Path:
     return need_model(MODEL_05B)

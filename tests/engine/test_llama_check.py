@@ -20,6 +20,8 @@ from cascode.engine.backends import llama_build, llama_check
 from cascode.engine.errors import ModelError
 from cascode.engine.models import EMBEDDED, is_verified, model_path
 
+from ..conftest import in_process_plan
+
 SMALL = EMBEDDED["qwen2.5-coder-0.5b-instruct-q4_k_m"]
 STUB = 'def add(a, b):\n    """Return a + b."""\n'
 DIES = "import os, signal\nos.kill(os.getpid(), signal.SIG{sig})\n"
@@ -129,7 +131,8 @@ def test_the_cli_stops_with_one_clear_line_when_the_build_cannot_run(
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(_dying_llama(tmp_path)),
            "CASCODE_CHECK_DIR": str(tmp_path / "checks")}
-    out = _cli(["complete"], env, STUB)
+    # The members in this process: the binding is what cannot run.
+    out = _cli(["complete", "--plan-file", str(in_process_plan(tmp_path))], env, STUB)
     assert out.returncode == 1, out
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr

@@ -14,6 +14,8 @@ from lsp_session import Session
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
+from ..conftest import in_process_plan
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 PLAN = Path(__file__).parent / "plans" / "real-small.yaml"
@@ -31,7 +33,9 @@ async def test_server_reports_a_build_that_cannot_run_and_keeps_serving(tmp_path
                                 server_env=env)
     client = await config.start()
     s = Session(client)
-    client.set_configuration({"planFile": str(PLAN)}, section="cascode")
+    # The plan's member in this process: the binding is what cannot run.
+    client.set_configuration({"planFile": str(in_process_plan(tmp_path, PLAN))},
+                             section="cascode")
     await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("neovim@v0.11.0"), root_uri=tmp_path.as_uri()))
     try:
