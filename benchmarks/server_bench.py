@@ -113,28 +113,21 @@ def direct(plan_path: str, real: bool, n: int, warmup: int) -> list[float]:
         sandbox.close()
 
 
-def served_plan(folder: Path, model_server: bool = True) -> Path:
-    """The shipped plan with every member in the machine's model servers
-    (`model_server: true`), or with `model_server=False` in the client's process, written
-    to `folder`."""
+def served_plan(folder: Path, model_server: bool = True, plan: Path | None = None) -> Path:
+    """`plan` (default: the shipped one) with every llama_cpp member in the machine's model
+    servers (`model_server: true`), or with `model_server=False` in the client's process,
+    written to `folder`."""
     import yaml
 
     from cascode.engine.plans import load_plan, plan_to_dict
 
-    data = plan_to_dict(load_plan(None))
+    data = plan_to_dict(load_plan(plan))
     for m in data["family"]:
-        m["options"] = {**(m.get("options") or {}), "model_server": model_server}
+        if m["backend"] == "llama_cpp":
+            m["options"] = {**(m.get("options") or {}), "model_server": model_server}
     path = folder / ("served.yaml" if model_server else "in-process.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def stop_servers(runtime: Path) -> None:
-    """Stop every model server started under the runtime directory `runtime`."""
-    from cascode.engine import model_server
-
-    for state in runtime.glob("server-*.json"):
-        model_server.stop_server(Path(json.loads(state.read_text())["model"]), root=runtime)
 
 
 async def start_client(client: Any, command: list[str]) -> None:

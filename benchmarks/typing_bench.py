@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime = None
     import tempfile
 
-    from .server_bench import served_plan, stop_servers
+    from cascode.engine.model_server import stop_servers
+
+    from .server_bench import served_plan
 
     work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
     plan_file = str(served_plan(work, model_server=args.model_server))

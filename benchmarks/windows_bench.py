@@ -176,7 +176,9 @@ def _servers(runtime: Path) -> list[dict[str, Any]]:
 
 
 async def run(tier: str) -> dict[str, Any]:
-    from .server_bench import served_plan, stop_servers
+    from cascode.engine.model_server import stop_servers
+
+    from .server_bench import served_plan
 
     work = Path(tempfile.mkdtemp(prefix="cascode-windows-"))
     runtime = work / "run"

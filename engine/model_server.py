@@ -480,6 +480,13 @@ def stop_server(model: Path, root: Path | None = None, timeout: float = 10.0) ->
         return True
 
 
+def stop_servers(root: Path | None = None) -> None:
+    """Stop every server running under the runtime directory `root` (a benchmark's or a
+    test's own)."""
+    for ep in running_servers(root):
+        stop_server(Path(ep.model), root=root)
+
+
 def _terminate(pid: int, started: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

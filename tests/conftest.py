@@ -13,7 +13,6 @@ specific, independently identified reason.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -85,23 +84,6 @@ def need_sandbox(sandbox) -> None:  # type: ignore[no-untyped-def]
     missing(f"no sandbox path works on a host that permits one: {sandbox.reason}")
 
 
-def in_process_plan(folder: Path, plan: Path | None = None) -> Path:
-    """`plan` (default: the packaged one) with every llama_cpp member in the client's
-    process (`model_server: false`), as a machine without the model server's build
-    runs it: for tests of the in-process binding itself. Written to `folder`."""
-    import yaml
-
-    from cascode.engine.plans import load_plan, plan_to_dict
-
-    data = plan_to_dict(load_plan(plan))
-    for member in data["family"]:
-        if member["backend"] == "llama_cpp":
-            member["options"] = {**(member.get("options") or {}), "model_server": False}
-    path = folder / "in-process.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="session")
 def qwen05b_path() -> Path:
     return need_model(MODEL_05B)
@@ -128,16 +110,10 @@ def _state_dir(tmp_path_factory, monkeypatch):  # type: ignore[no-untyped-def]
     runtime = tmp_path_factory.mktemp("run")
     monkeypatch.setenv("CASCODE_RUNTIME_DIR", str(runtime))
     yield
-    states = list(runtime.glob("server-*.json"))
-    if states:
-        from cascode.engine import model_server
+    if any(runtime.glob("server-*.json")):
+        from cascode.engine.model_server import stop_servers
 
-        for state in states:
-            try:
-                model = json.loads(state.read_text())["model"]
-            except (OSError, ValueError, KeyError):
-                continue
-            model_server.stop_server(Path(model), root=runtime)
+        stop_servers(runtime)
 
 
 _area_seconds: dict[str, float] = {}

@@ -51,9 +51,7 @@ def root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     """A runtime directory of the tests' own; its servers are stopped afterwards."""
     path = tmp_path_factory.mktemp("run")
     yield path
-    for state in path.glob("server-*.json"):
-        data = json.loads(state.read_text())
-        model_server.stop_server(Path(data["model"]), root=path)
+    model_server.stop_servers(path)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from cascode.benchmarks.server_bench import served_plan
 from cascode.engine.backends import llama_build, llama_check
 from cascode.engine.errors import ModelError
 from cascode.engine.models import EMBEDDED, is_verified, model_path
-
-from ..conftest import in_process_plan
 
 SMALL = EMBEDDED["qwen2.5-coder-0.5b-instruct-q4_k_m"]
 STUB = 'def add(a, b):\n    """Return a + b."""\n'
@@ -132,7 +131,8 @@ def test_the_cli_stops_with_one_clear_line_when_the_build_cannot_run(
     env = {**os.environ, "PYTHONPATH": str(_dying_llama(tmp_path)),
            "CASCODE_CHECK_DIR": str(tmp_path / "checks")}
     # The members in this process: the binding is what cannot run.
-    out = _cli(["complete", "--plan-file", str(in_process_plan(tmp_path))], env, STUB)
+    plan = served_plan(tmp_path, model_server=False)
+    out = _cli(["complete", "--plan-file", str(plan)], env, STUB)
     assert out.returncode == 1, out
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr

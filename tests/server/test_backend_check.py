@@ -14,7 +14,7 @@ from lsp_session import Session
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
-from ..conftest import in_process_plan
+from cascode.benchmarks.server_bench import served_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -34,8 +34,8 @@ async def test_server_reports_a_build_that_cannot_run_and_keeps_serving(tmp_path
     client = await config.start()
     s = Session(client)
     # The plan's member in this process: the binding is what cannot run.
-    client.set_configuration({"planFile": str(in_process_plan(tmp_path, PLAN))},
-                             section="cascode")
+    plan = served_plan(tmp_path, model_server=False, plan=PLAN)
+    client.set_configuration({"planFile": str(plan)}, section="cascode")
     await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("neovim@v0.11.0"), root_uri=tmp_path.as_uri()))
     try:
