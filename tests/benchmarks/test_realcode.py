@@ -129,7 +129,8 @@ def test_the_real_code_test_split_replays_through_the_live_cascade():
                                   generate=False)
     sim = family.simulator(3, repeat_last=True)
     assert sim.n_problems == 47
-    assert replay(plan, sim) == []
+    # The tiers the 3 cached samples cover (the accurate tier samples k = 5).
+    assert replay(plan, sim, tiers=["fastest", "fast", "balanced"]) == []
     backends = {name: CachedBackend(name, sim.data[m], plan.template)
                 for m, name in enumerate(sim.members)}
     cascade = Cascade(plan, backends, CachedSandbox(sim.data), template=plan.template)
@@ -152,7 +153,9 @@ def test_the_real_code_report_is_reproduced_from_the_committed_caches(monkeypatc
 
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
+    # The accurate tier samples k = 5; the real-code caches hold 3 samples.
     args = ["evaluate", "plans/default.yaml", "--dataset", "realcode:test", "--samples", "3",
+            "--tiers", "fastest,fast,balanced",
             "--cache", "benchmarks/results/realcode", "--offline", "--no-progress",
             "--out", str(tmp_path)]
     assert cli.main(args) == 3

@@ -1,9 +1,10 @@
 """The shipped calibration: committed caches complete, plan and report reproducible.
 
-The caches of the full HumanEval run of the embedded family live in
-benchmarks/results/humaneval/ (see benchmarks/README.md for how the run is
-made in chunks). These tests read them: without the committed plan they skip,
-and fail under CI=true (the checkout is incomplete).
+The caches of the full HumanEval run of the embedded family, sampled through the
+machine's model server, live in benchmarks/results/humaneval-server/ (see
+benchmarks/README.md for how the run is made in chunks). These tests read them:
+without the committed plan they skip, and fail under CI=true (the checkout is
+incomplete).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cascode.engine.plans import load_plan
 from ..conftest import need
 
 ROOT = Path(__file__).parents[2]
-RESULTS = Path("benchmarks") / "results" / "humaneval"
+RESULTS = Path("benchmarks") / "results" / "humaneval-server"
 SHIPPED = ROOT / RESULTS
 
 
@@ -92,9 +93,10 @@ def test_shipped_caches_replay_through_the_live_cascade():
     plan = load_plan(SHIPPED / "plan.yaml")
     samples = int(plan.calibration["samples"])
     full = load_dataset("humaneval")
-    # 20 problems with examples (from the 21st on: HumanEval/32 is among them, where the
-    # fast tier's pool keeps the 0.5B's candidate after the 1.5B ran) and 10 without.
-    with_examples = [p for p in full.problems[20:] if task_examples(p.task)][:20]
+    # 20 problems with examples (from the 71st on: HumanEval/77 and 86 are among them,
+    # where the balanced tier's pool keeps the 0.5B's candidate after the 1.5B ran) and
+    # 10 without.
+    with_examples = [p for p in full.problems[70:] if task_examples(p.task)][:20]
     without = [p for p in full.problems if not task_examples(p.task)][:10]
     chosen = {p.task_id for p in with_examples + without}
     dataset = select(full, tasks=",".join(p.task_id for p in full.problems
@@ -121,7 +123,7 @@ def test_everyday_report_is_reproduced_from_the_committed_caches(monkeypatch, ca
     the committed caches alone; the tiers fall outside 5 points, hence exit 3."""
     monkeypatch.chdir(ROOT)
     args = ["evaluate", "plans/default.yaml", "--dataset", "everyday", "--offline",
-            "--no-progress", "--out", str(tmp_path)]
+            "--cache", "benchmarks/results/humaneval", "--no-progress", "--out", str(tmp_path)]
     assert cli.main(args) == 3
     assert "0 member-problems generated" in capsys.readouterr().err
     name = "default-everyday-all.md"

@@ -146,7 +146,8 @@ def test_evaluate_writes_the_rates_and_never_from_the_test_split(tmp_path, monke
                          "benchmarks/results/realcode", "--write-evidence"]) == 1
         assert "the test split measures the labels" in capsys.readouterr().err
     assert not (tmp_path / "default.evidence.json").exists()
-    assert cli.main([*base, "--dataset", "everyday", "--write-evidence"]) == 3
+    assert cli.main([*base, "--dataset", "everyday", "--cache", "benchmarks/results/humaneval",
+                     "--write-evidence"]) == 3
     rates = load_plan(plan).evidence
     assert rates is not None and rates.measured_on == "everyday all split, 35 problems"
     assert set(rates.tiers) == set(load_plan(plan).tiers)  # every tier's signature matches
