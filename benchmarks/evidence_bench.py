@@ -12,6 +12,10 @@ it what kinds of evidence beyond its own stage's rule hold:
   on the calls that the generated asserts and the examples make (their arguments, not
   their expected values), and two candidates agree when they return the same values
   (or raise the same exceptions) on every one of them;
+- **rule asserts** (with `--rules`): each member writes, greedily, one assert per rule
+  the docstring states in words (`prompts.rule_test_spec`: a `# Rule:` comment, then an
+  assert; exceptions through `raises`), and the answer is run against its own member's,
+  the other member's, and both members' rule asserts;
 
 and counts, per kind, how many answers it accepts and how many of those pass the hidden
 tests: the precision of acceptance, with its 95% interval. Nothing here is used by the
@@ -22,7 +26,10 @@ engine; it measures what the engine could use.
 
 The extra executions (every candidate against every test line of the family, every
 candidate's outputs) are cached in CACHE/evidence/ and take a few minutes of sandbox
-time, no model. What the calibration's caches lack is executed too (like `cascode
+time, no model. With `--rules`, the rule asserts each member lacks are generated first
+(one greedy request per member and problem, through the member's backend: the machine's
+model server by default), cached in CACHE/evidence/rules/<member>; `--offline` then
+refuses to generate them. What the calibration's caches lack is executed too (like `cascode
 evaluate`); sample first (`cascode calibrate ... --sample-only`).
 """
 
@@ -41,7 +48,13 @@ import numpy as np
 
 from cascode.engine.extract import builds_class
 from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
-from cascode.engine.prompts import PROMPT_TEMPLATE_VERSION
+from cascode.engine.prompts import (
+    PROMPT_TEMPLATE_VERSION,
+    RULES_HELPER,
+    RULES_VERSION,
+    rule_lines,
+    rule_test_spec,
+)
 from cascode.engine.scoring import solution_scores
 from cascode.engine.types import Verdict
 
@@ -49,6 +62,7 @@ from .calibrate import FamilyData, Settings, load_family_data
 from .evaluate import wilson
 from .execution import CalibrationSandbox, ProblemData
 from .replay import tier_option
+from .sampling import generation_from_dict, generation_to_dict, spec_fingerprint
 from .simulate import answer_item
 from .store import RecordStore, digest
 
@@ -144,6 +158,12 @@ class Family:
     signature: list[tuple[int, ...]]  # candidate -> output hash byte per probe
     hidden: np.ndarray  # bool [candidates]
     n_probes: int
+    # Rule asserts (`--rules`): every member's valid lines, who wrote each, and which
+    # candidates pass them.
+    rule_lines: list[str] = dataclasses.field(default_factory=list)
+    rule_owner: list[int] = dataclasses.field(default_factory=list)
+    rule_passed: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
 
 def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
@@ -202,6 +222,80 @@ def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
                   np.asarray(hidden, dtype=bool), len(calls))
 
 
+# -- rule asserts (docs/method.md 8.1) --------------------------------------------------
+
+class RuleCache:
+    """One member's rule asserts, a greedy reply per problem, in CACHE/evidence/rules/
+    <member>, keyed by the member's model fingerprint, the request and RULES_VERSION."""
+
+    def __init__(self, out_dir: Path, member: str, fingerprint: str) -> None:
+        self.store = RecordStore(out_dir / "evidence" / "rules" / member)
+        self.member = member
+        self.fingerprint = fingerprint
+
+    def key(self, problem: Any) -> str:
+        return digest({"model": self.fingerprint, "version": RULES_VERSION,
+                       "spec": spec_fingerprint(rule_test_spec(problem.task))})
+
+    def lines(self, problem: Any) -> list[str] | None:
+        record = self.store.get(self.key(problem))
+        if record is None:
+            return None
+        return rule_lines(problem.task, generation_from_dict(record["reply"]).text)
+
+    def missing(self, problems: Sequence[Any]) -> list[Any]:
+        return [p for p in problems if self.key(p) not in self.store]
+
+    def sample(self, backend: Any, problems: Sequence[Any], progress: bool = True) -> int:
+        """Generate the missing replies, each written before the next problem starts."""
+        from tqdm import tqdm
+
+        todo = self.missing(problems)
+        for problem in tqdm(todo, desc=f"rule asserts of {self.member}", unit="problem",
+                            disable=not progress or not todo, dynamic_ncols=True):
+            [[reply]] = backend.sample([rule_test_spec(problem.task)])
+            self.store.append({"key": self.key(problem), "task_id": problem.task_id,
+                               "member": self.member, "reply": generation_to_dict(reply)})
+        return len(todo)
+
+
+def add_rules(fam: Family, problem_data: Sequence[ProblemData],
+              rules: Sequence[Sequence[str]], store: RecordStore,
+              sandbox: Callable[[], CalibrationSandbox]) -> Family:
+    """`fam` with every member's rule asserts (`rules[m]`) and which of its candidates
+    pass them (run after the file context and RULES_HELPER, cached in `store`)."""
+    lines: list[str] = []
+    owner: list[int] = []
+    for m, member_lines in enumerate(rules):
+        for line in member_lines:
+            if line not in lines:
+                lines.append(line)
+                owner.append(m)
+    task = problem_data[0].problem.task
+    context = task_context(task)
+    method = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
+              if task.method_of else {})
+    key = digest({"format": FORMAT, "rules": RULES_VERSION, "context": task.context,
+                  "solutions": fam.solutions, "lines": lines, **method})
+    record = store.get(key)
+    if record is None:
+        box = sandbox()
+        verdicts = []
+        for s in fam.solutions:
+            run = executable_solution(task, s)
+            row = (box.run_matrix([run], lines, context=context + RULES_HELPER).verdicts[0]
+                   if lines else [])
+            verdicts.append([int(v) for v in row])
+        record = {"key": key, "task_id": problem_data[0].problem.task_id,
+                  "verdicts": verdicts}
+        store.append(record)
+    passed = np.zeros((len(fam.solutions), len(lines)), dtype=bool)
+    for i, row in enumerate(record["verdicts"]):
+        if row:
+            passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    return dataclasses.replace(fam, rule_lines=lines, rule_owner=owner, rule_passed=passed)
+
+
 # -- the kinds of evidence, of one answer (candidate `c` of member `m`) ------------------
 
 def _others(fam: Family, m: int) -> list[int]:
@@ -245,12 +339,47 @@ def largest_cluster(fam: Family, c: int, m: int) -> bool:
     return sizes[mine] == max(sizes.values()) and agrees_with_other(fam, c, m)
 
 
+def _rules_pass(fam: Family, c: int, cols: list[int]) -> bool:
+    return bool(cols) and bool(fam.rule_passed[c, cols].all())
+
+
+def own_rules(fam: Family, c: int, m: int) -> bool:
+    """The answer passes every rule assert its own member wrote (and it wrote some)."""
+    return _rules_pass(fam, c, [j for j, o in enumerate(fam.rule_owner) if o == m])
+
+
+def other_rules(fam: Family, c: int, m: int) -> bool:
+    """The answer passes every rule assert the other members wrote."""
+    return _rules_pass(fam, c, [j for j, o in enumerate(fam.rule_owner) if o != m])
+
+
+def all_rules(fam: Family, c: int, m: int) -> bool:
+    """The answer passes every rule assert of every member (and there are some)."""
+    return _rules_pass(fam, c, list(range(len(fam.rule_lines))))
+
+
+def rules_codet(fam: Family, c: int, m: int) -> bool:
+    """The answer has the best CodeT score over every candidate of the family with every
+    generated line and rule assert of the family."""
+    if not fam.rule_lines:
+        return False
+    passed = np.concatenate([fam.passed, fam.rule_passed], axis=1)
+    scores = solution_scores(passed.tolist())
+    return scores[c] > 0 and scores[c] == max(scores)
+
+
 KINDS: dict[str, Callable[[Family, int, int], bool]] = {
     "other member's asserts: all pass": cross_all,
     "other member's asserts: at least half pass": cross_half,
     "family's CodeT choice": family_choice,
     "same outputs as another member's candidate": agrees_with_other,
     "largest cluster of outputs, across members": largest_cluster,
+}
+RULE_KINDS: dict[str, Callable[[Family, int, int], bool]] = {
+    "own member's rule asserts: all pass": own_rules,
+    "other member's rule asserts: all pass": other_rules,
+    "both members' rule asserts: all pass": all_rules,
+    "family's CodeT choice with rule asserts": rules_codet,
 }
 
 
@@ -273,13 +402,24 @@ class Count:
 
 
 def measure(family: FamilyData, samples: int, tiers: Sequence[str], store: RecordStore,
-            sandbox: Callable[[], CalibrationSandbox]) -> dict[str, dict[str, Count]]:
+            sandbox: Callable[[], CalibrationSandbox],
+            rules: Sequence[Sequence[Sequence[str]]] | None = None,
+            rule_store: RecordStore | None = None) -> dict[str, dict[str, Count]]:
+    """`rules[m][p]`: member m's rule asserts for problem p (None: not measured)."""
     plan = family.plan
     sim = family.simulator(samples, repeat_last=True)
     n = sim.n_problems
-    fams = [family_of([family.data[m][p] for m in range(len(family.members))], store, sandbox)
-            for p in range(n)]
+    members = range(len(family.members))
+    fams = [family_of([family.data[m][p] for m in members], store, sandbox) for p in range(n)]
     store.pack()
+    kinds = dict(KINDS)
+    if rules is not None:
+        assert rule_store is not None
+        fams = [add_rules(fams[p], [family.data[m][p] for m in members],
+                          [rules[m][p] for m in members], rule_store, sandbox)
+                for p in range(n)]
+        rule_store.pack()
+        kinds.update(RULE_KINDS)
     out: dict[str, dict[str, Count]] = {}
     for name in tiers:
         options, thetas = tier_option(plan, name, sim.slots)
@@ -287,7 +427,7 @@ def measure(family: FamilyData, samples: int, tiers: Sequence[str], store: Recor
         run = sim.run_plan(options, thetas, examples=tier.examples)
         assert run.verified is not None
         counts: dict[str, Count] = {"all answers": Count(), "met its stage's rule": Count()}
-        for kind in KINDS:
+        for kind in kinds:
             counts[kind] = Count()
             counts["rule met and " + kind] = Count()
         for p in range(n):
@@ -303,13 +443,40 @@ def measure(family: FamilyData, samples: int, tiers: Sequence[str], store: Recor
             counts["all answers"].add(right)
             if run.verified[p]:
                 counts["met its stage's rule"].add(right)
-            for kind, holds in KINDS.items():
+            for kind, holds in kinds.items():
                 if holds(fam, c, m):
                     counts[kind].add(right)
                     if run.verified[p]:
                         counts["rule met and " + kind].add(right)
         out[name] = counts
     return out
+
+
+def sample_rules(family: FamilyData, out: Path, *, generate: bool,
+                 progress: bool = True) -> list[list[list[str]]]:
+    """Every member's rule asserts for every problem of `family` (generated where the
+    cache lacks them, unless not `generate`: then a LookupError names what is missing)."""
+    from cascode.engine.backends import create_backend
+
+    problems = [d.problem for d in family.data[0]]
+    out_rules = []
+    for member, fingerprint in zip(family.plan.family, family.fingerprints, strict=True):
+        cache = RuleCache(out, member.name, fingerprint)
+        missing = cache.missing(problems)
+        if missing:
+            if not generate:
+                raise LookupError(
+                    f"{member.name}: rule asserts for {len(missing)} of {len(problems)} "
+                    f"problems are not in {cache.store.packed} (first: {missing[0].task_id}); "
+                    "run without --offline to generate them")
+            backend = create_backend(member)
+            try:
+                cache.sample(backend, missing, progress=progress)
+            finally:
+                backend.close()
+        cache.store.pack()
+        out_rules.append([cache.lines(p) or [] for p in problems])
+    return out_rules
 
 
 def table(results: dict[str, dict[str, Count]], n: int) -> str:
@@ -332,7 +499,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiers", help="comma-separated (default: every tier)")
     parser.add_argument("--out", type=Path, help="JSON of the counts")
     parser.add_argument("--offline", action="store_true",
-                        help="execute nothing the calibration caches lack")
+                        help="generate and execute nothing the caches lack")
+    parser.add_argument("--rules", action="store_true",
+                        help="also measure asserts written per rule of the docstring "
+                             "(generated once per member and problem, then cached)")
+    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--unsafe-sandbox", action="store_true")
     args = parser.parse_args(argv)
 
@@ -355,18 +526,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             boxes.append(_sandbox_factory(args.unsafe_sandbox)())
         return boxes[0]
 
+    rules = None
+    if args.rules:
+        rules = sample_rules(family, args.cache, generate=not args.offline,
+                             progress=not args.no_progress)
     store = RecordStore(args.cache / "evidence" / "family")
     try:
-        results = measure(family, args.samples, tiers, store, sandbox)
+        results = measure(family, args.samples, tiers, store, sandbox, rules,
+                          RecordStore(args.cache / "evidence" / "rule-runs"))
     finally:
         for box in boxes:
             box.close()
     n = len(dataset.problems)
     print(f"{args.plan} on {args.dataset} ({n} problems)\n")
+    written: dict[str, dict[str, int]] = {}
+    if rules is not None:
+        for member, by_problem in zip(family.members, rules, strict=True):
+            written[member] = {"problems_with_rules": sum(bool(r) for r in by_problem),
+                               "rule_asserts": sum(len(r) for r in by_problem)}
+            print(f"{member}: rule asserts for {written[member]['problems_with_rules']} of {n} "
+                  f"problems, {written[member]['rule_asserts']} in all")
+        print()
     print(table(results, n))
     if args.out:
         data: dict[str, Any] = {"plan": str(args.plan), "dataset": args.dataset,
-                                "problems": n, "tiers": {
+                                "problems": n, **({"rules": written} if written else {}),
+                                "tiers": {
                                     t: {k: dataclasses.asdict(c) for k, c in by.items()}
                                     for t, by in results.items()}}
         args.out.parent.mkdir(parents=True, exist_ok=True)

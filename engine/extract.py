@@ -264,6 +264,30 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     return builds_class(tree, root) and names_method(tree, method)
 
 
+def is_valid_rule_assert(line: str, entry_point: str) -> bool:
+    """A rule assert (prompts.rule_test_spec): a valid assert (`is_valid_assert`), or
+    `assert raises(Exception, f, *args)` with the function under test as `f` (for a
+    method, something reached through its class built, naming the method)."""
+    if is_valid_assert(line, entry_point):
+        return True
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError):
+        return False
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return False
+    test = tree.body[0].test
+    if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name)
+            and test.func.id == "raises" and len(test.args) >= 2):
+        return False
+    target = test.args[1]
+    root, _, method = entry_point.rpartition(".")
+    if not root:
+        return isinstance(target, ast.Name) and target.id == entry_point
+    return (isinstance(target, ast.Attribute) and target.attr == method
+            and (builds_class(target, root) or _root_name(target) == root.split(".")[0]))
+
+
 def builds_class(tree: ast.AST, cls: str) -> bool:
     """`tree` calls class `cls` (dotted) or something reached through it."""
     first = cls.split(".")[0]

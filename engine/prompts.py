@@ -46,7 +46,7 @@ tokens but cost the 0.5B about 12 points of pass@1: version 2 stays the default.
 from __future__ import annotations
 
 from .examples import docstring_span
-from .extract import AssertStop, CodeStop, assert_subject
+from .extract import AssertStop, CodeStop, assert_lines, assert_subject, is_valid_rule_assert
 from .types import Message, SampleSpec, Task
 
 PROMPT_TEMPLATE_VERSION = 2
@@ -230,6 +230,93 @@ def unit_test_text(task: Task, generated: str) -> str:
     """The test's text (from its first `assert`) from a generation that continued the
     prefix: the same under every template."""
     return _assert_start(task) + generated
+
+
+# -- Asserts written per rule of the docstring (docs/method.md 8.1) ---------------------
+#
+# One request, independent of the prompt template: the model restates each rule the
+# docstring states in words (what it returns for which input, which exception for which
+# input, boundaries, empty input) as a numbered `# Rule n:` comment, then checks it with
+# one assert; the request shows the form on a two-rule example of another function.
+# An exception is checked with `raises(ExceptionType, callable, *args)`, defined by
+# RULES_HELPER where the asserts run. The version keys every cache of rule asserts.
+
+RULES_VERSION = 1
+MAX_RULES = 6
+MAX_RULE_TOKENS = 384
+
+
+def rules_prefix(task: Task) -> str:
+    """The start of the reply: the rules named as the function's, the first one opened
+    and numbered (without it the 0.5B restated one rule until its token limit)."""
+    return f"```python\n# Rules of `{assert_subject(task)}`, each checked by one assert.\n# Rule 1:"
+
+
+_RULES_REQUEST = (
+    "```python\n{code}```\n\n"
+    "List the rules that the docstring of `{subject}` above states in words: what it "
+    "returns for which kind of input, which exception it raises and when, what happens at "
+    "a boundary or with empty input. For each rule, write a comment line `# Rule: ...` "
+    "that restates it, then one assert statement that checks it on concrete arguments, "
+    "{how}. To check that an exception is raised, write `assert raises(ExceptionType, "
+    "{callable}, arg1, arg2)`. For example, for a function `div(a, b)` whose docstring "
+    "says that b = 0 raises ZeroDivisionError and that the result is rounded down:\n\n"
+    "```python\n"
+    "# Rule: b = 0 raises ZeroDivisionError.\n"
+    "assert raises(ZeroDivisionError, div, 1, 0)\n"
+    "# Rule: the result is rounded down.\n"
+    "assert div(7, 2) == 3\n"
+    "```\n\n"
+    "Reply with only the comments and the assert lines for `{subject}` in one ```python "
+    "code block."
+)
+
+# Where rule asserts run, after the file context: the exception check they may use
+# (a name the file itself defines is left alone).
+RULES_HELPER = '''
+if "raises" not in globals():
+    def raises(exception, function, *args, **kwargs):
+        try:
+            function(*args, **kwargs)
+        except exception:
+            return True
+        except BaseException:
+            return False
+        return False
+'''
+
+
+def rule_test_spec(task: Task) -> SampleSpec:
+    """One greedy reply of up to MAX_RULES rule asserts for `task`'s docstring."""
+    if task.method_of and not _called_on_class(task):
+        how = f"each building a `{task.method_of}` object and using its `{task.entry_point}`"
+        callable_ = f"{task.method_of}(...).{task.entry_point}"
+    else:
+        how = f"each calling `{assert_subject(task)}`"
+        callable_ = assert_subject(task)
+    request = _RULES_REQUEST.format(code=_code(task), subject=assert_subject(task), how=how,
+                                    callable=callable_)
+    return SampleSpec(
+        messages=(Message("user", request),),
+        prefix=rules_prefix(task),
+        n=1,
+        max_tokens=MAX_RULE_TOKENS,
+        stop=AssertStop(MAX_RULES),
+        temperature=0.0,
+        top_p=1.0,
+        seed=0,
+    )
+
+
+def rule_lines(task: Task, generated: str) -> list[str]:
+    """The valid rule asserts of a reply that continued `rules_prefix`: each calls the
+    function under test (`is_valid_assert`) or checks it with `raises` (one line each,
+    unique, in order)."""
+    found: list[str] = []
+    for line in assert_lines(rules_prefix(task) + generated, MAX_RULES):
+        if is_valid_rule_assert(line, assert_subject(task)) and line not in found:
+            found.append(line)
+    return found
 
 
 def stage_specs(task: Task, k: int, l: int, *, seed: int = 0,
