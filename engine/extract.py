@@ -247,11 +247,8 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     reached through it (`Class(...)`, `Class.make(...)`) and, unless the method is a
     dunder (called by Python: `__init__`, `__add__`), name the method.
     """
-    try:
-        tree = ast.parse(line)
-    except (SyntaxError, ValueError):
-        return False
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+    statement = _one_assert(line)
+    if statement is None:
         return False
     root, _, method = entry_point.rpartition(".")
     if not root:
@@ -259,9 +256,20 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id == entry_point
-            for node in ast.walk(tree.body[0])
+            for node in ast.walk(statement)
         )
-    return builds_class(tree, root) and names_method(tree, method)
+    return builds_class(statement, root) and names_method(statement, method)
+
+
+def _one_assert(line: str) -> ast.Assert | None:
+    """The line's statement when it is exactly one `assert`."""
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return None
+    return tree.body[0]
 
 
 def is_valid_rule_assert(line: str, entry_point: str) -> bool:
@@ -270,13 +278,10 @@ def is_valid_rule_assert(line: str, entry_point: str) -> bool:
     method, something reached through its class built, naming the method)."""
     if is_valid_assert(line, entry_point):
         return True
-    try:
-        tree = ast.parse(line)
-    except (SyntaxError, ValueError):
+    statement = _one_assert(line)
+    if statement is None:
         return False
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        return False
-    test = tree.body[0].test
+    test = statement.test
     if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name)
             and test.func.id == "raises" and len(test.args) >= 2):
         return False
