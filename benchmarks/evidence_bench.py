@@ -40,7 +40,7 @@ import ast
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from cascode.engine.prompts import (
     rule_test_spec,
 )
 from cascode.engine.scoring import solution_scores
-from cascode.engine.types import Verdict
+from cascode.engine.types import Task, Verdict
 
 from .calibrate import FamilyData, Settings, load_family_data
 from .evaluate import wilson
@@ -177,40 +177,24 @@ def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
                 solutions.append(s)
                 owner.append(m)
                 hidden.append(bool(d.hidden[i]))
-    lines: list[str] = []
-    line_owner: list[int] = []
-    for m, d in enumerate(problem_data):
-        valid = {i for row in d.ex.test_lines for i in row if i >= 0}
-        for i in sorted(valid):
-            if d.ex.unique_lines[i] not in lines:
-                lines.append(d.ex.unique_lines[i])
-                line_owner.append(m)
+    lines, line_owner = _pooled(
+        [d.ex.unique_lines[i] for i in sorted({i for row in d.ex.test_lines for i in row
+                                               if i >= 0})]
+        for d in problem_data)
     task = problem_data[0].problem.task
     calls = probes(problem_data)
     context = task_context(task)
-    plines = probe_lines(calls)
-    method = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
-              if task.method_of else {})
     key = digest({"format": FORMAT, "context": task.context, "solutions": solutions,
-                  "lines": lines, "probes": calls, "bits": BITS, **method})
+                  "lines": lines, "probes": calls, "bits": BITS, **_method_key(task)})
     record = store.get(key)
     if record is None:
         box = sandbox()
-        verdicts, bits = [], []
-        for s in solutions:
-            run = executable_solution(task, s)
-            row = box.run_matrix([run], lines, context=context).verdicts[0] if lines else []
-            verdicts.append([int(v) for v in row])
-            prow = (box.run_matrix([run], plines, context=context + PROBE_HELPER).verdicts[0]
-                    if plines else [])
-            bits.append([int(v) for v in prow])
         record = {"key": key, "task_id": problem_data[0].problem.task_id,
-                  "verdicts": verdicts, "bits": bits}
+                  "verdicts": _verdicts(box, task, solutions, lines, context),
+                  "bits": _verdicts(box, task, solutions, probe_lines(calls),
+                                    context + PROBE_HELPER)}
         store.append(record)
-    passed = np.zeros((len(solutions), len(lines)), dtype=bool)
-    for i, row in enumerate(record["verdicts"]):
-        if row:
-            passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    passed = _passed(record["verdicts"], len(solutions), len(lines))
     signature = []
     for row in record["bits"]:
         byte = []
@@ -220,6 +204,43 @@ def family_of(problem_data: Sequence[ProblemData], store: RecordStore,
         signature.append(tuple(byte))
     return Family(owner, solutions, lines, line_owner, passed, signature,
                   np.asarray(hidden, dtype=bool), len(calls))
+
+
+def _pooled(groups: Iterable[Iterable[str]]) -> tuple[list[str], list[int]]:
+    """Every group's items once, in order, each with the index of the first group that
+    has it."""
+    items: list[str] = []
+    owner: list[int] = []
+    for g, group in enumerate(groups):
+        for item in group:
+            if item not in items:
+                items.append(item)
+                owner.append(g)
+    return items, owner
+
+
+def _method_key(task: Task) -> dict[str, Any]:
+    """What of a method task keys its executions (its candidates run in its class)."""
+    return ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
+            if task.method_of else {})
+
+
+def _verdicts(box: CalibrationSandbox, task: Task, solutions: Sequence[str],
+              lines: Sequence[str], context: str) -> list[list[int]]:
+    """Each candidate (run as the task runs it) against every line, after `context`."""
+    if not lines:
+        return [[] for _ in solutions]
+    return [[int(v) for v in box.run_matrix([executable_solution(task, s)], list(lines),
+                                            context=context).verdicts[0]]
+            for s in solutions]
+
+
+def _passed(verdicts: Sequence[Sequence[int]], n_solutions: int, n_lines: int) -> np.ndarray:
+    passed = np.zeros((n_solutions, n_lines), dtype=bool)
+    for i, row in enumerate(verdicts):
+        if row:
+            passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    return passed
 
 
 # -- rule asserts (docs/method.md 8.1) --------------------------------------------------
@@ -264,35 +285,18 @@ def add_rules(fam: Family, problem_data: Sequence[ProblemData],
               sandbox: Callable[[], CalibrationSandbox]) -> Family:
     """`fam` with every member's rule asserts (`rules[m]`) and which of its candidates
     pass them (run after the file context and RULES_HELPER, cached in `store`)."""
-    lines: list[str] = []
-    owner: list[int] = []
-    for m, member_lines in enumerate(rules):
-        for line in member_lines:
-            if line not in lines:
-                lines.append(line)
-                owner.append(m)
+    lines, owner = _pooled(rules)
     task = problem_data[0].problem.task
-    context = task_context(task)
-    method = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
-              if task.method_of else {})
     key = digest({"format": FORMAT, "rules": RULES_VERSION, "context": task.context,
-                  "solutions": fam.solutions, "lines": lines, **method})
+                  "solutions": fam.solutions, "lines": lines, **_method_key(task)})
     record = store.get(key)
     if record is None:
-        box = sandbox()
-        verdicts = []
-        for s in fam.solutions:
-            run = executable_solution(task, s)
-            row = (box.run_matrix([run], lines, context=context + RULES_HELPER).verdicts[0]
-                   if lines else [])
-            verdicts.append([int(v) for v in row])
+        verdicts = _verdicts(sandbox(), task, fam.solutions, lines,
+                             task_context(task) + RULES_HELPER)
         record = {"key": key, "task_id": problem_data[0].problem.task_id,
                   "verdicts": verdicts}
         store.append(record)
-    passed = np.zeros((len(fam.solutions), len(lines)), dtype=bool)
-    for i, row in enumerate(record["verdicts"]):
-        if row:
-            passed[i] = np.asarray(row) == int(Verdict.PASSED)
+    passed = _passed(record["verdicts"], len(fam.solutions), len(lines))
     return dataclasses.replace(fam, rule_lines=lines, rule_owner=owner, rule_passed=passed)
 
 
