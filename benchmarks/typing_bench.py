@@ -1,7 +1,7 @@
 """Request-to-answer seconds while a user types real functions, warm-up off and on.
 
     python -m cascode.benchmarks.typing_bench [--problems 4] [--tiers fast,balanced]
-        [--cps 8] [--split test] [--model-server] [--json OUT]
+        [--cps 8] [--split test] [--model-server [--speculation]] [--json OUT]
 
 `cascode serve` runs as a subprocess over stdio, driven by a pygls client as an
 editor drives it. For each real-code problem (benchmarks/data/realcode, the split
@@ -20,7 +20,11 @@ The models are the shipped plan's (the embedded default family), in the language
 server's process (`model_server: false`); with `--model-server`, in the machine's model
 servers (`model_server: true`, a runtime
 directory of the run's own: the servers start with the first request and are stopped
-at the end; warm-up then evaluates the prompt into the server's cache). Results go to
+at the end; warm-up then evaluates the prompt into the server's cache). With
+`--speculation` as well, two more modes, `speculation` and `both` (warm-up on), run on
+a second language server whose model servers (a runtime directory of their own) decode
+speculatively: the 0.5B drafts from n-grams of the prompt, the 1.5B is drafted by the
+0.5B (docs/backends.md); the four modes take turns from problem to problem. Results go to
 `benchmarks/results/typing_bench.json` (`typing_bench_server.json` with
 `--model-server`) and a table to stdout.
 """
@@ -43,6 +47,8 @@ from typing import Any, cast
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "typing_bench.json"
 MODES = ("off", "prefill")
+# With --speculation: the same with speculative decoding in the model servers.
+SPEC_MODES = ("off", "prefill", "speculation", "both")
 WARM_UP = 'def add(a, b):\n    """Return the sum of a and b."""\n    \n'
 
 
@@ -98,18 +104,34 @@ def typings(split: str, limit: int, max_chars: int = 400) -> list[Typing]:
     return spread[:limit]
 
 
-def schedule(problems: list[Typing], tiers: list[str]) -> list[tuple[str, Typing, str]]:
-    """The runs in order: per tier, every problem once in one mode, then once in the
-    other, the first mode alternating from problem to problem (so that drift falls on
-    both), and never the same problem twice in a row (the prompt cache then holds
+def schedule(problems: list[Typing], tiers: list[str], modes: tuple[str, ...] = MODES
+             ) -> list[tuple[str, Typing, str]]:
+    """The runs in order: per tier, every problem once in each mode, in rounds: round r
+    gives problem i mode (i + r) mod the number of modes (so that drift falls on every
+    mode), and never the same problem twice in a row (the prompt cache then holds
     another function's prompt, as when a user starts a new function)."""
     runs = []
     for tier in tiers:
-        for second in (False, True):
+        for shift in range(len(modes)):
             for i, problem in enumerate(problems):
-                mode = MODES[(i + second) % 2]
-                runs.append((tier, problem, mode))
+                runs.append((tier, problem, modes[(i + shift) % len(modes)]))
     return runs
+
+
+def speculative_plan(plan_file: Path, folder: Path) -> Path:
+    """`plan_file` (members in the model servers) with speculative decoding as
+    docs/backends.md measured it: the 0.5B drafts from n-grams of the prompt, the 1.5B
+    is drafted by the 0.5B (the family's first llama_cpp member drafts for the others)."""
+    import yaml
+
+    data = yaml.safe_load(plan_file.read_text())
+    served = [m for m in data["family"] if m["backend"] == "llama_cpp"]
+    for i, m in enumerate(served):
+        drafter = served[0]["model"] if i else "ngram"
+        m["options"] = {**(m.get("options") or {}), "speculative": drafter}
+    path = folder / "speculative.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def chunks(text: str) -> list[str]:
@@ -117,77 +139,123 @@ def chunks(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
-              timeout: float, plan_file: str = "") -> list[dict[str, Any]]:
-    from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
+class Window:
+    """A `cascode serve` over stdio with a pygls client, on one plan file."""
 
-    from .server_bench import start_client
+    def __init__(self, plan_file: str, tier: str) -> None:
+        from pygls.lsp.client import LanguageClient
 
-    client = LanguageClient("cascode-typing-bench", "0")
+        self.client = LanguageClient("cascode-typing-bench", "0")
+        self.settings: dict[str, Any] = {"tier": tier, "cacheSize": 0, "prefill": False,
+                                         "testExamples": False, "planFile": plan_file,
+                                         "maxSeconds": 0}
+        self.pulled = asyncio.Event()
+        self.logs: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
 
-    def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        return cast(Callable[[Callable[..., Any]], Callable[..., Any]], client.feature(name))
+    async def start(self, env: dict[str, str]) -> None:
+        from lsprotocol import types
 
-    settings: dict[str, Any] = {"tier": tiers[-1], "cacheSize": 0, "prefill": False,
-                                "testExamples": False, "planFile": plan_file,
-                                "maxSeconds": 0}
-    pulled = asyncio.Event()
-    logs: list[str] = []
-    statuses: list[dict[str, Any]] = []
+        from .server_bench import start_client
 
-    @on(types.WORKSPACE_CONFIGURATION)
-    def configuration(params: Any) -> list[dict[str, Any]]:
-        pulled.set()
-        return [dict(settings)]
+        client = self.client
 
-    @on(types.WINDOW_LOG_MESSAGE)
-    def log_message(params: Any) -> None:
-        logs.append(params.message)
+        def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            return cast(Callable[[Callable[..., Any]], Callable[..., Any]],
+                        client.feature(name))
 
-    @on(types.WINDOW_SHOW_MESSAGE)
-    def show(params: Any) -> None:
-        print(f"server says: {params.message}", file=sys.stderr)
+        @on(types.WORKSPACE_CONFIGURATION)
+        def configuration(params: Any) -> list[dict[str, Any]]:
+            self.pulled.set()
+            return [dict(self.settings)]
 
-    @on("cascode/status")
-    def status(params: Any) -> None:
-        statuses.append({"state": getattr(params, "state", None),
-                         "message": getattr(params, "message", None)})
+        @on(types.WINDOW_LOG_MESSAGE)
+        def log_message(params: Any) -> None:
+            self.logs.append(params.message)
 
-    async def apply(**changes: Any) -> None:
-        settings.update(changes)
-        pulled.clear()
-        client.workspace_did_change_configuration(
+        @on(types.WINDOW_SHOW_MESSAGE)
+        def show(params: Any) -> None:
+            print(f"server says: {params.message}", file=sys.stderr)
+
+        @on("cascode/status")
+        def status(params: Any) -> None:
+            self.statuses.append({"state": getattr(params, "state", None),
+                                  "message": getattr(params, "message", None)})
+
+        os.environ.update(env)  # the language server's environment (its runtime dir)
+        await start_client(client, [sys.executable, "-m", "cascode", "serve"])
+
+    async def apply(self, **changes: Any) -> None:
+        from lsprotocol import types
+
+        self.settings.update(changes)
+        self.pulled.clear()
+        self.client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings=None))
-        await asyncio.wait_for(pulled.wait(), 30)
+        await asyncio.wait_for(self.pulled.wait(), 30)
         await asyncio.sleep(0.3)
 
-    await start_client(client, [sys.executable, "-m", "cascode", "serve"])
-    # The last tier's members load first (every tier's members, for the shipped plan).
-    deadline = time.monotonic() + 900
-    while not any(s["state"] == "ready" for s in statuses):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not get ready: {statuses}")
-        await asyncio.sleep(0.1)
+    async def ready(self, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(s["state"] == "ready" for s in self.statuses):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not get ready: {self.statuses}")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        try:
+            await self.client.shutdown_async(None)
+            self.client.exit(None)
+        finally:
+            await self.client.stop()  # type: ignore[no-untyped-call]
+
+
+async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
+              timeout: float, plan_file: str = "",
+              speculative: tuple[str, dict[str, str]] | None = None,
+              env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The rows of every run. `speculative`: (a plan file with speculative decoding,
+    the environment of its language server: a runtime directory of its own, so that its
+    model servers are started with speculation), for the modes `speculation` and
+    `both`; `env`: the plain language server's environment."""
+    from lsprotocol import types
+
+    windows = {"plain": Window(plan_file, tiers[-1])}
+    if speculative is not None:
+        windows["speculative"] = Window(speculative[0], tiers[-1])
+    modes = SPEC_MODES if speculative is not None else MODES
     rows: list[dict[str, Any]] = []
     version = 0
-    # One request per tier first, not measured: the first ones after loading read the
-    # weights from disk.
-    for tier in tiers:
-        await apply(tier=tier, prefill=False)
-        version += 1
-        uri = f"file:///typing-bench/warm-up-{version}.py"
-        client.text_document_did_open(types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
-                                                 text=WARM_UP)))
-        await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=2, character=4),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    started: list[Window] = []
     try:
-        for tier, problem, mode in schedule(problems, tiers):
-                await apply(tier=tier, prefill=mode == "prefill")
+        for name, window in windows.items():
+            started.append(window)
+            await window.start(speculative[1] if name == "speculative" and speculative
+                               else env or {})
+        # The last tier's members load first (every tier's members, for the shipped plan).
+        for window in windows.values():
+            await window.ready()
+        # One request per tier and window first, not measured: the first ones after
+        # loading read the weights from disk.
+        for window in windows.values():
+            for tier in tiers:
+                await window.apply(tier=tier, prefill=False)
+                version += 1
+                uri = f"file:///typing-bench/warm-up-{version}.py"
+                window.client.text_document_did_open(types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(uri=uri, language_id="python",
+                                                         version=1, text=WARM_UP)))
+                await window.client.text_document_inline_completion_async(
+                    types.InlineCompletionParams(
+                        text_document=types.TextDocumentIdentifier(uri=uri),
+                        position=types.Position(line=2, character=4),
+                        context=types.InlineCompletionContext(
+                            trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        for tier, problem, mode in schedule(problems, tiers, modes):
+                window = windows["speculative" if mode in ("speculation", "both")
+                                 else "plain"]
+                client, logs = window.client, window.logs
+                await window.apply(tier=tier, prefill=mode in ("prefill", "both"))
                 version += 1
                 uri = f"file:///typing-bench/{version}/{problem.path}"
                 client.text_document_did_open(types.DidOpenTextDocumentParams(
@@ -246,9 +314,8 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
                 client.text_document_did_close(types.DidCloseTextDocumentParams(
                     text_document=types.TextDocumentIdentifier(uri=uri)))
     finally:
-        await client.shutdown_async(None)
-        client.exit(None)
-        await client.stop()  # type: ignore[no-untyped-call]
+        for window in started:
+            await window.stop()
     return rows
 
 
@@ -282,7 +349,7 @@ def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]
     out = []
     for tier in tiers:
         base = None
-        for mode in MODES:
+        for mode in SPEC_MODES:  # MODES first, in the same order
             mine = [r for r in rows if r["tier"] == tier and r["mode"] == mode]
             if not mine:
                 continue
@@ -305,7 +372,7 @@ def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]
 
 
 def table(summ: list[dict[str, Any]]) -> str:
-    head = ("| tier | prefill | requests | p50 s | mean s | max s | p50 s, first request "
+    head = ("| tier | mode | requests | p50 s | mean s | max s | p50 s, first request "
             "of its function (n) | prompt tokens (p50) | evaluated (p50) | warmed | "
             "p50 vs off |")
     lines = [head, "|" + "---|" * 11]
@@ -333,8 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     parser.add_argument("--model-server", action="store_true",
                         help="the members in the machine's model servers, not in-process")
+    parser.add_argument("--speculation", action="store_true",
+                        help="with --model-server: also the modes `speculation` and `both` "
+                        "(prefill and speculation), on model servers of their own that run "
+                        "speculative decoding")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.speculation and not args.model_server:
+        parser.error("--speculation needs --model-server (speculative decoding is a model "
+                     "server's)")
     if args.json is None:
         args.json = (DEFAULT_OUT.with_name("typing_bench_server.json") if args.model_server
                      else DEFAULT_OUT)
@@ -345,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tiers = [t for t in args.tiers.split(",") if t]
     t0 = time.perf_counter()
-    runtime = None
     import tempfile
 
     from cascode.engine.model_server import stop_servers
@@ -353,16 +426,23 @@ def main(argv: list[str] | None = None) -> int:
     from .server_bench import served_plan
 
     work = Path(tempfile.mkdtemp(prefix="cascode-typing-"))
-    plan_file = str(served_plan(work, model_server=args.model_server))
-    if args.model_server:
-        runtime = work / "run"
-        runtime.mkdir(mode=0o700)
-        os.environ["CASCODE_RUNTIME_DIR"] = str(runtime)  # the servers are this run's own
+    plan = served_plan(work, model_server=args.model_server)
+    runtimes: list[Path] = []
+    env: dict[str, str] = {}
+    speculative = None
+    if args.model_server:  # the servers are this run's own
+        runtimes = [work / "run", work / "run-speculative"]
+        for runtime in runtimes:
+            runtime.mkdir(mode=0o700)
+        env = {"CASCODE_RUNTIME_DIR": str(runtimes[0])}
+        if args.speculation:
+            speculative = (str(speculative_plan(plan, work)),
+                           {"CASCODE_RUNTIME_DIR": str(runtimes[1])})
     try:
         rows = asyncio.run(run(problems, tiers, args.cps, args.pause, args.timeout,
-                               plan_file))
+                               str(plan), speculative, env))
     finally:
-        if runtime is not None:
+        for runtime in runtimes:
             stop_servers(runtime)
     summ = summary(rows, tiers)
     print(table(summ))
@@ -374,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"split": args.split, "problems": [p.id for p in problems],
                      "tiers": tiers, "cps": args.cps, "pause_s": args.pause,
                      "max_chars": args.max_chars,
-                     "backend": "model server" if args.model_server else "in-process"},
+                     "backend": "model server" if args.model_server else "in-process",
+                     "speculation": ("0.5B: n-grams of the prompt; 1.5B: drafted by the 0.5B"
+                                     if args.speculation else None)},
         "wall_s": round(time.perf_counter() - t0, 1),
         "summary": summ, "rows": rows,
     }, indent=1) + "\n")

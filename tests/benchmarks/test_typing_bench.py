@@ -4,7 +4,17 @@ runs alternate so that the prompt cache never holds the same function twice in a
 from __future__ import annotations
 
 from cascode.benchmarks.realcode import read_records
-from cascode.benchmarks.typing_bench import chunks, schedule, summary, table, typings
+from cascode.benchmarks.server_bench import served_plan
+from cascode.benchmarks.typing_bench import (
+    SPEC_MODES,
+    chunks,
+    schedule,
+    speculative_plan,
+    summary,
+    table,
+    typings,
+)
+from cascode.engine.plans import load_plan
 
 
 def test_typing_the_docstring_back_gives_the_file_as_it_stands():
@@ -33,6 +43,25 @@ def test_the_schedule_alternates_modes_and_never_repeats_a_problem_in_a_row():
     assert all(a[1].id != b[1].id for a, b in zip(runs, runs[1:], strict=False))
 
 
+def test_with_speculation_every_problem_runs_in_every_mode_once_per_tier():
+    problems = typings("test", 6)
+    runs = schedule(problems, ["fast"], SPEC_MODES)
+    assert sorted((p.id, m) for _, p, m in runs) == sorted(
+        (p.id, m) for p in problems for m in SPEC_MODES)
+    # Each round gives every mode to some problem: drift falls on all four.
+    for r in range(4):
+        assert {m for _, _, m in runs[6 * r:6 * r + 4]} == set(SPEC_MODES)
+    assert all(a[1].id != b[1].id for a, b in zip(runs, runs[1:], strict=False))
+
+
+def test_the_speculative_plan_drafts_the_big_member_with_the_small_one(tmp_path):
+    plan = load_plan(speculative_plan(served_plan(tmp_path), tmp_path))
+    small, big = plan.family
+    assert dict(small.options) == {"model_server": True, "speculative": "ngram"}
+    assert dict(big.options) == {"model_server": True, "speculative": small.model}
+    assert list(plan.tiers) == list(load_plan(None).tiers)
+
+
 def test_the_summary_compares_each_tier_with_its_own_off_runs():
     rows = [{"tier": "fast", "mode": m, "seconds": s, "prompt_tokens": 100,
              "prompt_tokens_evaluated": e, "warmed_before_request": w}
@@ -54,3 +83,12 @@ def test_the_summary_counts_each_functions_first_request_apart():
     assert (off["p50_s"], off["first_requests"], off["p50_first_s"]) == (6.0, 2, 7.0)
     assert (on["p50_s"], on["first_requests"], on["p50_first_s"]) == (1.5, 1, 2.0)
     assert "7.0 (2)" in table([off, on])
+
+
+def test_the_summary_orders_the_speculation_modes_after_prefill():
+    rows = [{"id": m, "tier": "fast", "mode": m, "seconds": s, "prompt_tokens": 10,
+             "prompt_tokens_evaluated": 1, "warmed_before_request": 0}
+            for m, s in [("both", 1.0), ("speculation", 3.0), ("prefill", 2.0), ("off", 4.0)]]
+    summ = summary(rows, ["fast"])
+    assert [(s["mode"], s["vs_off"]) for s in summ] == [
+        ("off", 1.0), ("prefill", 0.5), ("speculation", 0.75), ("both", 0.25)]
