@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -261,10 +262,19 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     return builds_class(statement, root) and names_method(statement, method)
 
 
+def parse_generated(source: str) -> ast.Module:
+    """`ast.parse` of code a model wrote, without the warnings of its invalid escapes
+    (`"\\d"` in a string): they would go to the language server's stderr once per
+    line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source)
+
+
 def _one_assert(line: str) -> ast.Assert | None:
     """The line's statement when it is exactly one `assert`."""
     try:
-        tree = ast.parse(line)
+        tree = parse_generated(line)
     except (SyntaxError, ValueError):
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):

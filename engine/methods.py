@@ -21,6 +21,7 @@ import builtins
 import logging
 from functools import lru_cache
 
+from .extract import parse_generated
 from .static_check import owner_chain
 from .types import Task
 
@@ -164,7 +165,7 @@ def _method_graft(method_of: str, descriptors: str, entry_point: str, solution: 
 
 def _graft(method_of: str, descriptors: str, entry_point: str, solution: str) -> str:
     try:
-        module = ast.parse(solution)
+        module = parse_generated(solution)
         decorated = ast.parse(descriptors + "def _():\n    pass\n").body[0]
     except (SyntaxError, ValueError):
         return ""

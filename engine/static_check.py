@@ -36,7 +36,6 @@ import builtins
 import copy
 import functools
 import threading
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pyflakes import checker as pyflakes  # type: ignore[import-untyped]
 from pyflakes import messages as flakes
 
+from .extract import parse_generated
 from .types import Finding, Task
 
 Scope = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
@@ -60,7 +60,7 @@ def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:
         # The model ended its answer at once: the editor would insert nothing.
         return (Finding("empty", "adds nothing to what you wrote", 0),)
     try:
-        candidate = _parse(code)
+        candidate = parse_generated(code)
     except (SyntaxError, ValueError) as e:
         line = getattr(e, "lineno", None) or 0
         msg = getattr(e, "msg", None) or str(e)
@@ -81,13 +81,6 @@ def check_candidate(task: Task, code: str) -> tuple[Finding, ...]:
             findings += _unset_attributes(nodes, me, file.klass, facts, own_from)
         findings += _bad_calls(func, nodes, me, file.klass, facts, own_from)
     return tuple(Finding(f.kind, f.message, f.line - file.shift) for f in findings)
-
-
-def _parse(source: str) -> ast.Module:
-    """`ast.parse` without the warnings of a generated program's invalid escapes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ast.parse(source)
 
 
 def _own_first_line(prompt: str, code: str) -> int | None:
@@ -146,8 +139,8 @@ def _read_file(context: str, file_around: str, owner: str) -> _File | None:
     the context does not hold. None when either does not parse (a file being edited
     elsewhere): what it defines is unknown, so nothing but syntax can be claimed."""
     try:
-        ctx = _parse(context)
-        rest = _parse(file_around)
+        ctx = parse_generated(context)
+        rest = parse_generated(file_around)
     except (SyntaxError, ValueError):
         return None
     held = Counter(_statement_texts(ctx, context))

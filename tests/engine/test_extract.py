@@ -22,6 +22,7 @@ from cascode.engine.extract import (
     assert_text_end,
     extract_code,
     is_valid_assert,
+    parse_generated,
     pooled_suite,
     solution_from_reply,
 )
@@ -407,3 +408,13 @@ def test_real_sampled_tests_pool_with_duplicates() -> None:
     assert len(tests) == 2 and tests[0] == tests[1]
     suite = pooled_suite(tests, "has_close_elements", 2)
     assert len(suite) == 4 and suite[:2] == suite[2:]
+
+
+def test_a_generated_line_with_an_invalid_escape_is_read_without_a_warning(recwarn):
+    # A model's regex without a raw string: read once per candidate, it must not print
+    # a DeprecationWarning on the language server's stderr each time.
+    line = 'assert f("a1") == re.match("\\d", "a1")'
+    assert "\\d" in line
+    assert is_valid_assert(line, "f")
+    assert parse_generated("def f(s):\n    return re.sub('\\s', '', s)\n").body
+    assert [str(w.message) for w in recwarn.list] == []
