@@ -217,10 +217,18 @@ async def through_server(
             if reports:
                 out["first_report_s"].append(reports[0] - start)
     finally:
+        await stop_client(client)
+    return out
+
+
+async def stop_client(client: Any) -> None:
+    """Shut the server of `client` down as an editor does (`shutdown`, `exit`), and stop
+    the client's process, whatever the server answered."""
+    try:
         await client.shutdown_async(None)
         client.exit(None)
-        await client.stop()  # type: ignore[no-untyped-call]
-    return out
+    finally:
+        await client.stop()
 
 
 def _ms(values: list[float], q: float = 0.5) -> float:

@@ -203,11 +203,9 @@ class Window:
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        try:
-            await self.client.shutdown_async(None)
-            self.client.exit(None)
-        finally:
-            await self.client.stop()  # type: ignore[no-untyped-call]
+        from .server_bench import stop_client
+
+        await stop_client(self.client)
 
 
 async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,

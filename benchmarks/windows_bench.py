@@ -157,11 +157,9 @@ class Window:
                 "items": len(items)}
 
     async def stop(self) -> None:
-        try:
-            await self.client.shutdown_async(None)
-            self.client.exit(None)
-        finally:
-            await self.client.stop()  # type: ignore[no-untyped-call]
+        from .server_bench import stop_client
+
+        await stop_client(self.client)
 
 
 def _cli(plan: str, tier: str, path: Path, line: int, env: dict[str, str]
