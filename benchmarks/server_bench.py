@@ -221,13 +221,26 @@ async def through_server(
     return out
 
 
-async def stop_client(client: Any) -> None:
+async def stop_client(client: Any, timeout: float = 10.0) -> None:
     """Shut the server of `client` down as an editor does (`shutdown`, `exit`), and stop
-    the client's process, whatever the server answered."""
+    the client, whatever the server answered: a server that did not start is left
+    alone, one that does not answer `shutdown` within `timeout` seconds or is still
+    running `timeout` seconds after `exit` is killed (pygls's `stop` only waits)."""
+    server = getattr(client, "_server", None)
+    if server is None:
+        return
     try:
-        await client.shutdown_async(None)
-        client.exit(None)
+        if server.returncode is None and not getattr(client, "stopped", False):
+            await asyncio.wait_for(client.shutdown_async(None), timeout)
+    except Exception:  # noqa: BLE001 - a server that fails shutdown is stopped all the same
+        pass
     finally:
+        if server.returncode is None:
+            try:
+                client.exit(None)
+                await asyncio.wait_for(server.wait(), timeout)
+            except Exception:  # noqa: BLE001 - a server that ignores exit is killed
+                server.kill()
         await client.stop()
 
 

@@ -227,9 +227,11 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
     started: list[Window] = []
     try:
         for name, window in windows.items():
-            started.append(window)
-            await window.start(speculative[1] if name == "speculative" and speculative
-                               else env or {})
+            try:
+                await window.start(speculative[1] if name == "speculative" and speculative
+                                   else env or {})
+            finally:
+                started.append(window)  # stopped whatever its start did (a no-op if none)
         # The last tier's members load first (every tier's members, for the shipped plan).
         for window in windows.values():
             await window.ready()
@@ -313,7 +315,10 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
                     text_document=types.TextDocumentIdentifier(uri=uri)))
     finally:
         for window in started:
-            await window.stop()
+            try:
+                await window.stop()
+            except Exception as e:  # noqa: BLE001 - the other windows are stopped too
+                print(f"typing_bench: stopping a language server: {e}", file=sys.stderr)
     return rows
 
 
@@ -334,13 +339,15 @@ def _plain(obj: Any) -> Any:
 def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]]:
     """Per tier and mode: p50 and mean seconds, and the prompt tokens evaluated; with the
     ratio of p50 seconds to the same tier's `off`, over the same problems. `p50_first_s`
-    counts only the first request for each function in the run (`rows` in run order):
-    a model server keeps earlier prompts in its slots, so a later `off` request may
-    find its prompt evaluated already, as if warmed."""
+    counts only the first request for each function in the run (`rows` in run order)
+    on its model servers (the speculative modes' are their own): a model server keeps
+    earlier prompts in its slots, so a later `off` request may find its prompt evaluated
+    already, as if warmed."""
     seen: set[Any] = set()
     first: set[int] = set()
     for i, r in enumerate(rows):
-        function = r.get("id", i)
+        # The speculative modes run on model servers of their own, with their own cache.
+        function = (r["mode"] in SPEC_MODES[2:], r.get("id", i))
         if function not in seen:
             seen.add(function)
             first.add(id(r))

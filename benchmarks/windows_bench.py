@@ -26,7 +26,8 @@ servers start here and are stopped at the end). Real-code test-split functions
    (the request's answer and every message), that the language server is alive, and
    the next request answered by servers started again.
 
-Results go to `benchmarks/results/windows_bench.json` and a table to stdout.
+Results go to `benchmarks/results/windows_bench.json` (`windows_bench_TIER.json` for
+another tier than fast) and a table to stdout.
 """
 
 from __future__ import annotations
@@ -60,14 +61,19 @@ def _rss_mib(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
-    """`pid`'s descendants, from /proc (each thread's `children`): no process started."""
+    """`pid`'s descendants, from /proc (each thread's `children`): no process started.
+    A process or thread that ends while it is read is skipped."""
     kids: list[int] = []
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with open(task / "children") as f:
-                kids += [int(x) for x in f.read().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return kids
+    for task in tasks:
+        try:
+            with open(task / "children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
     return kids + [g for k in kids for g in _children(k)]
 
 
@@ -193,9 +199,9 @@ async def run(tier: str) -> dict[str, Any]:
     f3_path.write_text(f3["source"])
     out: dict[str, Any] = {"tier": tier, "functions": [f["id"] for f in (f1, f2, f3, f4)]}
     a, b = Window("a", plan, tier, env), Window("b", plan, tier, env)
-    await a.start()
-    await b.start()
     try:
+        await a.start()
+        await b.start()
         ua, ub = a.open(f1), b.open(f2)
         # Each window's first request loads the models and evaluates its prompt, as
         # the warm-up while typing would (`prefill`, on by default); the requests
@@ -288,8 +294,11 @@ async def run(tier: str) -> dict[str, Any]:
                         "next_request": after,
                         "new_servers": _servers(runtime)}
     finally:
-        await a.stop()
-        await b.stop()
+        for window in (a, b):
+            try:
+                await window.stop()
+            except Exception as e:  # noqa: BLE001 - the servers are stopped all the same
+                print(f"windows_bench: stopping window {window.name}: {e}", file=sys.stderr)
         stop_servers(runtime)
     return out
 
@@ -330,12 +339,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cascode.benchmarks.windows_bench",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", default="fast")
-    parser.add_argument("--json", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results file (default: benchmarks/results/windows_bench.json "
+                        "for the fast tier, windows_bench_TIER.json for another)")
     args = parser.parse_args(argv)
     from cascode.engine.hardware import hardware
 
     out = asyncio.run(run(args.tier))
     print(table(out))
+    if args.json is None:
+        args.json = (DEFAULT_OUT if args.tier == "fast"
+                     else DEFAULT_OUT.with_name(f"windows_bench_{args.tier}.json"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"benchmark": "windows_bench", "machine": hardware(),
                                      **out}, indent=1) + "\n")

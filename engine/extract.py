@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -262,11 +263,14 @@ def is_valid_assert(line: str, entry_point: str) -> bool:
     return builds_class(statement, root) and names_method(statement, method)
 
 
+_QUIET = threading.Lock()  # warnings.catch_warnings swaps process-wide state
+
+
 def parse_generated(source: str) -> ast.Module:
-    """`ast.parse` of code a model wrote, without the warnings of its invalid escapes
-    (`"\\d"` in a string): they would go to the language server's stderr once per
-    line."""
-    with warnings.catch_warnings():
+    """`ast.parse` of code a model wrote (or a file around it), without the warnings of
+    its invalid escapes (`"\\d"` in a string): they would go to the language server's
+    stderr once per line."""
+    with _QUIET, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ast.parse(source)
 

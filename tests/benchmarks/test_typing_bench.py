@@ -92,3 +92,13 @@ def test_the_summary_orders_the_speculation_modes_after_prefill():
     summ = summary(rows, ["fast"])
     assert [(s["mode"], s["vs_off"]) for s in summ] == [
         ("off", 1.0), ("prefill", 0.5), ("speculation", 0.75), ("both", 0.25)]
+
+
+def test_a_functions_first_request_on_the_speculative_servers_counts_as_first():
+    # Their model servers hold only what the speculative modes asked for.
+    rows = [{"id": "a", "tier": "fast", "mode": m, "seconds": s, "prompt_tokens": 10,
+             "prompt_tokens_evaluated": 1, "warmed_before_request": 0}
+            for m, s in [("off", 4.0), ("speculation", 6.0), ("prefill", 2.0), ("both", 3.0)]]
+    by_mode = {s["mode"]: s for s in summary(rows, ["fast"])}
+    assert [by_mode[m]["first_requests"] for m in SPEC_MODES] == [1, 0, 1, 0]
+    assert by_mode["speculation"]["p50_first_s"] == 6.0
