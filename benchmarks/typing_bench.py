@@ -49,6 +49,7 @@ DEFAULT_OUT = Path(__file__).parent / "results" / "typing_bench.json"
 MODES = ("off", "prefill")
 # With --speculation: the same with speculative decoding in the model servers.
 SPEC_MODES = ("off", "prefill", "speculation", "both")
+SPECULATIVE = SPEC_MODES[2:]  # the modes on the speculative language server's models
 WARM_UP = 'def add(a, b):\n    """Return the sum of a and b."""\n    \n'
 
 
@@ -252,8 +253,7 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
                         context=types.InlineCompletionContext(
                             trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
         for tier, problem, mode in schedule(problems, tiers, modes):
-                window = windows["speculative" if mode in ("speculation", "both")
-                                 else "plain"]
+                window = windows["speculative" if mode in SPECULATIVE else "plain"]
                 client, logs = window.client, window.logs
                 await window.apply(tier=tier, prefill=mode in ("prefill", "both"))
                 version += 1
@@ -347,7 +347,7 @@ def summary(rows: list[dict[str, Any]], tiers: list[str]) -> list[dict[str, Any]
     first: set[int] = set()
     for i, r in enumerate(rows):
         # The speculative modes run on model servers of their own, with their own cache.
-        function = (r["mode"] in SPEC_MODES[2:], r.get("id", i))
+        function = (r["mode"] in SPECULATIVE, r.get("id", i))
         if function not in seen:
             seen.add(function)
             first.add(id(r))
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     env: dict[str, str] = {}
     speculative = None
     if args.model_server:  # the servers are this run's own
-        runtimes = [work / "run", work / "run-speculative"]
+        runtimes = [work / "run", *([work / "run-speculative"] if args.speculation else [])]
         for runtime in runtimes:
             runtime.mkdir(mode=0o700)
         env = {"CASCODE_RUNTIME_DIR": str(runtimes[0])}
