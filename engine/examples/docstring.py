@@ -9,7 +9,9 @@ Docstring forms, in order of appearance:
   before every later example of the docstring (doctest's shared namespace).
   A printed output (`>>> print(...)`) gives no line. An expected traceback
   gives a check that the call raises that exception type: a `try` statement
-  whose `text` reads `call raises ValueError`;
+  whose `text` reads `call raises ValueError`. A `>>>` line without output whose
+  comment states the value (`>>> f(1)  # returns 2`, `# -> 2`) reads as the lines
+  below do;
 - lines `call -> value`, `call == value`, `call ➞ value`, `call => value`,
   `call ==> value`, `call returns value` (also after a `#`), after minimal
   noise (`Example:`, `e.g.`, a bullet); the value may be any expression whose
@@ -249,6 +251,11 @@ class _DocstringReader:
                 return self._example(source)
             if _is_equality(tree):  # `>>> call == value` written without its `True`
                 return self._example(f"assert {source}")
+            if "#" in source and "\n" not in source:
+                # `>>> call  # returns value`: the value stated in a comment, not as output
+                stated, _ = self._arrow_line([source], 0)
+                if stated is not None:
+                    return stated
             if not any(_prints(stmt) for stmt in tree.body) and self._resolves(tree):
                 self.setup.append(source + "\n")
                 self.setup_names |= bound_names(tree.body)

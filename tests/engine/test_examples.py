@@ -160,6 +160,35 @@ def test_arrow_equality_and_returns_lines():
         run(ARROWS + "    return x * 2\n", e)
 
 
+# As python-string-utils writes its examples: doctest prompts whose value is a comment.
+COMMENTED = '''def booleanize(input_string):
+    """Turns a string into a boolean.
+
+    *Examples:*
+
+    >>> booleanize('true') # returns True
+    >>> booleanize('YES')  # -> True
+    >>> booleanize('nope') # returns False
+    >>> booleanize('y')  # returns a bool
+    >>> flag = booleanize('no')  # returns False
+    """
+'''
+
+
+def test_a_doctest_prompt_whose_comment_states_the_value_is_an_example():
+    examples = docstring_examples(COMMENTED, "booleanize")
+    assert texts(examples) == [
+        "assert booleanize('true') == True",
+        "assert booleanize('YES') == True",
+        "assert booleanize('nope') == False",
+    ]  # prose after `returns` is setup, as is an assignment with a comment
+    right = COMMENTED + "    return input_string.lower() in ('true', '1', 'yes', 'y')\n"
+    for e in examples:
+        run(right, e)
+    with pytest.raises(AssertionError):
+        run(COMMENTED + "    return bool(input_string)\n", examples[2])
+
+
 GOOGLE = '''def clamp(x, lo, hi):
     """Clamp x into [lo, hi].
 
