@@ -1,7 +1,8 @@
 """`cascode complete FILE[:LINE]`: run the cascade on one function, print the answer.
 
-The completed function goes to stdout (or the whole trace with --json); a
-one-line summary goes to stderr, with progress lines when stderr is a terminal.
+The completed function goes to stdout, at its indentation in the file (a method as it
+stands in its class), or the whole trace with --json; a one-line summary goes to
+stderr, with progress lines when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from cascode.engine.host import EngineHost, load_plan_file
     from cascode.engine.sandbox.paths import requested_layers
 
-    task, where = _read_task(args.target, args.context_tokens)
+    task, where, indent = _read_task(args.target, args.context_tokens)
     # The engine as the language server holds it: one host, its plan, family and sandbox.
     host = EngineHost()
     try:
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**_trace(result, where), "label": stated.to_json()}, indent=2))
     else:
-        sys.stdout.write(result.code)
+        sys.stdout.write(_indented(result.code, indent))
     print(_summary(result), file=sys.stderr)
     if result.load:
         print(f"cascode: {result.load}", file=sys.stderr)
@@ -98,7 +99,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _indented(code: str, indent: str) -> str:
+    """`code` (a function at column 0, as the cascade returns it) at `indent`, every line
+    that is not blank moved, as the editor's edit moves it (`context.body.insert_body`)."""
+    import textwrap
+
+    return textwrap.indent(code, indent) if indent else code
+
+
 def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untyped-def]
+    """The task at `target`, where it is (for the trace), and the indentation of its
+    function in the file ("" for a prompt on stdin, used as given)."""
     from pathlib import Path
 
     from cascode.engine.context import last_function
@@ -110,7 +121,7 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         fc = last_function(source)
         if fc is None:
             raise ContextError("stdin: no function definition in the prompt")
-        return fc.task(), "<stdin>"
+        return fc.task(), "<stdin>", ""
     path, line = target, None
     head, sep, tail = target.rpartition(":")
     if sep and tail.isdigit():
@@ -126,6 +137,7 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         if fc is None:
             raise ContextError(f"{path}: no function to complete")
         task = fc.task(context_tokens if context_tokens >= 0 else None)
+        indent = fc.indent
     else:
         n_lines = source.count("\n") + 1
         if line < 1 or line > n_lines:
@@ -144,9 +156,10 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
                 f"{path}:{line}: {fc.name} has written lines below this line; give the line "
                 f"of its last written line ({fc.end_line}) to complete the rest of it")
         task = request_task(request, context_tokens=context_tokens)
+        indent = request.fc.indent
     # A prompt on stdin is used as given; a file's context is budgeted, and its project's
     # test files give example lines.
-    return _with_test_examples(task, Path(path)), target
+    return _with_test_examples(task, Path(path)), target, indent
 
 
 def _with_test_examples(task: Task, path: Path) -> Task:

@@ -188,6 +188,22 @@ def test_complete_the_rest_of_a_function(tmp_path, qwen05b_path):
     assert ns["count_vowels"]("Hello World") == 3
 
 
+@pytest.mark.slow
+def test_a_method_is_printed_at_its_indentation_in_the_class(tmp_path, qwen05b_path):
+    """What stdout holds can replace the method's stub in the file as it stands."""
+    stub = "".join("    " + line if line.strip() else line for line in STUB.splitlines(True))
+    stub = stub.replace("(text: str)", "(self, text: str)")
+    head = "class Text:\n    \"\"\"Counts.\"\"\"\n\n"
+    src = tmp_path / "mod.py"
+    src.write_text(head + stub + "\n    def other(self):\n        return 1\n")
+    proc = cascode("complete", f"{src}:4", "--plan-file", str(SMALL_PLAN))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("    def count_vowels(self, text: str) -> int:\n")
+    ns: dict = {}
+    exec(head + proc.stdout, ns)
+    assert ns["Text"]().count_vowels("Hello World") == 3
+
+
 def test_unknown_tier_is_one_line():
     proc = cascode("complete", "--plan-file", str(SMALL_PLAN), "--tier", "nope", stdin=STUB)
     assert_one_line_error(proc, "no tier named 'nope'")
