@@ -24,13 +24,14 @@ from typing import Any
 from lsprotocol import types
 
 from cascode.engine.cancel import CancelToken
+from cascode.engine.context.package import package_task
 from cascode.engine.context.request import Request, answer_edit, request_at, request_task
 from cascode.engine.errors import Cancelled, CascodeError
 from cascode.engine.types import Event, Result, Task
 
 from . import edits
 from .configuration import Configuration
-from .examples import workspace_folders
+from .examples import uri_path, workspace_folders
 from .progress import Progress
 from .provenance import event_message, finished_message, provenance
 from .state import ServerState
@@ -162,6 +163,10 @@ class Completer:
             return Declined(why)
         task = request_task(request, context_tokens=settings.context_tokens,
                             file_context=settings.file_context)
+        path = uri_path(asked.uri)
+        if path is not None and settings.file_context:
+            # The sandbox gets the modules of the file's own project that it imports.
+            task = await asyncio.to_thread(package_task, task, path, source)
         if settings.test_examples:
             task = await self._with_test_examples(asked.uri, task)
         if not asked.run and state.host.cached(task, state.tier) is None:

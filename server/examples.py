@@ -53,7 +53,7 @@ class TestExamples:
 
     def _locate(self, uri: str) -> tuple[Path, ProjectExamples] | None:
         """The document's path and its project, or None (no file, no project)."""
-        path = _path(uri)
+        path = uri_path(uri)
         if path is None:
             return None
         with self._lock:
@@ -113,11 +113,12 @@ def workspace_folders(workspace: Any) -> list[str]:
     uris = [folder.uri for folder in workspace.folders.values()]
     if not uris and workspace.root_uri:
         uris = [workspace.root_uri]
-    paths = [_path(uri) for uri in uris]
+    paths = [uri_path(uri) for uri in uris]
     return [str(p) for p in paths if p is not None]
 
 
-def _path(uri: str) -> Path | None:
+def uri_path(uri: str) -> Path | None:
+    """The file a `file:` URI names (None for any other scheme: an unsaved buffer)."""
     if not uri.startswith("file:"):
         return None
     fs_path = to_fs_path(uri)

@@ -157,8 +157,11 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
                 f"of its last written line ({fc.end_line}) to complete the rest of it")
         task = request_task(request, context_tokens=context_tokens)
         indent = request.fc.indent
-    # A prompt on stdin is used as given; a file's context is budgeted, and its project's
-    # test files give example lines.
+    # A prompt on stdin is used as given; a file's context is budgeted, the sandbox gets
+    # the modules of its own project that it imports, and its test files give examples.
+    from cascode.engine.context.package import package_task
+
+    task = package_task(task, Path(path), source)
     return _with_test_examples(task, Path(path)), target, indent
 
 

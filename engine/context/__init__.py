@@ -16,7 +16,8 @@ What `context` holds (it goes into the prompt and is executed in the sandbox
 before every solution, so it is made of chunks that parse on their own):
 
 - the module's imports (also those below the function; relative imports are
-  left out: executed in the sandbox they would fail every test), and the top-level
+  left out: executed in the sandbox they would fail every test, unless
+  `package.package_task` carries the modules they name), and the top-level
   definitions above it: functions, classes, assignments (constants, type
   aliases, loggers), and `try`/`if` blocks made only of imports and
   assignments (`try: import x` / `except ImportError: x = None`). Expression
@@ -35,6 +36,8 @@ The modules, each using only those listed before it:
 - `function`: `function_at`, `last_function` and the `FunctionContext` they build;
 - `body`: putting a solution back (`insert_body`, and `body_edit`, the final edit);
 - `rest`: the rest of a half-written function (`continues_at`, `continuation_edit`).
+- `package`: the modules of the file's own project that it imports, for the sandbox
+  (`package_task`).
 """
 
 from __future__ import annotations

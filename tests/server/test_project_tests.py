@@ -1,12 +1,13 @@
 """The asserts of a project's test files reach the task (server/examples.py), unsaved
-buffers of open test files included; the server over stdio with a scripted backend."""
+buffers of open test files included, and a package module's sandbox gets its sibling
+modules (engine/context/package.py); the server over stdio with a scripted backend."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from lsp_session import ADD_LINE, ADD_STUB, session
+from lsp_session import ADD_LINE, ADD_STUB, ADD_TESTS, session
 from lsprotocol import types
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -78,3 +79,41 @@ async def test_saved_and_watched_new_test_files_are_listed(tmp_path):
     # The listing is kept between requests: a new file counts once the editor says so.
     assert [[e["origin"] for e in r["test_examples"]] for r in recorded(tasks)] == [
         [], ["tests/test_saved.py"], ["tests/test_saved.py", "tests/test_watched.py"]]
+
+
+PACKAGED = '''from .helpers import plus
+
+
+def add(a, b):
+    """Return the sum of a and b.
+
+    >>> add(2, 5)
+    7
+    """
+    ...
+'''
+
+
+async def test_a_package_module_s_answer_runs_with_its_sibling_modules(tmp_path):
+    """The answer calls a helper of a sibling module (`from .helpers import plus`): the
+    server carries the package to the sandbox, so the user's example passes there."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def plus(a, b):\n    return a + b\n")
+    (pkg / "example.py").write_text(PACKAGED)
+    body = "    return plus(a, b)\n```"
+    scripted = {"steps": 2, "step_seconds": 0.0, "members": {
+        name: {"add": {"solutions": [body], "tests": ADD_TESTS}} for name in ("small", "large")}}
+    async with session(tmp_path, scripted) as s:
+        uri = s.open(PACKAGED, uri=(pkg / "example.py").as_uri())
+        assert (await s.inline(uri, 9)).items
+        last = await s.command("cascode.lastAnswer", {"uri": uri})
+        # Unsaved (no file: URI), the same buffer has no package: the example fails.
+        loose = s.open(PACKAGED, uri="untitled:Untitled-1")
+        assert (await s.inline(loose, 9)).items
+        alone = await s.command("cascode.lastAnswer", {"uri": loose})
+    assert [(e["text"], e["passed"]) for e in last["examples"]] == [("assert add(2, 5) == 7", True)]
+    assert last["verified"], last
+    assert [e["passed"] for e in alone["examples"]] == [False], alone
+    assert not alone["verified"], alone

@@ -1,0 +1,271 @@
+"""A file's own package in the sandbox (`package_task`).
+
+A module of a package imports its siblings: `from .validation import is_snake_case`,
+`from mypkg.util import slug`. The file context leaves relative imports out, and the
+sandbox cannot read the project, so without this every candidate that calls such a
+helper fails every example with a NameError, a right one as surely as a wrong one.
+
+`package_task` gives the sandbox what the file imports from its own project: the
+modules its relative imports name, and those of its own top-level package (or, for a
+file outside any package, the modules beside it) that it imports by name, with the
+modules those import in turn, read from disk and carried as source. The context then
+starts by installing an import hook that serves them (never the file system), sets
+`__package__` to the file's package, and runs the file's relative imports before the
+rest of the context. A package's `__init__` runs where it can; one that cannot (it
+imports a package the sandbox lacks) leaves its submodules importable. Nothing here
+changes what the prompt shows: the prompt keeps its view of the file.
+
+Bounded: at most MAX_MODULES modules and MAX_BYTES of source; a module past the
+bounds, or one that does not parse, is left out, and importing it fails as before.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..types import Task
+from .scanner import Source, statements
+
+log = logging.getLogger(__name__)
+
+MAX_MODULES = 64
+MAX_BYTES = 512 * 1024
+
+_IMPORT_LEAVES = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Pass)
+
+# Installed first in the sandbox: serves the carried modules by name, runs a package's
+# __init__ where it can. One function, deleted once it has run.
+_HOOK = '''def __cascode_package(modules, package):
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    class CarriedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name not in modules:
+                return None
+            return importlib.util.spec_from_loader(name, self, is_package=modules[name][0])
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            is_package, source, filename = modules[module.__name__]
+            module.__file__ = filename
+            code = compile(source, filename, "exec")
+            if not is_package:
+                exec(code, module.__dict__)
+                return
+            try:
+                exec(code, module.__dict__)
+            except Exception:
+                pass  # its submodules stay importable
+
+    sys.meta_path.insert(0, CarriedModules())
+    return package
+
+
+__package__ = __cascode_package(%s, %r)
+del __cascode_package
+'''
+
+Reader = Callable[[Path], "str | None"]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def package_task(task: Task, path: Path, source: str, read: Reader = _read) -> Task:
+    """`task`, whose sandbox context carries the modules of its own project that the
+    file at `path` (its text: `source`, an editor's buffer) imports; `task` itself when
+    it imports none, or none can be read. `read` gives a module's text (None: absent)."""
+    try:
+        return _package_task(task, path, source, read)
+    except Exception:  # noqa: BLE001 - the request goes on with the file context alone
+        log.exception("carrying the package of %s", path)
+        return task
+
+
+def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
+    path = Path(path)
+    if path.suffix != ".py":
+        return task
+    root, module = _locate(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    chunks, trees = _own_imports(source)
+    if not trees:
+        return task
+    top = module.split(".")[0] if package else ""
+    carried: dict[str, tuple[bool, str, str]] = {}
+    size = 0
+    queue = [name for tree in trees for name in _imported(tree, package, top, root)]
+    seen: set[str] = set()
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        queue.extend(_parents(name))  # importing a submodule imports its packages first
+        found = _module_file(root, name)
+        if found is None:
+            if name in _parents_of(seen) and root.joinpath(*name.split(".")).is_dir():
+                carried[name] = (True, "", str(root.joinpath(*name.split("."))))
+            continue
+        file, is_package = found
+        parsed = _parsed(file) if read is _read else _parse(read(file))
+        if parsed is None:
+            continue
+        text, tree = parsed
+        if len(carried) >= MAX_MODULES or size + len(text) > MAX_BYTES:
+            log.info("%s: %s left out of the sandbox (over the bounds)", path, name)
+            continue
+        carried[name] = (is_package, text, str(file))
+        size += len(text)
+        own_package = name if is_package else name.rpartition(".")[0]
+        queue.extend(_imported(tree, own_package, top, root))
+    if not carried:
+        return task
+    future, rest = _split_future(task.context)
+    hook = _HOOK % (_literal(carried), package)
+    relative = "".join(c if c.endswith("\n") else c + "\n" for c in chunks)
+    context = future + hook + "\n" + relative + ("\n" + rest if rest else "")
+    shown = task.prompt_context
+    if shown is None and task.context_budget is None:
+        shown = task.context  # the prompt keeps the file's view, not the hook
+    return dataclasses.replace(task, context=context, prompt_context=shown)
+
+
+def _parse(text: str | None) -> tuple[str, ast.Module] | None:
+    if text is None:
+        return None
+    try:
+        return text, ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None  # being edited: left out
+
+
+def _parsed(file: Path) -> tuple[str, ast.Module] | None:
+    """A module read and parsed once while it is unchanged on disk (a request comes
+    with every pause in typing)."""
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return _parsed_as_of(str(file), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_as_of(file: str, mtime_ns: int, size: int) -> tuple[str, ast.Module] | None:
+    return _parse(_read(Path(file)))
+
+
+def _locate(path: Path) -> tuple[Path, str]:
+    """The folder imports start from, and the file's dotted module name in it."""
+    folder = path.parent
+    if not (folder / "__init__.py").is_file():
+        return folder, path.stem
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, ".".join(parts)
+
+
+def _module_file(root: Path, name: str) -> tuple[Path, bool] | None:
+    base = root.joinpath(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py", True
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py"), False
+    return None
+
+
+def _parents_of(names: Iterable[str]) -> set[str]:
+    return {parent for name in names for parent in _parents(name)}
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _own_imports(source: str) -> tuple[list[str], list[ast.Module]]:
+    """The file's top-level import chunks that parse: the relative ones' text (the
+    context leaves them out), and the trees of every one."""
+    src = Source(source)
+    chunks: list[str] = []
+    trees: list[ast.Module] = []
+    for _i, start, end in statements(src, None):
+        code = src.text(start, end)
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            continue
+        nodes = [n for n in ast.walk(tree) if isinstance(n, ast.stmt)]
+        imports = [n for n in nodes if isinstance(n, ast.Import | ast.ImportFrom)]
+        if not imports:
+            continue
+        if not all(isinstance(n, (*_IMPORT_LEAVES, ast.Try, ast.If)) for n in nodes):
+            continue
+        trees.append(tree)
+        if any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in imports):
+            chunks.append(code.replace("\r\n", "\n").replace("\r", "\n"))
+    return chunks, trees
+
+
+def _imported(tree: ast.AST, package: str, top: str, root: Path) -> Iterable[str]:
+    """The modules of the project that `tree` imports: relative ones resolved against
+    `package`, absolute ones under `top` (or, outside a package, beside the file)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level > 0:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts) or not parts:
+                    continue
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                target = f"{base}.{node.module}" if node.module else base
+            elif node.module and _ours(node.module, top, root):
+                target = node.module
+            else:
+                continue
+            yield target
+            for alias in node.names:  # `from . import sub`: a submodule, if there is one
+                if alias.name != "*":
+                    yield f"{target}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _ours(alias.name, top, root):
+                    yield alias.name
+
+
+def _ours(name: str, top: str, root: Path) -> bool:
+    first = name.split(".")[0]
+    if top:
+        return first == top
+    return _module_file(root, first) is not None
+
+
+def _split_future(context: str) -> tuple[str, str]:
+    """The context's leading `from __future__` imports (which must come first) and the rest."""
+    lines = context.splitlines(keepends=True)
+    n = 0
+    while n < len(lines) and (lines[n].startswith("from __future__ ") or not lines[n].strip()):
+        n += 1
+    while n and not lines[n - 1].strip():
+        n -= 1
+    return "".join(lines[:n]), "".join(lines[n:])
+
+
+def _literal(carried: dict[str, tuple[bool, str, str]]) -> str:
+    items = ",\n    ".join(f"{name!r}: ({is_package!r}, {text!r}, {file!r})"
+                           for name, (is_package, text, file) in carried.items())
+    return "{\n    " + items + ",\n}"

@@ -1,0 +1,146 @@
+"""A module of a package runs with its package (engine/context/package.py), on the real
+worker: its relative imports, the absolute imports of its own package and the modules
+those import are carried as source, so that a candidate calling a sibling module's
+helper passes the user's example, where without them it failed every one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cascode.engine.context.package import MAX_BYTES, package_task
+from cascode.engine.context.request import request_at, request_task
+from cascode.engine.examples import task_examples
+from cascode.engine.methods import executable_solution, task_context
+from cascode.engine.sandbox.process import ProcessSandbox
+from cascode.engine.static_check import check_candidate
+from cascode.engine.types import Task, Verdict
+
+P, F = Verdict.PASSED, Verdict.FAILED
+
+TEXT = '''\
+"""Text helpers."""
+from __future__ import annotations
+
+import re
+
+from .util.strings import is_vowel
+from mypkg import consts
+
+WORD = re.compile(r"\\w+")
+
+
+def count_vowels(text: str) -> int:
+    """How many vowels the text holds, as consts.VOWELS names them.
+
+    >>> count_vowels("Hello World")
+    3
+    """
+
+
+def other() -> int:
+    return 1
+'''
+
+RIGHT = "    return sum(1 for c in text if is_vowel(c))\n"
+ALSO_RIGHT = "    return sum(1 for c in text.lower() if c in consts.VOWELS)\n"
+WRONG = "    return len(WORD.findall(text))\n"
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write(tmp_path, {
+        # An __init__ that cannot run in the sandbox: its submodules stay importable.
+        "mypkg/__init__.py": "from .text import *\nimport a_package_nobody_installed\n",
+        "mypkg/consts.py": "VOWELS = 'aeiouAEIOU'\n",
+        "mypkg/util/__init__.py": "",
+        "mypkg/util/strings.py": "from ..consts import VOWELS\n\n\n"
+                                 "def is_vowel(c: str) -> bool:\n    return c in VOWELS\n",
+        "mypkg/text.py": TEXT,
+    })
+    return tmp_path / "mypkg" / "text.py"
+
+
+def task_at(path: Path, text: str, *, tokens: int = 1024) -> Task:
+    lines = text.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip() == '"""' and i > 12)
+    request = request_at(text, (row, len(lines[row])))
+    assert request is not None
+    return request_task(request, context_tokens=tokens)
+
+
+def verdicts(sandbox: ProcessSandbox, task: Task, bodies: list[str]) -> list[list[Verdict]]:
+    examples = task_examples(task)
+    assert [e.text for e in examples] == ['assert count_vowels("Hello World") == 3']
+    solutions = [executable_solution(task, task.prompt + body) for body in bodies]
+    m = sandbox.run_matrix(solutions, [e.source for e in examples], context=task_context(task))
+    return [list(row) for row in m.verdicts]
+
+
+def test_a_sibling_modules_helper_runs_as_in_the_project(sandbox, project):
+    text = project.read_text()
+    alone = task_at(project, text)
+    carried = package_task(alone, project, text)
+    # Without the package, the helper is a NameError: the right body fails like the wrong.
+    assert verdicts(sandbox, alone, [RIGHT, ALSO_RIGHT]) == [[F], [F]]
+    assert verdicts(sandbox, carried, [RIGHT, ALSO_RIGHT, WRONG]) == [[P], [P], [F]]
+    # The prompt is the file's view, unchanged; only the sandbox's context grows.
+    assert carried.context_budget == alone.context_budget
+    assert "__cascode_package" not in (carried.prompt_context or "")
+    assert carried.context.startswith("from __future__ import annotations\n")
+    # The static checks read the carried context too: the helper is defined.
+    assert check_candidate(carried, carried.prompt + RIGHT) == ()
+
+
+def test_with_the_whole_file_as_the_prompt_the_prompt_keeps_the_files_view(project):
+    text = project.read_text()
+    alone = task_at(project, text, tokens=-1)
+    carried = package_task(alone, project, text)
+    assert alone.context_budget is None and carried.prompt_context == alone.context
+    assert carried.context != alone.context
+
+
+def test_a_file_beside_its_helpers_outside_a_package(sandbox, tmp_path):
+    write(tmp_path, {
+        "helpers.py": "def twice(x):\n    return 2 * x\n",
+        "script.py": "from helpers import twice\n\n\ndef quad(x):\n"
+                     '    """Four times x.\n\n    >>> quad(2)\n    8\n    """\n',
+    })
+    path = tmp_path / "script.py"
+    text = path.read_text()
+    request = request_at(text, (8, 7))
+    assert request is not None
+    task = package_task(request_task(request), path, text)
+    examples = task_examples(task)
+    m = sandbox.run_matrix([task.prompt + "    return twice(twice(x))\n"],
+                           [e.source for e in examples], context=task.context)
+    assert [list(row) for row in m.verdicts] == [[P]]
+
+
+def test_nothing_to_carry_leaves_the_task_as_it_was(tmp_path):
+    write(tmp_path, {"m.py": "import json\n\n\ndef f(x):\n    \"\"\"Doc.\"\"\"\n"})
+    path = tmp_path / "m.py"
+    task = request_task(request_at(path.read_text(), (4, 14)))  # type: ignore[arg-type]
+    assert package_task(task, path, path.read_text()) is task
+
+
+def test_bounds_and_unreadable_modules_leave_out_what_they_must(project, tmp_path):
+    text = project.read_text()
+    alone = task_at(project, text)
+    huge = "X = 1\n" + "# padding\n" * (MAX_BYTES // 10)
+    (tmp_path / "mypkg" / "consts.py").write_text(huge + "VOWELS = 'aeiouAEIOU'\n")
+    carried = package_task(alone, project, text)
+    assert "mypkg.util.strings" in carried.context and "padding" not in carried.context
+    # A module that does not parse (being edited) is left out, the rest carried.
+    (tmp_path / "mypkg" / "util" / "strings.py").write_text("def is_vowel(c:\n")
+    carried = package_task(alone, project, text)
+    assert "'mypkg.util.strings'" not in carried.context
+    assert "'mypkg.util'" in carried.context
