@@ -72,7 +72,10 @@ class Settings:
 
     file_context: bool = True
     """Give the model the file's imports and earlier top-level definitions along with the
-    function, and run them before the generated code in the sandbox."""
+    function, and run them before the generated code in the sandbox. For a file saved in a
+    package, the sandbox also gets the modules of the project that it imports (its relative
+    imports and those of its own package, read from disk), so that an answer calling a
+    sibling module's helper runs as it does in the project."""
 
     context_tokens: int = attrs.field(default=DEFAULT_CONTEXT_TOKENS, metadata={"minimum": -1})
     """Prompt tokens for the file around the function: its imports and an outline of its
