@@ -9,11 +9,12 @@ helper fails every example with a NameError, a right one as surely as a wrong on
 modules its relative imports name, and those of its own top-level package (or, for a
 file outside any package, the modules beside it) that it imports by name, with the
 modules those import in turn, read from disk and carried as source. The context then
-starts by installing an import hook that serves them (never the file system), sets
-`__package__` to the file's package, and runs the file's relative imports before the
-rest of the context. A package's `__init__` runs where it can; one that cannot (it
-imports a package the sandbox lacks) leaves its submodules importable. Nothing here
-changes what the prompt shows: the prompt keeps its view of the file.
+starts (after its `__future__` imports) by installing an import hook that serves them
+(never the file system) and setting `__package__` to the file's package; the file's
+relative imports follow the context's leading imports. A carried module that cannot
+run in the sandbox fails as an ImportError; a package's `__init__` that cannot run
+leaves its submodules importable. Nothing here changes what the prompt shows: the
+prompt keeps its view of the file.
 
 Bounded: at most MAX_MODULES modules and MAX_BYTES of source; a module past the
 bounds, or one that does not parse, is left out, and importing it fails as before.
@@ -57,9 +58,12 @@ _HOOK = '''def __cascode_package(modules, package):
         def exec_module(self, module):
             is_package, source, filename = modules[module.__name__]
             module.__file__ = filename
-            code = compile(source, filename, "exec")
+            code = compile(source, filename, "exec", dont_inherit=True)
             if not is_package:
-                exec(code, module.__dict__)
+                try:
+                    exec(code, module.__dict__)
+                except Exception as e:  # it reads a file or a variable the sandbox lacks
+                    raise ImportError(f"{module.__name__}: {e!r}") from e
                 return
             try:
                 exec(code, module.__dict__)
@@ -96,7 +100,7 @@ def package_task(task: Task, path: Path, source: str, read: Reader = _read) -> T
 
 
 def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
-    path = Path(path)
+    path = Path(path).resolve()
     if path.suffix != ".py":
         return task
     root, module = _locate(path)
@@ -107,7 +111,7 @@ def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
     top = module.split(".")[0] if package else ""
     carried: dict[str, tuple[bool, str, str]] = {}
     size = 0
-    queue = [name for tree in trees for name in _imported(tree, package, top, root)]
+    queue = [name for tree in trees for name in _imported(_imports(tree), package, top, root)]
     seen: set[str] = set()
     while queue:
         name = queue.pop(0)
@@ -121,51 +125,112 @@ def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
                 carried[name] = (True, "", str(root.joinpath(*name.split("."))))
             continue
         file, is_package = found
-        parsed = _parsed(file) if read is _read else _parse(read(file))
-        if parsed is None:
-            continue
-        text, tree = parsed
-        if len(carried) >= MAX_MODULES or size + len(text) > MAX_BYTES:
+        if len(carried) >= MAX_MODULES or size + _size(file) > MAX_BYTES:
             log.info("%s: %s left out of the sandbox (over the bounds)", path, name)
             continue
+        read_module = _read_module(file) if read is _read else _module(read(file))
+        if read_module is None:
+            continue
+        text, imports = read_module
         carried[name] = (is_package, text, str(file))
         size += len(text)
         own_package = name if is_package else name.rpartition(".")[0]
-        queue.extend(_imported(tree, own_package, top, root))
+        queue.extend(_imported(imports, own_package, top, root))
     if not carried:
         return task
-    future, rest = _split_future(task.context)
-    hook = _HOOK % (_literal(carried), package)
-    relative = "".join(c if c.endswith("\n") else c + "\n" for c in chunks)
-    context = future + hook + "\n" + relative + ("\n" + rest if rest else "")
+    context = _with_hook(task.context, _HOOK % (_literal(carried), package), chunks)
+    if context is None:
+        return task
     shown = task.prompt_context
     if shown is None and task.context_budget is None:
         shown = task.context  # the prompt keeps the file's view, not the hook
     return dataclasses.replace(task, context=context, prompt_context=shown)
 
 
-def _parse(text: str | None) -> tuple[str, ast.Module] | None:
+def _with_hook(context: str, hook: str, chunks: list[str]) -> str | None:
+    """The context with the hook after its `from __future__` imports (which must come
+    first) and the file's relative import chunks after its leading imports, where the
+    names they use are bound and before the definitions that may use theirs. A chunk
+    that is not a plain import (`if TYPE_CHECKING: from .m import T`) is guarded: what it
+    raises leaves its names unbound, as a plain import's ImportError does. None when
+    the context does not parse."""
+    try:
+        body = ast.parse(context).body if context.strip() else []
+    except (SyntaxError, ValueError):
+        return None
+    lines = context.splitlines(keepends=True)
+    future = 0  # lines of the leading __future__ imports
+    imports = 0  # lines of the leading imports
+    for stmt in body:
+        end = stmt.end_lineno or stmt.lineno
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            future = imports = end
+        elif _only_imports(stmt):
+            imports = end
+        else:
+            break
+    placed = []
+    for chunk in chunks:
+        chunk = chunk if chunk.endswith("\n") else chunk + "\n"
+        tree = ast.parse(chunk)
+        if not (len(tree.body) == 1 and isinstance(tree.body[0], ast.ImportFrom)):
+            chunk = "try:\n" + "".join(f"    {line}" if line.strip() else line
+                                      for line in chunk.splitlines(keepends=True))
+            chunk += "except Exception:\n    pass\n"
+        placed.append(chunk)
+    return ("".join(lines[:future]) + hook + "".join(lines[future:imports]) + "".join(placed)
+            + "".join(lines[imports:]))
+
+
+def _only_imports(stmt: ast.stmt) -> bool:
+    nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.stmt)]
+    return any(isinstance(n, ast.Import | ast.ImportFrom) for n in nodes) and all(
+        isinstance(n, (*_IMPORT_LEAVES, ast.Try, ast.If)) for n in nodes)
+
+
+# What a module imports: ("from", level, module, names) or ("import", 0, name, ()).
+ImportSpec = tuple[str, int, "str | None", tuple[str, ...]]
+
+
+def _imports(tree: ast.AST) -> tuple[ImportSpec, ...]:
+    out: list[ImportSpec] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            out.append(("from", node.level, node.module, tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.Import):
+            out.extend(("import", 0, a.name, ()) for a in node.names)
+    return tuple(out)
+
+
+def _module(text: str | None) -> tuple[str, tuple[ImportSpec, ...]] | None:
     if text is None:
         return None
     try:
-        return text, ast.parse(text)
-    except (SyntaxError, ValueError):
+        return text, _imports(ast.parse(text))
+    except (SyntaxError, ValueError, RecursionError):
         return None  # being edited: left out
 
 
-def _parsed(file: Path) -> tuple[str, ast.Module] | None:
-    """A module read and parsed once while it is unchanged on disk (a request comes
-    with every pause in typing)."""
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_module(file: Path) -> tuple[str, tuple[ImportSpec, ...]] | None:
+    """A module's text and what it imports, read once while it is unchanged on disk (a
+    request comes with every pause in typing)."""
     try:
         st = file.stat()
     except OSError:
         return None
-    return _parsed_as_of(str(file), st.st_mtime_ns, st.st_size)
+    return _module_as_of(str(file), st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed_as_of(file: str, mtime_ns: int, size: int) -> tuple[str, ast.Module] | None:
-    return _parse(_read(Path(file)))
+def _module_as_of(file: str, mtime_ns: int, size: int) -> tuple[str, tuple[ImportSpec, ...]] | None:
+    return _module(_read(Path(file)))
 
 
 def _locate(path: Path) -> tuple[Path, str]:
@@ -174,7 +239,7 @@ def _locate(path: Path) -> tuple[Path, str]:
     if not (folder / "__init__.py").is_file():
         return folder, path.stem
     parts = [] if path.name == "__init__.py" else [path.stem]
-    while (folder / "__init__.py").is_file():
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
         parts.insert(0, folder.name)
         folder = folder.parent
     return folder, ".".join(parts)
@@ -222,29 +287,29 @@ def _own_imports(source: str) -> tuple[list[str], list[ast.Module]]:
     return chunks, trees
 
 
-def _imported(tree: ast.AST, package: str, top: str, root: Path) -> Iterable[str]:
-    """The modules of the project that `tree` imports: relative ones resolved against
+def _imported(imports: Iterable[ImportSpec], package: str, top: str,
+              root: Path) -> Iterable[str]:
+    """The modules of the project among `imports`: relative ones resolved against
     `package`, absolute ones under `top` (or, outside a package, beside the file)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level > 0:
-                parts = package.split(".") if package else []
-                if node.level - 1 > len(parts) or not parts:
-                    continue
-                base = ".".join(parts[: len(parts) - (node.level - 1)])
-                target = f"{base}.{node.module}" if node.module else base
-            elif node.module and _ours(node.module, top, root):
-                target = node.module
-            else:
-                continue
-            yield target
-            for alias in node.names:  # `from . import sub`: a submodule, if there is one
-                if alias.name != "*":
-                    yield f"{target}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if _ours(alias.name, top, root):
-                    yield alias.name
+    for kind, level, module, names in imports:
+        if kind == "import":
+            if module and _ours(module, top, root):
+                yield module
+            continue
+        if level > 0:
+            parts = package.split(".") if package else []
+            if level - 1 >= len(parts):
+                continue  # beyond the top-level package: an ImportError in Python too
+            base = ".".join(parts[: len(parts) - (level - 1)])
+            target = f"{base}.{module}" if module else base
+        elif module and _ours(module, top, root):
+            target = module
+        else:
+            continue
+        yield target
+        for name in names:  # `from . import sub`: a submodule, if there is one
+            if name != "*":
+                yield f"{target}.{name}"
 
 
 def _ours(name: str, top: str, root: Path) -> bool:
@@ -252,17 +317,6 @@ def _ours(name: str, top: str, root: Path) -> bool:
     if top:
         return first == top
     return _module_file(root, first) is not None
-
-
-def _split_future(context: str) -> tuple[str, str]:
-    """The context's leading `from __future__` imports (which must come first) and the rest."""
-    lines = context.splitlines(keepends=True)
-    n = 0
-    while n < len(lines) and (lines[n].startswith("from __future__ ") or not lines[n].strip()):
-        n += 1
-    while n and not lines[n - 1].strip():
-        n -= 1
-    return "".join(lines[:n]), "".join(lines[n:])
 
 
 def _literal(carried: dict[str, tuple[bool, str, str]]) -> str:

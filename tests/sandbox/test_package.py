@@ -144,3 +144,71 @@ def test_bounds_and_unreadable_modules_leave_out_what_they_must(project, tmp_pat
     carried = package_task(alone, project, text)
     assert "'mypkg.util.strings'" not in carried.context
     assert "'mypkg.util'" in carried.context
+
+
+def carried_task(root: Path, files: dict[str, str], name: str) -> tuple[Task, Path, str]:
+    write(root, files)
+    path = root / name
+    text = path.read_text()
+    lines = text.splitlines()
+    row = max(i for i, line in enumerate(lines) if line.strip() == '"""')
+    request = request_at(text, (row, len(lines[row])))
+    assert request is not None
+    return package_task(request_task(request), path, text), path, text
+
+
+def passes(sandbox: ProcessSandbox, task: Task, body: str) -> list[Verdict]:
+    examples = task_examples(task)
+    assert examples, task.prompt
+    m = sandbox.run_matrix([executable_solution(task, task.prompt + body)],
+                           [e.source for e in examples], context=task_context(task))
+    return list(m.verdicts[0])
+
+
+USES_G = '''def f(x):
+    """g of x.
+
+    >>> f(2)
+    4
+    """
+'''
+
+
+def test_the_files_imports_keep_their_order_and_a_guarded_chunk_stays_guarded(sandbox, tmp_path):
+    # `if TYPE_CHECKING:` needs the typing import above it; a multi-line __future__
+    # import stays first; a carried module sees no __future__ flag of the file.
+    task, _, _ = carried_task(tmp_path, {
+        "p/__init__.py": "",
+        "p/h.py": "def g(x: int) -> int:\n    return 2 * x\n",
+        "p/models.py": "class User:\n    pass\n",
+        "p/m.py": "from __future__ import (\n    annotations,\n)\n\n"
+                  "from typing import TYPE_CHECKING\n\nfrom .h import g\n\n"
+                  "if TYPE_CHECKING:\n    from .models import User\n\n\n" + USES_G,
+    }, "p/m.py")
+    assert passes(sandbox, task, "    return g(x)\n") == [P]
+    assert passes(sandbox, task, "    assert g.__annotations__ == {'x': int, 'return': int}\n"
+                                 "    return g(x)\n") == [P]
+
+
+def test_a_module_that_cannot_import_here_fails_as_an_import_error(sandbox, tmp_path):
+    # It reads a variable the sandbox's environment lacks: its import fails, guarded,
+    # and what the file defines does not depend on it still runs.
+    task, _, _ = carried_task(tmp_path, {
+        "p/__init__.py": "",
+        "p/conf.py": "import os\nKEY = os.environ['A_KEY_THE_SANDBOX_LACKS']\n",
+        "p/h.py": "def g(x):\n    return 2 * x\n",
+        "p/m.py": "from .conf import KEY\nfrom .h import g\n\n\n" + USES_G,
+    }, "p/m.py")
+    assert passes(sandbox, task, "    return g(x)\n") == [P]
+    assert passes(sandbox, task, "    return KEY\n") == [F]
+
+
+def test_a_relative_path_inside_a_package(sandbox, tmp_path, monkeypatch):
+    write(tmp_path, {"p/__init__.py": "", "p/h.py": "def g(x):\n    return 2 * x\n",
+                     "p/m.py": "from .h import g\n\n\n" + USES_G})
+    monkeypatch.chdir(tmp_path / "p")
+    text = Path("m.py").read_text()
+    request = request_at(text, (8, 7))
+    assert request is not None
+    task = package_task(request_task(request), Path("m.py"), text)
+    assert passes(sandbox, task, "    return g(x)\n") == [P]
