@@ -1,7 +1,7 @@
 """The evidence benchmark's behavioural agreement: candidates that return the same
 values on the probes agree, whatever their code; one that differs on one probe does
 not (a real sandbox runs them). Its rule asserts: generated once per member and model,
-and judging an answer by whose rules it passes."""
+and judging an answer by whose rules it passes. The committed everyday figures reproduce."""
 
 from __future__ import annotations
 
@@ -167,3 +167,25 @@ def test_rule_kinds_judge_an_answer_by_whose_rules_it_passes(tmp_path):
     # Executed once: a second call reads the store.
     assert add_rules(fam, data, rules, store, lambda: pytest.fail("ran again"))  \
         .rule_passed.tolist() == fam.rule_passed.tolist()
+
+
+def test_the_everyday_evidence_figures_come_from_the_committed_caches(tmp_path, monkeypatch):
+    """docs/method.md 8.1's everyday table: the committed samples, rule asserts and runs
+    give `benchmarks/results/everyday/evidence.json` again, with no model and no new
+    execution."""
+    import json
+    from pathlib import Path
+
+    from cascode.benchmarks import evidence_bench
+
+    root = Path(__file__).parents[2]
+    monkeypatch.chdir(root)
+    out = tmp_path / "evidence.json"
+    assert evidence_bench.main([
+        "plans/default.yaml", "--dataset", "everyday", "--cache", "benchmarks/results/humaneval",
+        "--samples", "10", "--tiers", "fastest,fast,balanced,accurate", "--rules", "--offline",
+        "--no-progress", "--out", str(out)]) == 0
+    shipped = json.loads((root / "benchmarks/results/everyday/evidence.json").read_text())
+    assert json.loads(out.read_text()) == shipped
+    balanced = shipped["tiers"]["balanced"]
+    assert balanced["rule met and family's CodeT choice"] == {"of": 21, "right": 19}
