@@ -2,12 +2,14 @@
 
 Five HumanEval problems, three samples: the 0.5B and 1.5B models generate, the
 real sandbox executes, and the plan file and report come out. With so few
-problems the split gives up after 100 draws and says so, and plans with k > 3
+problems the split usually gives up after 100 draws and says so (it finds one
+when each member's greedy answers all pass or all fail), and plans with k > 3
 are skipped.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,12 @@ def test_calibrate_five_humaneval_problems_end_to_end(tmp_path: Path, capsys):
         records = RecordStore(out / "samples" / name).records.values()
         assert len(records) == 5 and {r["runs_in"] for r in records} == {"model server"}
     report = (out / "report.md").read_text()
-    assert "no draw in 100" in report and "kept the closest" in report
+    # With 5 problems (2 validation, 3 test) only a member whose greedy answers all pass
+    # or all fail has the halves within 5 points; the machine's outputs decide which,
+    # and either way the report says which split it kept.
+    gave_up = "no draw in 100" in report and "kept the closest" in report
+    assert gave_up or re.search(r"draw \d+ of at most 100; greedy pass@1 gap 0\.0 points",
+                                report), report[:2000]
     assert "## Answer" in report and "humaneval" in report
     for png in ("plans.png", "theta_sweep.png", "cost_accuracy.png"):
         assert (out / "plots" / png).stat().st_size > 1000
