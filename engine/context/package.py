@@ -13,8 +13,9 @@ starts (after its `__future__` imports) by installing an import hook that serves
 (never the file system) and setting `__package__` to the file's package; the file's
 relative imports follow the context's leading imports. A carried module that cannot
 run in the sandbox fails as an ImportError; a package's `__init__` that cannot run
-leaves its submodules importable. Nothing here changes what the prompt shows: the
-prompt keeps its view of the file.
+leaves its submodules importable. The prompt shows the file's relative imports among
+its other imports (the model then knows which of the project's names it has at hand),
+never the hook.
 
 Bounded: at most MAX_MODULES modules and MAX_BYTES of source; a module past the
 bounds, or one that does not parse, is left out, and importing it fails as before.
@@ -141,10 +142,30 @@ def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
     context = _with_hook(task.context, _HOOK % (_literal(carried), package), chunks)
     if context is None:
         return task
-    shown = task.prompt_context
-    if shown is None and task.context_budget is None:
-        shown = task.context  # the prompt keeps the file's view, not the hook
-    return dataclasses.replace(task, context=context, prompt_context=shown)
+    # The prompt shows the file's plain relative imports among its imports (never the
+    # hook): the model then knows which of the project's names the file has at hand.
+    plain = [c for c in chunks if _plain_import(c)]
+    budget, shown = task.context_budget, task.prompt_context
+    if budget is not None:
+        lines = "".join(c if c.endswith("\n") else c + "\n" for c in plain)
+        first = budget.shared[0] if budget.shared else ""
+        if first.startswith(("import ", "from ")):
+            shared = (first + lines, *budget.shared[1:])
+        else:
+            shared = (lines, *budget.shared) if lines else budget.shared
+        budget = dataclasses.replace(budget, shared=shared)
+    elif shown is None:
+        shown = _with_hook(task.context, "", plain) or task.context
+    return dataclasses.replace(task, context=context, prompt_context=shown,
+                               context_budget=budget)
+
+
+def _plain_import(chunk: str) -> bool:
+    try:
+        body = ast.parse(chunk).body
+    except (SyntaxError, ValueError):
+        return False
+    return len(body) == 1 and isinstance(body[0], ast.ImportFrom)
 
 
 def _with_hook(context: str, hook: str, chunks: list[str]) -> str | None:
@@ -172,8 +193,7 @@ def _with_hook(context: str, hook: str, chunks: list[str]) -> str | None:
     placed = []
     for chunk in chunks:
         chunk = chunk if chunk.endswith("\n") else chunk + "\n"
-        tree = ast.parse(chunk)
-        if not (len(tree.body) == 1 and isinstance(tree.body[0], ast.ImportFrom)):
+        if not _plain_import(chunk):
             chunk = "try:\n" + "".join(f"    {line}" if line.strip() else line
                                       for line in chunk.splitlines(keepends=True))
             chunk += "except Exception:\n    pass\n"

@@ -92,19 +92,25 @@ def test_a_sibling_modules_helper_runs_as_in_the_project(sandbox, project):
     # Without the package, the helper is a NameError: the right body fails like the wrong.
     assert verdicts(sandbox, alone, [RIGHT, ALSO_RIGHT]) == [[F], [F]]
     assert verdicts(sandbox, carried, [RIGHT, ALSO_RIGHT, WRONG]) == [[P], [P], [F]]
-    # The prompt is the file's view, unchanged; only the sandbox's context grows.
-    assert carried.context_budget == alone.context_budget
-    assert "__cascode_package" not in (carried.prompt_context or "")
+    # The prompt shows the relative import among the file's imports, never the hook.
+    assert alone.context_budget is not None and carried.context_budget is not None
+    imports = carried.context_budget.shared[0]
+    assert imports == alone.context_budget.shared[0] + "from .util.strings import is_vowel\n"
+    assert carried.context_budget.shared[1:] == alone.context_budget.shared[1:]
+    assert "__cascode_package" not in "".join(carried.context_budget.shared)
     assert carried.context.startswith("from __future__ import annotations\n")
     # The static checks read the carried context too: the helper is defined.
     assert check_candidate(carried, carried.prompt + RIGHT) == ()
 
 
-def test_with_the_whole_file_as_the_prompt_the_prompt_keeps_the_files_view(project):
+def test_with_the_whole_file_as_the_prompt_it_shows_the_relative_import_not_the_hook(project):
     text = project.read_text()
     alone = task_at(project, text, tokens=-1)
     carried = package_task(alone, project, text)
-    assert alone.context_budget is None and carried.prompt_context == alone.context
+    assert alone.context_budget is None and carried.prompt_context is not None
+    assert "__cascode_package" not in carried.prompt_context
+    assert carried.prompt_context.replace("from .util.strings import is_vowel\n", "") \
+        == alone.context
     assert carried.context != alone.context
 
 
