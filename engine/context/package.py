@@ -27,18 +27,17 @@ import ast
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..types import Task
+from .file_context import _CONTEXT_LEAVES
 from .scanner import Source, statements
 
 log = logging.getLogger(__name__)
 
 MAX_MODULES = 64
 MAX_BYTES = 512 * 1024
-
-_IMPORT_LEAVES = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Pass)
 
 # Installed first in the sandbox: serves the carried modules by name, runs a package's
 # __init__ where it can. One function, deleted once it has run.
@@ -79,9 +78,6 @@ __package__ = __cascode_package(%s, %r)
 del __cascode_package
 '''
 
-Reader = Callable[[Path], "str | None"]
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -89,18 +85,18 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def package_task(task: Task, path: Path, source: str, read: Reader = _read) -> Task:
+def package_task(task: Task, path: Path, source: str) -> Task:
     """`task`, whose sandbox context carries the modules of its own project that the
     file at `path` (its text: `source`, an editor's buffer) imports; `task` itself when
-    it imports none, or none can be read. `read` gives a module's text (None: absent)."""
+    it imports none, or none can be read."""
     try:
-        return _package_task(task, path, source, read)
+        return _package_task(task, path, source)
     except Exception:  # noqa: BLE001 - the request goes on with the file context alone
         log.exception("carrying the package of %s", path)
         return task
 
 
-def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
+def _package_task(task: Task, path: Path, source: str) -> Task:
     path = Path(path).resolve()
     if path.suffix != ".py":
         return task
@@ -126,10 +122,14 @@ def _package_task(task: Task, path: Path, source: str, read: Reader) -> Task:
                 carried[name] = (True, "", str(root.joinpath(*name.split("."))))
             continue
         file, is_package = found
-        if len(carried) >= MAX_MODULES or size + _size(file) > MAX_BYTES:
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        if len(carried) >= MAX_MODULES or size + st.st_size > MAX_BYTES:
             log.info("%s: %s left out of the sandbox (over the bounds)", path, name)
             continue
-        read_module = _read_module(file) if read is _read else _module(read(file))
+        read_module = _module_as_of(str(file), st.st_mtime_ns, st.st_size)
         if read_module is None:
             continue
         text, imports = read_module
@@ -202,10 +202,12 @@ def _with_hook(context: str, hook: str, chunks: list[str]) -> str | None:
             + "".join(lines[imports:]))
 
 
-def _only_imports(stmt: ast.stmt) -> bool:
-    nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.stmt)]
+def _only_imports(node: ast.AST) -> bool:
+    """`node` (a statement, or a chunk's module) holds imports and nothing but imports,
+    assignments and the blocks around them (`try: import x` / `except ImportError: ...`)."""
+    nodes = [n for n in ast.walk(node) if isinstance(n, ast.stmt)]
     return any(isinstance(n, ast.Import | ast.ImportFrom) for n in nodes) and all(
-        isinstance(n, (*_IMPORT_LEAVES, ast.Try, ast.If)) for n in nodes)
+        isinstance(n, (*_CONTEXT_LEAVES, ast.Try, ast.If)) for n in nodes)
 
 
 # What a module imports: ("from", level, module, names) or ("import", 0, name, ()).
@@ -231,25 +233,10 @@ def _module(text: str | None) -> tuple[str, tuple[ImportSpec, ...]] | None:
         return None  # being edited: left out
 
 
-def _size(file: Path) -> int:
-    try:
-        return file.stat().st_size
-    except OSError:
-        return 0
-
-
-def _read_module(file: Path) -> tuple[str, tuple[ImportSpec, ...]] | None:
-    """A module's text and what it imports, read once while it is unchanged on disk (a
-    request comes with every pause in typing)."""
-    try:
-        st = file.stat()
-    except OSError:
-        return None
-    return _module_as_of(str(file), st.st_mtime_ns, st.st_size)
-
-
 @functools.lru_cache(maxsize=256)
 def _module_as_of(file: str, mtime_ns: int, size: int) -> tuple[str, tuple[ImportSpec, ...]] | None:
+    """A module's text and what it imports, read once while it is unchanged on disk (a
+    request comes with every pause in typing)."""
     return _module(_read(Path(file)))
 
 
@@ -295,14 +282,10 @@ def _own_imports(source: str) -> tuple[list[str], list[ast.Module]]:
             tree = ast.parse(code)
         except (SyntaxError, ValueError):
             continue
-        nodes = [n for n in ast.walk(tree) if isinstance(n, ast.stmt)]
-        imports = [n for n in nodes if isinstance(n, ast.Import | ast.ImportFrom)]
-        if not imports:
-            continue
-        if not all(isinstance(n, (*_IMPORT_LEAVES, ast.Try, ast.If)) for n in nodes):
+        if not _only_imports(tree):
             continue
         trees.append(tree)
-        if any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in imports):
+        if any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in ast.walk(tree)):
             chunks.append(code.replace("\r\n", "\n").replace("\r", "\n"))
     return chunks, trees
 
