@@ -244,6 +244,106 @@ async def stop_client(client: Any, timeout: float = 10.0) -> None:
         await client.stop()
 
 
+class Window:
+    """An editor window: `cascode serve` over stdio, driven by a pygls client that
+    answers `workspace/configuration` with `settings` (changed by `apply`) and records
+    what the server says: its log and shown messages (`messages`, each after its kind;
+    `logs`, the log messages alone) and its `cascode/status` notifications."""
+
+    def __init__(self, name: str, settings: dict[str, Any]) -> None:
+        from pygls.lsp.client import LanguageClient
+
+        self.name = name
+        self.client = LanguageClient(f"cascode-{name}", "0")
+        self.settings = dict(settings)
+        self.pulled = asyncio.Event()
+        self.messages: list[str] = []
+        self.logs: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.pid = 0
+
+    async def start(self, env: dict[str, str]) -> None:
+        """Start the language server in this process's environment updated with `env`
+        (its runtime directory: which model servers it shares)."""
+        from lsprotocol import types
+
+        client = self.client
+
+        def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            return cast(Callable[[Callable[..., Any]], Callable[..., Any]],
+                        client.feature(name))
+
+        @on(types.WORKSPACE_CONFIGURATION)
+        def configuration(params: Any) -> list[dict[str, Any]]:
+            self.pulled.set()
+            return [dict(self.settings)]
+
+        @on(types.WINDOW_LOG_MESSAGE)
+        def log(params: Any) -> None:
+            self.logs.append(params.message)
+            self.messages.append(f"logMessage: {params.message}")
+
+        @on(types.WINDOW_SHOW_MESSAGE)
+        def show(params: Any) -> None:
+            self.messages.append(f"showMessage: {params.message}")
+            print(f"{self.name}: the server says: {params.message}", file=sys.stderr)
+
+        @on("cascode/status")
+        def status(params: Any) -> None:
+            self.statuses.append({"state": getattr(params, "state", None),
+                                  "message": getattr(params, "message", None)})
+
+        @on(types.PROGRESS)
+        def progress(params: Any) -> None:
+            return None  # a request's stages: not measured here
+
+        os.environ.update(env)
+        await start_client(client, [sys.executable, "-m", "cascode", "serve"])
+        self.pid = int(getattr(getattr(client, "_server", None), "pid", 0) or 0)
+
+    async def ready(self, timeout: float = 900) -> None:
+        """Wait until the server has reported `ready` (its models loaded)."""
+        deadline = time.monotonic() + timeout
+        while not any(s["state"] == "ready" for s in self.statuses):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: the server did not get ready in "
+                                   f"{timeout:g} s: {self.statuses}")
+            await asyncio.sleep(0.1)
+
+    async def apply(self, **changes: Any) -> None:
+        """Change settings as an editor does: notify, and wait for the server to pull
+        them."""
+        from lsprotocol import types
+
+        self.settings.update(changes)
+        self.pulled.clear()
+        self.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None))
+        await asyncio.wait_for(self.pulled.wait(), 30)
+        await asyncio.sleep(0.3)
+
+    def open(self, uri: str, text: str) -> None:
+        from lsprotocol import types
+
+        self.client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
+                                                 text=text)))
+
+    async def complete(self, uri: str, line: int, character: int) -> Any:
+        """The server's answer to an invoked inline completion at (line, character)."""
+        from lsprotocol import types
+
+        return await self.client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=character),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+
+    async def stop(self) -> None:
+        await stop_client(self.client)
+
+
 def _ms(values: list[float], q: float = 0.5) -> float:
     if not values:
         return float("nan")

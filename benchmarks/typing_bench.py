@@ -40,10 +40,11 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+
+from .server_bench import Window
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "typing_bench.json"
 MODES = ("off", "prefill")
@@ -140,73 +141,9 @@ def chunks(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-class Window:
-    """A `cascode serve` over stdio with a pygls client, on one plan file."""
-
-    def __init__(self, plan_file: str, tier: str) -> None:
-        from pygls.lsp.client import LanguageClient
-
-        self.client = LanguageClient("cascode-typing-bench", "0")
-        self.settings: dict[str, Any] = {"tier": tier, "cacheSize": 0, "prefill": False,
-                                         "testExamples": False, "planFile": plan_file,
-                                         "maxSeconds": 0}
-        self.pulled = asyncio.Event()
-        self.logs: list[str] = []
-        self.statuses: list[dict[str, Any]] = []
-
-    async def start(self, env: dict[str, str]) -> None:
-        from lsprotocol import types
-
-        from .server_bench import start_client
-
-        client = self.client
-
-        def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-            return cast(Callable[[Callable[..., Any]], Callable[..., Any]],
-                        client.feature(name))
-
-        @on(types.WORKSPACE_CONFIGURATION)
-        def configuration(params: Any) -> list[dict[str, Any]]:
-            self.pulled.set()
-            return [dict(self.settings)]
-
-        @on(types.WINDOW_LOG_MESSAGE)
-        def log_message(params: Any) -> None:
-            self.logs.append(params.message)
-
-        @on(types.WINDOW_SHOW_MESSAGE)
-        def show(params: Any) -> None:
-            print(f"server says: {params.message}", file=sys.stderr)
-
-        @on("cascode/status")
-        def status(params: Any) -> None:
-            self.statuses.append({"state": getattr(params, "state", None),
-                                  "message": getattr(params, "message", None)})
-
-        os.environ.update(env)  # the language server's environment (its runtime dir)
-        await start_client(client, [sys.executable, "-m", "cascode", "serve"])
-
-    async def apply(self, **changes: Any) -> None:
-        from lsprotocol import types
-
-        self.settings.update(changes)
-        self.pulled.clear()
-        self.client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings=None))
-        await asyncio.wait_for(self.pulled.wait(), 30)
-        await asyncio.sleep(0.3)
-
-    async def ready(self, timeout: float = 900) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(s["state"] == "ready" for s in self.statuses):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not get ready: {self.statuses}")
-            await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        from .server_bench import stop_client
-
-        await stop_client(self.client)
+def _window(name: str, plan_file: str, tier: str) -> Window:
+    return Window(name, {"tier": tier, "cacheSize": 0, "prefill": False,
+                         "testExamples": False, "planFile": plan_file, "maxSeconds": 0})
 
 
 async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float,
@@ -219,9 +156,10 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
     `both`; `env`: the plain language server's environment."""
     from lsprotocol import types
 
-    windows = {"plain": Window(plan_file, tiers[-1])}
+    windows = {"plain": _window("typing-bench", plan_file, tiers[-1])}
     if speculative is not None:
-        windows["speculative"] = Window(speculative[0], tiers[-1])
+        windows["speculative"] = _window("typing-bench-speculative", speculative[0],
+                                         tiers[-1])
     modes = SPEC_MODES if speculative is not None else MODES
     rows: list[dict[str, Any]] = []
     version = 0
@@ -243,24 +181,15 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
                 await window.apply(tier=tier, prefill=False)
                 version += 1
                 uri = f"file:///typing-bench/warm-up-{version}.py"
-                window.client.text_document_did_open(types.DidOpenTextDocumentParams(
-                    text_document=types.TextDocumentItem(uri=uri, language_id="python",
-                                                         version=1, text=WARM_UP)))
-                await window.client.text_document_inline_completion_async(
-                    types.InlineCompletionParams(
-                        text_document=types.TextDocumentIdentifier(uri=uri),
-                        position=types.Position(line=2, character=4),
-                        context=types.InlineCompletionContext(
-                            trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+                window.open(uri, WARM_UP)
+                await window.complete(uri, 2, 4)
         for tier, problem, mode in schedule(problems, tiers, modes):
                 window = windows["speculative" if mode in SPECULATIVE else "plain"]
                 client, logs = window.client, window.logs
                 await window.apply(tier=tier, prefill=mode in ("prefill", "both"))
                 version += 1
                 uri = f"file:///typing-bench/{version}/{problem.path}"
-                client.text_document_did_open(types.DidOpenTextDocumentParams(
-                    text_document=types.TextDocumentItem(
-                        uri=uri, language_id="python", version=1, text=problem.opened)))
+                window.open(uri, problem.opened)
                 await asyncio.sleep(0.5)
                 line, col = problem.start[0], _units(
                     problem.opened.split("\n")[problem.start[0]][:problem.start[1]])
@@ -283,14 +212,7 @@ async def run(problems: list[Typing], tiers: list[str], cps: float, pause: float
                 await asyncio.sleep(pause)
                 warmed = [m for m in logs[n_logs:] if "cascode: warmed" in m]
                 start = time.perf_counter()
-                result = await asyncio.wait_for(
-                    client.text_document_inline_completion_async(
-                        types.InlineCompletionParams(
-                            text_document=types.TextDocumentIdentifier(uri=uri),
-                            position=types.Position(line=line, character=col),
-                            context=types.InlineCompletionContext(
-                                trigger_kind=types.InlineCompletionTriggerKind.Invoked))),
-                    timeout)
+                result = await asyncio.wait_for(window.complete(uri, line, col), timeout)
                 seconds = time.perf_counter() - start
                 answered = isinstance(result, types.InlineCompletionList) and bool(
                     result.items)

@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .server_bench import Window
+
 DEFAULT_OUT = Path(__file__).parent / "results" / "windows_bench.json"
 REPEATS = 3  # requests alone and pairs at once, per window
 
@@ -93,56 +95,18 @@ def _functions(n: int) -> list[dict[str, Any]]:
     return out
 
 
-class Window:
-    """One editor window: a `cascode serve` over stdio and its client."""
+class FunctionWindow(Window):
+    """An editor window on the plan `plan` and tier `tier` (answer cache, warm-up while
+    typing and the load's tier choice off) that opens real-code functions and asks for
+    them, timing each answer."""
 
-    def __init__(self, name: str, plan: str, tier: str, env: dict[str, str]) -> None:
-        from pygls.lsp.client import LanguageClient
+    def __init__(self, name: str, plan: str, tier: str) -> None:
+        super().__init__(name, {"planFile": plan, "tier": tier, "cacheSize": 0,
+                                "prefill": False, "maxSeconds": 0})
 
-        self.name, self.plan, self.tier, self.env = name, plan, tier, env
-        self.client = LanguageClient(f"cascode-{name}", "0")
-        self.messages: list[str] = []
-        self.ready = asyncio.Event()
-        self.pid = 0
-
-    async def start(self) -> None:
-        from lsprotocol import types
-
-        from .server_bench import start_client
-
-        client = self.client
-
-        @client.feature(types.WORKSPACE_CONFIGURATION)  # type: ignore[untyped-decorator]
-        def configuration(params: Any) -> list[dict[str, Any]]:
-            return [{"planFile": self.plan, "tier": self.tier, "cacheSize": 0,
-                     "prefill": False, "maxSeconds": 0}]
-
-        @client.feature(types.WINDOW_SHOW_MESSAGE)  # type: ignore[untyped-decorator]
-        def show(params: Any) -> None:
-            self.messages.append(f"showMessage: {params.message}")
-
-        @client.feature(types.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
-        def log(params: Any) -> None:
-            self.messages.append(f"logMessage: {params.message}")
-
-        @client.feature("cascode/status")  # type: ignore[untyped-decorator]
-        def status(params: Any) -> None:
-            if getattr(params, "state", None) == "ready":
-                self.ready.set()
-
-        os.environ.update(self.env)
-        await start_client(client, [sys.executable, "-m", "cascode", "serve"])
-        proc = getattr(client, "_server", None)
-        self.pid = int(getattr(proc, "pid", 0) or 0)
-        await asyncio.wait_for(self.ready.wait(), 600)
-
-    def open(self, fn: dict[str, Any]) -> str:
-        from lsprotocol import types
-
+    def open_function(self, fn: dict[str, Any]) -> str:
         uri = f"file:///{self.name}/{fn['id'].replace('/', '_')}.py"
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
-                                                 text=fn["source"])))
+        self.open(uri, fn["source"])
         return uri
 
     async def ask(self, uri: str, fn: dict[str, Any]) -> dict[str, Any]:
@@ -150,22 +114,12 @@ class Window:
 
         t0 = time.perf_counter()
         try:
-            result = await self.client.text_document_inline_completion_async(
-                types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=fn["line"], character=fn["col"]),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+            result = await self.complete(uri, fn["line"], fn["col"])
         except Exception as e:  # noqa: BLE001 - what the editor would be told
             return {"ok": False, "error": str(e), "seconds": time.perf_counter() - t0}
         items = result.items if isinstance(result, types.InlineCompletionList) else []
         return {"ok": bool(items), "seconds": round(time.perf_counter() - t0, 2),
                 "items": len(items)}
-
-    async def stop(self) -> None:
-        from .server_bench import stop_client
-
-        await stop_client(self.client)
 
 
 def _cli(plan: str, tier: str, path: Path, line: int, env: dict[str, str]
@@ -198,11 +152,12 @@ async def run(tier: str) -> dict[str, Any]:
     f3_path = work / "cli_target.py"
     f3_path.write_text(f3["source"])
     out: dict[str, Any] = {"tier": tier, "functions": [f["id"] for f in (f1, f2, f3, f4)]}
-    a, b = Window("a", plan, tier, env), Window("b", plan, tier, env)
+    a, b = FunctionWindow("a", plan, tier), FunctionWindow("b", plan, tier)
     try:
-        await a.start()
-        await b.start()
-        ua, ub = a.open(f1), b.open(f2)
+        for window in (a, b):
+            await window.start(env)
+            await window.ready(600)
+        ua, ub = a.open_function(f1), b.open_function(f2)
         # Each window's first request loads the models and evaluates its prompt, as
         # the warm-up while typing would (`prefill`, on by default); the requests
         # measured then find their prompts evaluated, alone and together alike.
@@ -277,7 +232,7 @@ async def run(tier: str) -> dict[str, Any]:
         # is new to the servers, so that the request is still evaluating it 1.5 s in
         # (a warm prompt is answered sooner than that).
         before = len(a.messages)
-        u4 = a.open(f4)
+        u4 = a.open_function(f4)
         request = asyncio.ensure_future(a.ask(u4, f4))
         await asyncio.sleep(1.5)
         in_flight = not request.done()
