@@ -151,7 +151,8 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
 
             fc = function_at(source, line - 1, 0)
             if fc is None:
-                raise ContextError(f"{path}:{line}: no function at this line")
+                raise ContextError(f"{path}:{line}: no function at this line"
+                                   + _below_function(source, lines, line))
             raise ContextError(
                 f"{path}:{line}: {fc.name} has written lines below this line; give the line "
                 f"of its last written line ({fc.end_line}) to complete the rest of it")
@@ -163,6 +164,25 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
 
     task = package_task(task, Path(path), source)
     return _with_test_examples(task, Path(path)), target, indent
+
+
+def _below_function(source: str, lines: list[str], line: int) -> str:
+    """For a blank line right below a function (where an editor's cursor would stand
+    indented, to go on writing it): how to ask for the rest of that function."""
+    from cascode.engine.context import function_at
+
+    if line <= len(lines) and lines[line - 1].strip():
+        return ""
+    above = line - 1  # the last written line above it, 1-based
+    while above > 0 and not lines[above - 1].strip():
+        above -= 1
+    if above == 0:
+        return ""
+    fc = function_at(source, above - 1, 0)
+    if fc is None or fc.end_line != above:
+        return ""
+    return (f" (a blank line below {fc.name}: give the line of its last written line "
+            f"({above}) to complete the rest of it)")
 
 
 def _with_test_examples(task: Task, path: Path) -> Task:

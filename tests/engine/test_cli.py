@@ -168,6 +168,23 @@ def test_written_lines_below_the_line_are_one_line(tmp_path):
     assert_one_line_error(proc, f"{src}:2", "written lines below", "(4)")
 
 
+def test_a_blank_line_below_a_function_names_its_last_written_line(tmp_path):
+    # Where an editor's cursor stands (indented) to go on writing the function; the
+    # CLI has no column, so it says which line to give.
+    src = tmp_path / "mod.py"
+    src.write_text("def f(x):\n    y = x + 1\n\n\nX = 1\n\n")
+    for line in (3, 4):
+        proc = cascode("complete", f"{src}:{line}", "--plan-file", str(SMALL_PLAN))
+        assert_one_line_error(proc, f"{src}:{line}", "no function", "below f", "(2)")
+    proc = cascode("complete", f"{src}:6", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, f"{src}:6", "no function at this line")
+    assert "a blank line below" not in proc.stderr  # below an assignment: nothing to go on
+    end = tmp_path / "end.py"
+    end.write_text("def g():\n    total = 0\n")  # the line after the file's last one
+    proc = cascode("complete", f"{end}:3", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, f"{end}:3", "below g", "(2)")
+
+
 @pytest.mark.slow
 def test_complete_the_rest_of_a_function(tmp_path, qwen05b_path):
     src = tmp_path / "mod.py"
