@@ -142,14 +142,18 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         n_lines = source.count("\n") + 1
         if line < 1 or line > n_lines:
             raise ContextError(f"{path}:{line}: no such line (the file has {n_lines})")
-        lines = source.splitlines()
+        # Lines as the scanner counts them (read_text made "\r\n" and "\r" into "\n").
+        lines = source.split("\n")
         # The cursor at the end of the line, where an editor's user would ask.
         cursor = (line - 1, len(lines[line - 1]) if line - 1 < len(lines) else 0)
         request = request_at(source, cursor)
         if request is None:
             from cascode.engine.context import function_at
 
-            fc = function_at(source, line - 1, 0)
+            try:
+                fc = function_at(source, line - 1, 0)
+            except Exception:  # noqa: BLE001 - the scanner choked on it, as request_at did
+                fc = None
             if fc is None:
                 raise ContextError(f"{path}:{line}: no function at this line"
                                    + _below_function(source, lines, line))
@@ -173,16 +177,19 @@ def _below_function(source: str, lines: list[str], line: int) -> str:
 
     if line <= len(lines) and lines[line - 1].strip():
         return ""
-    above = line - 1  # the last written line above it, 1-based
-    while above > 0 and not lines[above - 1].strip():
+    above = line - 1  # the last line of code above it, 1-based
+    while above > 0 and lines[above - 1].strip()[:1] in ("", "#"):
         above -= 1
     if above == 0:
         return ""
-    fc = function_at(source, above - 1, 0)
-    if fc is None or fc.end_line != above:
+    try:
+        fc = function_at(source, above - 1, 0)
+    except Exception:  # noqa: BLE001 - only a hint on an error already being raised
+        return ""
+    if fc is None or fc.end_line < above or fc.end_line > line - 1:
         return ""
     return (f" (a blank line below {fc.name}: give the line of its last written line "
-            f"({above}) to complete the rest of it)")
+            f"({fc.end_line}) to complete the rest of it)")
 
 
 def _with_test_examples(task: Task, path: Path) -> Task:

@@ -183,6 +183,10 @@ def test_a_blank_line_below_a_function_names_its_last_written_line(tmp_path):
     end.write_text("def g():\n    total = 0\n")  # the line after the file's last one
     proc = cascode("complete", f"{end}:3", "--plan-file", str(SMALL_PLAN))
     assert_one_line_error(proc, f"{end}:3", "below g", "(2)")
+    method = tmp_path / "method.py"  # a method, with a comment of the user's below it
+    method.write_text("class A:\n    def m(self, x):\n        y = x\n        # then\n\n")
+    proc = cascode("complete", f"{method}:5", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, f"{method}:5", "below m", "(3)")
 
 
 @pytest.mark.slow
