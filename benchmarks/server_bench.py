@@ -130,6 +130,15 @@ def served_plan(folder: Path, model_server: bool = True, plan: Path | None = Non
     return path
 
 
+Handler = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def feature(client: Any, name: str) -> Handler:
+    """pygls' `client.feature(name)` decorator, typed: the handlers keep their own
+    signatures (pygls' decorator is untyped)."""
+    return cast(Handler, client.feature(name))
+
+
 async def start_client(client: Any, command: list[str]) -> None:
     """Start `command` as the server of a pygls `client` over stdio and initialize it as an
     editor would: it answers `workspace/configuration` (the caller's handler) and
@@ -159,9 +168,8 @@ async def through_server(
 
     client = LanguageClient("cascode-bench", "0")
 
-    def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        # pygls' decorator is untyped; the handlers keep their own signatures.
-        return cast(Callable[[Callable[..., Any]], Callable[..., Any]], client.feature(name))
+    def on(name: str) -> Handler:
+        return feature(client, name)
     events: dict[str, list[tuple[float, str]]] = {}
     ready = asyncio.Event()
 
@@ -269,9 +277,8 @@ class Window:
 
         client = self.client
 
-        def on(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-            return cast(Callable[[Callable[..., Any]], Callable[..., Any]],
-                        client.feature(name))
+        def on(name: str) -> Handler:
+            return feature(client, name)
 
         @on(types.WORKSPACE_CONFIGURATION)
         def configuration(params: Any) -> list[dict[str, Any]]:
