@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from cascode.engine.context import FunctionContext
     from cascode.engine.types import Task
 
 
@@ -148,12 +149,7 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
         cursor = (line - 1, len(lines[line - 1]) if line - 1 < len(lines) else 0)
         request = request_at(source, cursor)
         if request is None:
-            from cascode.engine.context import function_at
-
-            try:
-                fc = function_at(source, line - 1, 0)
-            except Exception:  # noqa: BLE001 - the scanner choked on it, as request_at did
-                fc = None
+            fc = _function_at(source, line - 1)
             if fc is None:
                 raise ContextError(f"{path}:{line}: no function at this line"
                                    + _below_function(source, lines, line))
@@ -170,11 +166,20 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
     return _with_test_examples(task, Path(path)), target, indent
 
 
+def _function_at(source: str, row: int) -> FunctionContext | None:
+    """The function at 0-based `row` (column 0), for an error's wording; None also where
+    the scanner chokes on the file (request_at gave None for it as well)."""
+    from cascode.engine.context import function_at
+
+    try:
+        return function_at(source, row, 0)
+    except Exception:  # noqa: BLE001 - the error being raised names no function then
+        return None
+
+
 def _below_function(source: str, lines: list[str], line: int) -> str:
     """For a blank line right below a function (where an editor's cursor would stand
     indented, to go on writing it): how to ask for the rest of that function."""
-    from cascode.engine.context import function_at
-
     if line <= len(lines) and lines[line - 1].strip():
         return ""
     above = line - 1  # the last line of code above it, 1-based
@@ -182,10 +187,7 @@ def _below_function(source: str, lines: list[str], line: int) -> str:
         above -= 1
     if above == 0:
         return ""
-    try:
-        fc = function_at(source, above - 1, 0)
-    except Exception:  # noqa: BLE001 - only a hint on an error already being raised
-        return ""
+    fc = _function_at(source, above - 1)
     if fc is None or fc.end_line < above or fc.end_line > line - 1:
         return ""
     return (f" (a blank line below {fc.name}: give the line of its last written line "
