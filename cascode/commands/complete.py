@@ -127,12 +127,7 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
     head, sep, tail = target.rpartition(":")
     if sep and tail.isdigit():
         path, line = head, int(tail)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ContextError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ContextError(f"{path}: not a UTF-8 text file") from None
+    source = _read_source(path)
     if line is None:
         fc = last_function(source)
         if fc is None:
@@ -165,6 +160,30 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
     task = package_task(task, Path(path), source)
     return _with_test_examples(task, Path(path)), target, indent
 
+
+def _read_source(path: str) -> str:
+    """The file's text, decoded as Python decodes a module: UTF-8, or the encoding its
+    coding line (PEP 263) or byte-order mark names."""
+    import io
+    import tokenize
+    from pathlib import Path
+
+    from cascode.engine.errors import ContextError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ContextError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError) as e:
+        raise ContextError(f"{path}: {getattr(e, 'msg', None) or e}") from None
+    except UnicodeDecodeError as e:
+        raise ContextError(f"{path}: byte {e.start} is not {e.encoding} text (a coding "
+                           "line, PEP 263, names a file's other encoding)") from None
+    # As io's universal newlines give it to Python, and as an editor sends it.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 def _function_at(source: str, row: int) -> FunctionContext | None:
     """The function at 0-based `row` (column 0), for an error's wording; None also where

@@ -161,6 +161,31 @@ def test_no_function_at_line_is_one_line(tmp_path):
     assert_one_line_error(proc, "no such line")
 
 
+def test_a_file_is_read_as_python_reads_a_module(tmp_path):
+    """A coding line (PEP 263), a byte-order mark and CRLF line ends are read as Python
+    reads them; a byte that does not decode is a one-line error naming the file."""
+    from cascode.commands.complete import _read_source
+
+    text = ('def greet(name):\n    """Say h\u00e9llo.\n\n'
+            '    >>> greet("a")\n    \'h\u00e9llo a\'\n    """\n')
+    latin = tmp_path / "latin.py"
+    latin.write_bytes(("# -*- coding: latin-1 -*-\n" + text).encode("latin-1"))
+    assert _read_source(str(latin)) == "# -*- coding: latin-1 -*-\n" + text
+    bom = tmp_path / "bom.py"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert _read_source(str(bom)) == text
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(text.encode("latin-1"))  # no coding line: UTF-8, which it is not
+    proc = cascode("complete", f"{bad}:2", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, str(bad), "is not utf-8", "coding")
+    unknown = tmp_path / "unknown.py"
+    unknown.write_text("# coding: no-such-codec\ndef f():\n    pass\n")
+    proc = cascode("complete", f"{unknown}:2", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, str(unknown), "unknown encoding")
+    proc = cascode("complete", f"{latin}:99", "--plan-file", str(SMALL_PLAN))
+    assert_one_line_error(proc, "no such line (the file has 8)")
+
+
 def test_written_lines_below_the_line_are_one_line(tmp_path):
     src = tmp_path / "mod.py"
     src.write_text("def f(x):\n    y = x + 1\n    z = y * 2\n    return z\n")
