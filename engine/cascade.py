@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
@@ -131,7 +132,7 @@ class Cascade:
                     tier_plan.name,
                     tuple(stages),
                     verified=False,
-                    note="execution unavailable: the answer was not tested",
+                    note=_unavailable_note(task),
                     examples=examples,
                     answer_stage=len(stages) - 1,
                 )
@@ -228,8 +229,8 @@ def run_stage(
         cancel_mod.check(cancel)  # type: ignore[arg-type]
         if on_event:
             on_event(Executing(stage.member.name, len(solutions), len(lines)))
-        if sandbox is None:
-            verified = False
+        if sandbox is None or context_error(task.context):
+            verified = False  # nothing can run: the answer is not tested
         else:
             try:
                 matrix = sandbox.run_matrix(
@@ -282,15 +283,49 @@ def _evaluated(gens: Sequence[Generation]) -> int | None:
     return sum(known) if known else None
 
 
+def _unavailable_note(task: Task) -> str:
+    why = context_error(task.context)
+    if why:
+        return (f"execution unavailable: the file around the function does not compile on "
+                f"this Python ({why}); the answer was not tested")
+    return "execution unavailable: the answer was not tested"
+
+
+@lru_cache(maxsize=64)
+def context_error(context: str) -> str | None:
+    """Why the file context cannot run on this interpreter (the sandbox's): it does not
+    compile (newer syntax, a statement out of place). Then no line can pass for any
+    candidate, so nothing is executed and the answer is not tested, rather than every
+    candidate failing every example. None when it compiles (so does the context as the
+    sandbox runs it, `executable_context`)."""
+    try:
+        compile(context, "<file>", "exec", dont_inherit=True)
+    except SyntaxError as e:
+        lines = context.splitlines()
+        line = (e.text or (lines[e.lineno - 1] if e.lineno and e.lineno <= len(lines)
+                           else "")).strip()
+        return (f"{sys.version_info.major}.{sys.version_info.minor}: {e.msg}"
+                + (f": `{line}`" if line else ""))
+    except ValueError as e:  # a null byte
+        return str(e)
+    return None
+
+
 @lru_cache(maxsize=64)
 def executable_context(context: str) -> str:
-    """The file context as the sandbox runs it: each top-level import guarded.
+    """The file context as the sandbox runs it: each top-level statement on its own.
 
-    A project's own modules are not importable in the sandbox; one failing
-    import must not fail every assert of every solution. The prompt keeps the
-    imports as written. A `from __future__` import stays as it is: it must be the
-    module's first statement (guarded, it would be a SyntaxError that fails every
-    line; `from __future__ import annotations` is common in real files).
+    What a file does when it is imported is the file's, not a candidate's: an import of
+    the project's own modules or of a package this machine lacks, a settings file it
+    reads, a call of its `main()`, an `argparse` exit, a decorator naming what such an
+    import would have bound. One statement that raises must not fail every assert of
+    every solution, so each top-level statement that may raise is guarded (`Exception`
+    and `SystemExit`; never the sandbox's own timeout): one that raises leaves its names
+    unbound, and the rest of the file runs. A file of statements that cannot raise
+    (literals bound to names, plain functions) runs as written. The prompt keeps the
+    file as written. A `from __future__` import stays as it is: it must be the module's
+    first statement (guarded, it would be a SyntaxError that fails every line; `from
+    __future__ import annotations` is common in real files).
     """
     if not context.strip():
         return context
@@ -300,11 +335,13 @@ def executable_context(context: str) -> str:
         return context
     if not any(_guarded(n) for n in tree.body):
         return context
+    caught = ast.Tuple([ast.Name("Exception", ast.Load()), ast.Name("SystemExit", ast.Load())],
+                       ast.Load())
     body: list[ast.stmt] = []
     for node in tree.body:
         if _guarded(node):
-            handler = ast.ExceptHandler(ast.Name("ImportError", ast.Load()), None, [ast.Pass()])
-            body.append(ast.Try([node], [handler], [], []))
+            body.append(ast.Try([node], [ast.ExceptHandler(caught, None, [ast.Pass()])],
+                                [], []))
         else:
             body.append(node)
     tree.body = body
@@ -312,7 +349,29 @@ def executable_context(context: str) -> str:
 
 
 def _guarded(node: ast.stmt) -> bool:
-    """An import that `executable_context` guards: every one but `from __future__`."""
-    if isinstance(node, ast.ImportFrom):
-        return node.module != "__future__"
-    return isinstance(node, ast.Import)
+    """A statement that `executable_context` guards: every one that may raise, but a
+    `from __future__` import."""
+    if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+        return False
+    if isinstance(node, ast.Pass) or (isinstance(node, ast.Expr)
+                                      and isinstance(node.value, ast.Constant)):
+        return False  # the module's docstring
+    if isinstance(node, ast.Assign):  # NAME = a literal
+        return not (all(isinstance(t, ast.Name) for t in node.targets)
+                    and _literal(node.value))
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # runs nothing but defaults
+        a = node.args
+        return bool(node.decorator_list or node.returns
+                    or any(x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs,
+                                                  *filter(None, (a.vararg, a.kwarg))))
+                    or not all(_literal(d) for d in (*a.defaults,
+                                                     *filter(None, a.kw_defaults))))
+    return True
+
+
+def _literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True

@@ -82,6 +82,28 @@ def test_accept_at_stage_one(plan: Plan, sandbox: InProcessSandbox) -> None:
     assert stage.generated_tokens > 0 and stage.seconds > 0
 
 
+def test_a_file_that_does_not_compile_here_is_not_held_against_the_answer(
+        plan: Plan, sandbox: InProcessSandbox) -> None:
+    """No line can pass where the file around the function does not compile on the
+    sandbox's Python: nothing runs, and the answer says why it is untested, instead of
+    every candidate failing and the cascade escalating to its last member."""
+    import dataclasses
+
+    from cascode.engine.cascade import context_error
+
+    task = dataclasses.replace(TASK, context="OFFSET = 0\nreturn OFFSET\n")  # parses
+    small = ScriptedBackend("small", [RIGHT], GOOD_TESTS)
+    large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
+    result = Cascade(plan, {"small": small, "large": large}, sandbox).run(  # type: ignore[dict-item]
+        task, "two")
+    assert sandbox.calls == [] and large.calls == []
+    assert result.member == "small" and not result.verified
+    assert result.note.startswith("execution unavailable: the file around the function "
+                                  "does not compile on this Python (3.")
+    assert "'return' outside function: `return OFFSET`" in result.note
+    assert context_error(TASK.context) is None
+
+
 def test_escalate_to_stage_two(plan: Plan, sandbox: InProcessSandbox) -> None:
     small = ScriptedBackend("small", [WRONG, RIGHT, WRONG], GOOD_TESTS)
     large = ScriptedBackend("large", [RIGHT], GOOD_TESTS)
@@ -289,7 +311,7 @@ def test_method_from_a_file_through_the_cascade_and_back(sandbox: InProcessSandb
     assert eval("Rect(2, 5).area()", ns) == 10
 
 
-def test_executable_context_guards_imports_only():
+def test_executable_context_runs_each_top_level_statement_on_its_own():
     from cascode.engine.cascade import executable_context
 
     ctx = "import os\nfrom mypkg.models import User  # project-local\n\nLIMIT = 3\n"
@@ -297,8 +319,69 @@ def test_executable_context_guards_imports_only():
     ns: dict = {}
     exec(out, ns)  # the missing project module does not stop the rest
     assert ns["LIMIT"] == 3 and "os" in ns and "User" not in ns
-    assert executable_context("X = 1\n") == "X = 1\n"  # nothing to guard: unchanged
+    for plain in ('"""Doc."""\nX = 1\nY = {"a": (1, -2.5)}\n', "def f(x, y=2):\n    return x\n"):
+        assert executable_context(plain) == plain  # nothing that may raise: as written
     assert executable_context("def broken(:\n") == "def broken(:\n"  # not parsing: as is
+
+
+# A user's module as it stands: what it does on import fails in the sandbox (a package
+# this machine lacks, a settings file, an argparse exit, its main() run unguarded, an
+# annotation naming what the failed import would have bound), none of it the answer's.
+SIDE_EFFECTS_FILE = '''"""Prices of an order."""
+import argparse
+import json
+
+import orders_db as db  # the project's own module: not in the sandbox
+
+SETTINGS = json.load(open("/nonexistent/settings.json"))
+ARGS = argparse.ArgumentParser().parse_args(["--no-such-flag"])
+TAX = 0.25
+
+
+@db.cached
+def half(x: float) -> float:
+    return x / 2
+
+
+def main() -> None:
+    raise RuntimeError("needs a database")
+
+
+main()
+'''
+
+TOTAL = '''def total(price: float, quantity: int) -> float:
+    return round(price * quantity * (1 + TAX), 2)
+'''
+
+
+def test_a_file_that_fails_on_import_still_runs_its_examples_in_the_real_sandbox():
+    """Before, the first statement that raised failed every line of every candidate,
+    the user's examples and the generated asserts alike: a right answer was reported as
+    failing the user's example, and the cascade escalated to its last member."""
+    from cascode.engine.cascade import executable_context
+    from cascode.engine.sandbox import create_sandbox
+    from cascode.engine.types import Verdict
+
+    from ..conftest import need_sandbox
+
+    out = executable_context(SIDE_EFFECTS_FILE)
+    assert out.startswith('"""Prices of an order."""\n')  # the docstring stays first
+    lines = ["assert total(2.0, 3) == 7.5", "assert total(1.0, 0) == 0.0",
+             "assert total(1.0, 1) == 1.0", "assert half is not None",
+             "assert SETTINGS == {}"]
+    # A statement that hangs is ended by the sandbox's own timer, not swallowed.
+    hangs = "TAX = 0.25\nwhile True:\n    pass\n"
+    with create_sandbox() as sandbox:
+        need_sandbox(sandbox)
+        matrix = sandbox.run_matrix([TOTAL], lines, context=out)
+        raw = sandbox.run_matrix([TOTAL], lines[:1], context=SIDE_EFFECTS_FILE)
+        hung = sandbox.run_matrix([TOTAL], lines[:1], context=executable_context(hangs))
+    # `half`'s decorator names db, so its def failed too; SETTINGS was never bound.
+    assert matrix.verdicts == ((Verdict.PASSED, Verdict.PASSED, Verdict.FAILED,
+                                Verdict.FAILED, Verdict.FAILED),)
+    assert raw.verdicts == ((Verdict.FAILED,),)  # as the file stands, nothing runs
+    assert hung.verdicts[0][0] != Verdict.PASSED
 
 
 FUTURE_FILE = '''"""Sizes, as humans read them."""
