@@ -185,6 +185,7 @@ def _read_source(path: str) -> str:
     # As io's universal newlines give it to Python, and as an editor sends it.
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
+
 def _function_at(source: str, row: int) -> FunctionContext | None:
     """The function at 0-based `row` (column 0), for an error's wording; None also where
     the scanner chokes on the file (request_at gave None for it as well)."""
