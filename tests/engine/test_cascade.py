@@ -325,8 +325,8 @@ def test_executable_context_runs_each_top_level_statement_on_its_own():
 
 
 # A user's module as it stands: what it does on import fails in the sandbox (a package
-# this machine lacks, a settings file, an argparse exit, its main() run unguarded, an
-# annotation naming what the failed import would have bound), none of it the answer's.
+# this machine lacks, a settings file, an argparse exit, its main() run unguarded, a
+# decorator naming what the failed import would have bound), none of it the answer's.
 SIDE_EFFECTS_FILE = '''"""Prices of an order."""
 import argparse
 import json
