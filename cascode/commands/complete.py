@@ -164,26 +164,9 @@ def _read_task(target: str, context_tokens: int = -1):  # type: ignore[no-untype
 def _read_source(path: str) -> str:
     """The file's text, decoded as Python decodes a module: UTF-8, or the encoding its
     coding line (PEP 263) or byte-order mark names."""
-    import io
-    import tokenize
-    from pathlib import Path
+    from cascode.engine.context.source import read_module
 
-    from cascode.engine.errors import ContextError
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ContextError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        text = data.decode(encoding)
-    except (SyntaxError, LookupError) as e:
-        raise ContextError(f"{path}: {getattr(e, 'msg', None) or e}") from None
-    except UnicodeDecodeError as e:
-        raise ContextError(f"{path}: byte {e.start} is not {e.encoding} text (a coding "
-                           "line, PEP 263, names a file's other encoding)") from None
-    # As io's universal newlines give it to Python, and as an editor sends it.
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return read_module(path)
 
 
 def _function_at(source: str, row: int) -> FunctionContext | None:

@@ -35,7 +35,8 @@ The modules, each using only those listed before it:
 - `file_context`: the context chunks of a function's file;
 - `function`: `function_at`, `last_function` and the `FunctionContext` they build;
 - `body`: putting a solution back (`insert_body`, and `body_edit`, the final edit);
-- `rest`: the rest of a half-written function (`continues_at`, `continuation_edit`).
+- `rest`: the rest of a half-written function (`continues_at`, `continuation_edit`);
+- `source`: a Python file read from disk as Python reads a module (`read_module`);
 - `package`: the modules of the file's own project that it imports, for the sandbox
   (`package_task`).
 """

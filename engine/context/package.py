@@ -33,6 +33,7 @@ from pathlib import Path
 from ..types import Task
 from .file_context import _CONTEXT_LEAVES
 from .scanner import Source, statements
+from .source import SourceError, read_module
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ del __cascode_package
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_module(path)
+    except SourceError as e:
+        log.info("project module not carried: %s", e)
         return None
 
 

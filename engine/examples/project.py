@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..context.source import SourceError, read_module
 from ..extract import is_valid_assert
 from ..types import Example
 from .names import BUILTINS, Bindings, dedup, free_names
@@ -431,9 +432,9 @@ class ProjectExamples:
             return None
         if text is None:
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                log.info("test file %s skipped: cannot read: %s", rel.as_posix(), e)
+                text = read_module(path)
+            except SourceError as e:
+                log.info("test file %s skipped: %s", rel.as_posix(), e.reason)
                 return None
         try:
             return _TestFile(text, rel.with_suffix("").parts)

@@ -546,6 +546,24 @@ def test_big_and_broken_test_files_are_skipped_with_one_log_line(tmp_path, caplo
         "test file tests/test_broken.py skipped: does not parse (line 2)"]
 
 
+def test_test_files_are_decoded_as_python_reads_them(tmp_path, caplog):
+    source = write_project(tmp_path)
+    (tmp_path / "tests" / "test_dates.py").unlink()
+    (tmp_path / "tests" / "test_latin.py").write_bytes(
+        "# -*- coding: latin-1 -*-\r\nfrom pkg.dates import parse_date\r\n"
+        "assert parse_date('é') == 1\r\n".encode("latin-1"))
+    (tmp_path / "tests" / "test_bom.py").write_bytes(
+        "\ufefffrom pkg.dates import parse_date\nassert parse_date('ü') == 2\n".encode())
+    (tmp_path / "tests" / "test_bad.py").write_bytes(
+        b"from pkg.dates import parse_date\nassert parse_date('\xe9') == 3\n")
+    with caplog.at_level(logging.INFO, logger="cascode.engine.examples"):
+        assert texts(ProjectExamples([tmp_path]).examples("parse_date", None, source)) == [
+            "assert parse_date('ü') == 2", "assert parse_date('é') == 1"]
+    assert [r.getMessage() for r in caplog.records if "test_bad.py" in r.getMessage()] == [
+        "test file tests/test_bad.py skipped: byte 52 is not utf-8 text (a coding line, "
+        "PEP 263, names a file's other encoding)"]
+
+
 def test_the_walk_is_bounded(tmp_path):
     (tmp_path / "tests").mkdir()
     for i in range(30):

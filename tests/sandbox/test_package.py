@@ -131,6 +131,33 @@ def test_a_file_beside_its_helpers_outside_a_package(sandbox, tmp_path):
     assert [list(row) for row in m.verdicts] == [[P]]
 
 
+def test_modules_in_another_encoding_or_with_a_byte_order_mark_are_carried(sandbox, tmp_path):
+    # Read as Python reads them: a coding line (PEP 263) or a BOM; CRLF line ends.
+    (tmp_path / "accents.py").write_bytes(
+        "# -*- coding: latin-1 -*-\r\nMARK = 'é'\r\n".encode("latin-1"))
+    (tmp_path / "joins.py").write_bytes(
+        "\ufeffdef join(a, b):\n    return a + b\n".encode("utf-8"))
+    (tmp_path / "broken.py").write_bytes(b"# -*- coding: utf-8 -*-\nX = '\xe9'\n")
+    write(tmp_path, {
+        "script.py": "from accents import MARK\nfrom joins import join\n"
+                     "try:\n    from broken import X\nexcept ImportError:\n    X = None\n\n\n"
+                     'def marked(s):\n    """s followed by MARK.\n\n'
+                     "    >>> marked('caf')\n    'café'\n    \"\"\"\n",
+    })
+    path = tmp_path / "script.py"
+    text = path.read_text()
+    request = request_at(text, (13, 7))
+    assert request is not None
+    task = package_task(request_task(request), path, text)
+    assert "'accents'" in task.context and "'joins'" in task.context
+    assert "'broken'" not in task.context  # its bytes are not the UTF-8 it names: left out
+    examples = task_examples(task)
+    assert [e.text for e in examples] == ["assert marked('caf') == 'café'"]
+    m = sandbox.run_matrix([task.prompt + "    return join(s, MARK)\n"],
+                           [e.source for e in examples], context=task.context)
+    assert [list(row) for row in m.verdicts] == [[P]]
+
+
 def test_nothing_to_carry_leaves_the_task_as_it_was(tmp_path):
     write(tmp_path, {"m.py": "import json\n\n\ndef f(x):\n    \"\"\"Doc.\"\"\"\n"})
     path = tmp_path / "m.py"
