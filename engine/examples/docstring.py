@@ -7,7 +7,9 @@ Docstring forms, in order of appearance:
   line or the next `>>>`; `...` continuation lines joined) gives
   `assert (call) == output`. `>>>` lines without output are setup, carried
   before every later example of the docstring (doctest's shared namespace).
-  A printed output (`>>> print(...)`) gives no line. An expected traceback
+  A printed output (`>>> print(call)`, then the text it prints) gives a check
+  that the call prints that text, compared as doctest compares it (`<BLANKLINE>`,
+  `NORMALIZE_WHITESPACE`; an `ELLIPSIS` output gives no line). An expected traceback
   gives a check that the call raises that exception type: a `try` statement
   whose `text` reads `call raises ValueError`. A `>>>` line without output whose
   comment states the value (`>>> f(1)  # returns 2`, `# -> 2`) reads as the lines
@@ -261,12 +263,38 @@ class _DocstringReader:
                 self.setup_names |= bound_names(tree.body)
             return None
         stmt = tree.body[0]
-        if not single_expr or not isinstance(stmt, ast.Expr) or _prints(stmt):
-            return None  # printed output, or a statement with output: nothing to compare
+        if single_expr and _prints(stmt):
+            return self._printed(tree, source, ex)
+        if not single_expr or not isinstance(stmt, ast.Expr):
+            return None  # a statement with output: nothing to compare
         want = _literal(ex.want)
         if want is None:
             return None
         return self._example(f"assert {_operand(source, stmt.value)} == {want}")
+
+    def _printed(self, tree: ast.Module, source: str, ex: doctest.Example) -> Example | None:
+        """`>>> print(call)` and the text it prints: run under a captured stdout, the
+        text compared as doctest compares it."""
+        want = re.sub(r"(?m)^<BLANKLINE>$", "", ex.want)
+        if ex.options.get(doctest.ELLIPSIS) and "..." in want:
+            return None
+        if not self._uses_subject(tree) or not self._resolves(tree):
+            return None
+        got = "_cascode_out.getvalue()"
+        compared, expected = got, want
+        if ex.options.get(doctest.NORMALIZE_WHITESPACE):
+            compared, expected = f"' '.join({got}.split())", " ".join(want.split())
+        shown = source if "\n" not in source and "#" not in source else ast.unparse(tree)
+        printed = want.removesuffix("\n")
+        if "\n" in printed:
+            printed = repr(printed)
+        body = "".join(f"    {line}\n" for line in source.splitlines())
+        check = ("import contextlib as _cascode_contextlib\nimport io as _cascode_io\n"
+                 "with _cascode_contextlib.redirect_stdout(_cascode_io.StringIO()) "
+                 f"as _cascode_out:\n{body}"
+                 f"assert {compared} == {expected!r}, 'printed ' + repr({got})\n")
+        return Example("".join(self.setup) + check,
+                       f"{shown} prints {printed}")
 
     def _raises(self, tree: ast.Module, source: str, want: str) -> Example | None:
         exc = _exception_type(want)

@@ -125,6 +125,65 @@ def test_an_expected_traceback_checks_that_the_call_raises_that_type():
         run(SAFE_DIV + "    raise TypeError\n", example)
 
 
+SHELL = r'''def args2sh(args, sep=' '):
+    """A shell-escaped string of args, separated by sep.
+
+    >>> print(args2sh(['aa', "cc'cc"]))
+    aa 'cc'"'"'cc'
+    >>> words = ['a', '', 'b']
+    >>> print(args2sh(words, sep='\\n'))
+    a
+    ''
+    b
+    >>> print(args2sh(['a b', 'c']))  # doctest: +NORMALIZE_WHITESPACE
+    'a b'
+      c
+    >>> print(args2sh(['x', 'y'], sep='\\n\\n'))
+    x
+    <BLANKLINE>
+    y
+    >>> print(args2sh(['a', 'b']))  # doctest: +ELLIPSIS
+    a ...
+    >>> print(len('ab'))
+    2
+    """
+'''
+SHELL_BODY = (
+    "    return sep.join(a if a and all(c.isalnum() for c in a)\n"
+    "                    else \"'\" + a.replace(\"'\", \"'\\\"'\\\"'\") + \"'\" for a in args)\n")
+
+
+def test_a_printed_output_is_compared_as_doctest_compares_it():
+    examples = docstring_examples(SHELL, "args2sh")
+    # An elided output (ELLIPSIS) and a print that does not call the function give none.
+    assert texts(examples) == [
+        """print(args2sh(['aa', "cc'cc"])) prints aa 'cc'"'"'cc'""",
+        "print(args2sh(words, sep='\\n')) prints \"a\\n''\\nb\"",
+        "print(args2sh(['a b', 'c'])) prints \"'a b'\\n  c\"",
+        "print(args2sh(['x', 'y'], sep='\\n\\n')) prints 'x\\n\\ny'",
+    ]
+    for example in examples:
+        run(SHELL + SHELL_BODY, example)
+    # What a wrong answer prints fails, and the message says what it printed.
+    wrong = SHELL + "    return sep.join(args)\n"
+    with pytest.raises(AssertionError) as failed:
+        run(wrong, examples[0])
+    assert str(failed.value) == "printed " + repr("aa cc'cc\n")
+    with pytest.raises(AssertionError):
+        run(wrong, examples[1])  # the empty argument is not quoted
+    with pytest.raises(AssertionError):
+        run(SHELL + "    return sep.join(args).upper()\n", examples[2])
+    # What the function prints itself is part of the output, as in doctest.
+    with pytest.raises(AssertionError):
+        run(SHELL + SHELL_BODY.replace("return", "print('noise'); return", 1), examples[3])
+
+
+def test_a_printed_output_is_captured_not_written(capsys):
+    (example, *_) = docstring_examples(SHELL, "args2sh")
+    run(SHELL + SHELL_BODY, example)
+    assert capsys.readouterr().out == ""
+
+
 ARROWS = '''def double(x):
     """Twice x.
 
@@ -266,9 +325,11 @@ def make(x):
 
 
 def test_what_cannot_be_compared_or_resolved_gives_no_line():
-    # a repr that is no literal, a printed output and an unknown name give nothing; a
-    # `->` line whose right side resolves in the file (Point) is left to the sandbox.
+    # a repr that is no literal and an unknown name give nothing; a printed output is
+    # compared as printed text; a `->` line whose right side resolves in the file
+    # (Point) is left to the sandbox.
     assert texts(docstring_examples(DROPPED, "make")) == [
+        "print(make(3).x) prints 3",
         "assert make(4).x == 4",
         "assert (make(1) == Point(1, 1)) == True",
         "assert make(5) == Point(5, 5)",

@@ -245,3 +245,28 @@ def test_a_relative_path_inside_a_package(sandbox, tmp_path, monkeypatch):
     assert request is not None
     task = package_task(request_task(request), Path("m.py"), text)
     assert passes(sandbox, task, "    return g(x)\n") == [P]
+
+
+def test_a_printed_doctest_output_is_checked_in_the_sandbox(sandbox, tmp_path):
+    write(tmp_path, {
+        "shell.py": "def quote(a):\n    return \"'\" + a + \"'\"\n",
+        "cmd.py": "from shell import quote\n\n\ndef args2sh(args):\n"
+                  '    """The arguments as one shell line.\n\n'
+                  "    >>> print(args2sh(['a', 'b c']))\n    a 'b c'\n"
+                  "    >>> print(args2sh(['x', 'y']).replace(' ', chr(10)))\n    x\n    y\n"
+                  '    """\n',
+    })
+    path = tmp_path / "cmd.py"
+    text = path.read_text()
+    request = request_at(text, (10, 7))
+    assert request is not None
+    task = package_task(request_task(request), path, text)
+    examples = task_examples(task)
+    assert [e.text for e in examples] == [
+        "print(args2sh(['a', 'b c'])) prints a 'b c'",
+        "print(args2sh(['x', 'y']).replace(' ', chr(10))) prints 'x\\ny'"]
+    right = "    return ' '.join(a if a.isalnum() else quote(a) for a in args)\n"
+    loud = "    print(args)\n" + right
+    m = sandbox.run_matrix([task.prompt + body for body in (right, loud, "    return args\n")],
+                           [e.source for e in examples], context=task.context)
+    assert [list(row) for row in m.verdicts] == [[P, P], [F, F], [F, F]]
