@@ -220,9 +220,14 @@ def _pooled(groups: Iterable[Iterable[str]]) -> tuple[list[str], list[int]]:
 
 
 def _method_key(task: Task) -> dict[str, Any]:
-    """What of a method task keys its executions (its candidates run in its class)."""
-    return ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
-            if task.method_of else {})
+    """What of a task beside its context keys its executions: a method's class (its
+    candidates run in it), the file's definitions below the function (run after each
+    candidate)."""
+    key: dict[str, Any] = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
+                           if task.method_of else {})
+    if task.context_after:
+        key["after"] = digest(task.context_after)
+    return key
 
 
 def _verdicts(box: CalibrationSandbox, task: Task, solutions: Sequence[str],

@@ -90,12 +90,16 @@ def _context_key(task: Task) -> dict[str, Any]:
     import, that it now runs unguarded (before, `executable_context` guarded it, a
     SyntaxError that failed every line: those records are not reused); for a method,
     its class and descriptors (its candidates run put back in the class,
-    `executable_solution`; before, they ran as plain functions)."""
+    `executable_solution`; before, they ran as plain functions); for one whose file
+    defines more below the function, those definitions (run after each candidate;
+    before, they were left out and an answer calling one failed)."""
     key: dict[str, Any] = {"context": task.context}
     if "from __future__" in task.context:
         key["future"] = "unguarded"
     if task.method_of:
         key["method_of"] = [task.method_of, task.descriptors, GRAFT_VERSION]
+    if task.context_after:
+        key["after"] = _sha(task.context_after)
     return key
 
 

@@ -135,12 +135,27 @@ def executable_solution(task: Task, solution: str) -> str:
     A function runs as written. A method runs put back in its class, so that the
     user's examples and the generated asserts can build the class and call it; where
     the file context has no such class, or the candidate does not parse, it runs as
-    written.
+    written. Then the file's definitions below the function (`Task.context_after`)
+    run, as the module has run them by the time anything calls the function: an
+    answer may call a helper defined further down the file.
     """
-    if not task.method_of:
-        return solution
-    return _method_graft(task.method_of, task.descriptors, task.entry_point,
-                         solution) or solution
+    code = solution
+    if task.method_of:
+        code = _method_graft(task.method_of, task.descriptors, task.entry_point,
+                             solution) or solution
+    if not task.context_after.strip():
+        return code
+    return code.rstrip("\n") + "\n\n\n" + _context_after(task.context_after)
+
+
+@lru_cache(maxsize=64)
+def _context_after(context_after: str) -> str:
+    """The file's definitions below the function, as the sandbox runs them after a
+    candidate: guarded as the file context is (a statement that raises leaves its names
+    unbound, never failing the candidate)."""
+    from .cascade import executable_context
+
+    return executable_context(context_after)
 
 
 def task_context(task: Task) -> str:

@@ -49,6 +49,11 @@ class Task:
     # defines below the function, or in blocks the context leaves out, counts as
     # defined. No cache key holds it.
     file_around: str = ""
+    # The file's definitions below the top-level statement that holds the function
+    # (functions, classes, assignments: the context's kinds). Never prompted; the
+    # sandbox runs them after each candidate (engine/methods.py `executable_solution`),
+    # as the module has run them when a doctest or a test calls the function.
+    context_after: str = ""
     # A method: its class, dotted ("Store", "Outer.Inner"; "" for a function, also one
     # nested in a method), and the descriptor decorators its prompt leaves out
     # ("@property\n"). Its tests build the class, and the sandbox runs each candidate

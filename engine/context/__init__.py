@@ -29,6 +29,10 @@ before every solution, so it is made of chunks that parse on their own):
   call a method as `name(Class(...), ...)`. A nested function's closure
   variables cannot be provided: its tests may fail and the cascade escalates.
 
+What the file defines below the function (`context_after`, the same kinds of chunks)
+is never prompted; the sandbox runs it after each candidate, as the module has run it
+when anything calls the function.
+
 The modules, each using only those listed before it:
 
 - `scanner`: logical lines and their blocks (`Source`), tolerant of broken code;

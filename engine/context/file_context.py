@@ -45,6 +45,29 @@ def file_context(src: Source, target: int) -> str:
     return out
 
 
+def file_context_after(src: Source, target: int) -> str:
+    """The definitions of the file below the top-level statement that holds the
+    function at logical line `target` (functions, classes, assignments, blocks of
+    imports and assignments: the context's kinds), joined as the context joins them.
+    Never prompted: the sandbox runs them after each candidate, since by the time a
+    doctest or a test calls the function, the whole module has run, and an answer may
+    call a helper the file defines below it."""
+    outer = target
+    while src.lls[outer].parent is not None:
+        outer = src.lls[outer].parent  # type: ignore[assignment]
+    out: list[str] = []
+    below = False
+    for i, start, end in statements(src, None):
+        if not below:
+            below = i == outer
+            continue
+        code = src.text(start, end)
+        tree = _parses(code)
+        if tree is not None and _context_kind(tree) == "definition":
+            out.append(code.replace("\r\n", "\n").replace("\r", "\n").rstrip() + "\n")
+    return "\n\n".join(out)
+
+
 def _parses(code: str) -> ast.Module | None:
     try:
         return ast.parse(code)

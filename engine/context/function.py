@@ -9,7 +9,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from ..types import ContextBudget, Task
-from .file_context import file_context
+from .file_context import file_context, file_context_after
 from .scanner import DEF, Line, Source, ensure_newline, statements, width
 
 
@@ -54,6 +54,9 @@ class FunctionContext:
     # The file without the top-level statement that holds the function (for the static
     # checks: what the file defines beside the context).
     file_around: str = field(default="", repr=False)
+    # The file's definitions below that statement (`file_context_after`): run after each
+    # candidate in the sandbox, never prompted.
+    context_after: str = field(default="", repr=False)
     # A method of a class reachable from the module (every definition around it a
     # class): that class, dotted, else "". `descriptors` holds the descriptor decorator
     # lines the prompt leaves out (`@property`), dedented, which the sandbox applies when
@@ -66,7 +69,8 @@ class FunctionContext:
         file (engine/context/budget.py) while the sandbox still runs `context`."""
         task = Task(self.prompt, entry_point=self.name, context=self.context,
                     owner=self.owner, file_around=self.file_around,
-                    method_of=self.method_of, descriptors=self.descriptors)
+                    context_after=self.context_after, method_of=self.method_of,
+                    descriptors=self.descriptors)
         if context_tokens is None or not self.source:
             return task
         from .budget import context_pieces
@@ -267,6 +271,7 @@ def _build(src: Source, i: int) -> FunctionContext:
         source=src.source,
         owner=owner,
         file_around=_file_around(src, i),
+        context_after=file_context_after(src, i),
         method_of=method_of,
         descriptors="".join(ensure_newline(x) for x in descriptors).replace("\r\n", "\n")
         if method_of else "",

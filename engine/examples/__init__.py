@@ -43,5 +43,8 @@ def task_examples(task: Task, *, use: bool = True) -> tuple[Example, ...]:
     if not use:
         return ()
     subject = assert_subject(task)
-    return dedup([*docstring_examples(task.prompt, task.entry_point, task.context, subject),
+    # The file's names below the function resolve too: the sandbox runs them after it.
+    context = task.context if not task.context_after else (
+        task.context + "\n\n" + task.context_after)
+    return dedup([*docstring_examples(task.prompt, task.entry_point, context, subject),
                   *task.test_examples])

@@ -6,7 +6,9 @@ Docstring forms, in order of appearance:
 - doctest: `>>> call` and its expected output (several lines until a blank
   line or the next `>>>`; `...` continuation lines joined) gives
   `assert (call) == output`. `>>>` lines without output are setup, carried
-  before every later example of the docstring (doctest's shared namespace).
+  before every later example of the docstring (doctest's shared namespace),
+  except an import of names the file itself defines (`>>> from mypkg.mod import f`:
+  the module importing its own names, already bound where the examples run).
   A printed output (`>>> print(call)`, then the text it prints) gives a check
   that the call prints that text, compared as doctest compares it (`<BLANKLINE>`,
   `NORMALIZE_WHITESPACE`; an `ELLIPSIS` output gives no line). An expected traceback
@@ -60,8 +62,9 @@ def docstring_examples(prompt: str, entry_point: str, context: str = "",
         if found is None:
             return ()
         doc, prompt_names = found
-        known = frozenset(top_level_names(context) | prompt_names | BUILTINS | {entry_point})
-        return dedup(_DocstringReader(subject or entry_point, known).read(doc))
+        defined = frozenset(top_level_names(context) | prompt_names | {entry_point})
+        return dedup(_DocstringReader(subject or entry_point, defined | BUILTINS,
+                                      defined).read(doc))
     except Exception:  # noqa: BLE001 - a docstring we cannot read has no examples
         log.debug("reading the examples of %s", entry_point, exc_info=True)
         return ()
@@ -159,6 +162,7 @@ _JSON_CONSTANTS = {"true": "True", "false": "False", "null": "None"}
 class _DocstringReader:
     entry_point: str
     known: frozenset[str]
+    defined: frozenset[str] = frozenset()  # the file's own top-level names
     setup: list[str] = field(default_factory=list)
     setup_names: set[str] = field(default_factory=set)
 
@@ -258,6 +262,8 @@ class _DocstringReader:
                 stated, _ = self._arrow_line([source], 0)
                 if stated is not None:
                     return stated
+            if _imports_only(tree, self.defined):
+                return None  # the module importing its own names: they are bound already
             if not any(_prints(stmt) for stmt in tree.body) and self._resolves(tree):
                 self.setup.append(source + "\n")
                 self.setup_names |= bound_names(tree.body)
@@ -396,6 +402,17 @@ def _is_equality(tree: ast.Module) -> bool:
         return False
     expr = tree.body[0].value
     return isinstance(expr, ast.Compare) and [type(op) for op in expr.ops] == [ast.Eq]
+
+
+def _imports_only(tree: ast.Module, names: frozenset[str]) -> bool:
+    """`tree` is one `from M import a, b` of names all in `names` (a doctest's import of
+    its own module's names, which the sandbox cannot import: the file is not installed
+    there, and an installed copy would be the file on disk, not the answer)."""
+    if len(tree.body) != 1 or not isinstance(stmt := tree.body[0], ast.ImportFrom):
+        return False
+    return (stmt.level == 0 and stmt.module not in (None, "__future__")
+            and all(a.name != "*" and a.asname is None and a.name in names
+                    for a in stmt.names))
 
 
 def _prints(stmt: ast.stmt) -> bool:

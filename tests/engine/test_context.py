@@ -367,6 +367,43 @@ def test_context_keeps_imports_constants_and_guarded_imports() -> None:
     )
 
 
+def test_the_definitions_below_the_function_run_after_it_never_prompted() -> None:
+    source = (
+        "import os\n\n"
+        "class Store:\n"
+        "    def get(self, key):\n"
+        '        """Look key up."""\n\n'
+        "    def put(self, key, value):\n"
+        "        self.data[key] = value\n\n"
+        "def _normalise(key):\n"
+        "    return key.lower()\n\n"
+        "DEFAULT = Store()\n"
+        "try:\n    import ujson as json\nexcept ImportError:\n    import json\n\n"
+        "for i in range(3):\n    pass\n"
+        "main()\n"
+        "from . import siblings\n"
+        "if __name__ == '__main__':\n    main()\n\n"
+        "class Sub(Store):\n"
+        "    pass\n"
+    )
+    fc = function_at(source, lines_of(source, "def get"))
+    assert fc is not None
+    # The class holding the method is the context's; what follows it, of the context's
+    # kinds, runs after each candidate.
+    assert fc.context_after == (
+        "def _normalise(key):\n    return key.lower()\n\n\n"
+        "DEFAULT = Store()\n\n\n"
+        "try:\n    import ujson as json\nexcept ImportError:\n    import json\n\n\n"
+        "class Sub(Store):\n    pass\n"
+    )
+    task = fc.task(context_tokens=1024)
+    assert task.context_after == fc.context_after
+    assert "_normalise" not in task.context and "_normalise" not in task.prompt
+    assert "_normalise" not in "".join(task.context_budget.shared)  # type: ignore[union-attr]
+    last = function_at("def helper():\n    return 1\n\ndef last(x):\n    \"\"\"Last.\"\"\"\n", 4)
+    assert last is not None and last.name == "last" and last.context_after == ""
+
+
 def test_last_function_humaneval_prompt() -> None:
     prompt = (
         "from typing import List\n\n\n"

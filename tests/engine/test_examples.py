@@ -652,3 +652,18 @@ def test_docstring_examples_is_cached():
     first = docstring_examples(prompt, "clamp")
     assert docstring_examples(prompt, "clamp") is first
     assert docstring_examples.cache_info().hits == 1
+
+
+def test_a_doctest_importing_the_module_s_own_names_binds_nothing_new():
+    prompt = ('def slug(text):\n    """A slug.\n\n'
+              "    >>> from mypkg.text import slug, SEP\n"
+              "    >>> from os.path import join\n"
+              "    >>> slug(join('a', 'b'))\n    'a-b'\n"
+              '    """\n')
+    (example,) = docstring_examples(prompt, "slug", "SEP = '-'\n")
+    # The module's own names are bound where the examples run; another module's are not.
+    assert example.source == "from os.path import join\nassert slug(join('a', 'b')) == 'a-b'\n"
+    # A name the file does not define keeps the import, as written.
+    (example,) = docstring_examples(prompt.replace("slug, SEP", "slug, OTHER"), "slug",
+                                    "SEP = '-'\n")
+    assert example.source.startswith("from mypkg.text import slug, OTHER\n")

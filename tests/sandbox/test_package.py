@@ -270,3 +270,55 @@ def test_a_printed_doctest_output_is_checked_in_the_sandbox(sandbox, tmp_path):
     m = sandbox.run_matrix([task.prompt + body for body in (right, loud, "    return args\n")],
                            [e.source for e in examples], context=task.context)
     assert [list(row) for row in m.verdicts] == [[P, P], [F, F], [F, F]]
+
+
+BELOW = '''\
+"""Inflections."""
+import re
+
+
+def parameterize(text, sep="-"):
+    """A URL slug of text.
+
+    >>> from inflections import parameterize
+    >>> parameterize("Donald E. Knuth")
+    'donald-e-knuth'
+    >>> parameterize(underscore("AbcDef"), sep=SEP)
+    'abc_def'
+    """
+
+
+def underscore(word):
+    return re.sub(r"([a-z])([A-Z])", r"\\1_\\2", word).lower()
+
+
+def _words(text):
+    return re.findall(r"[a-z0-9_]+", text.lower())
+
+
+SEP = "_"
+SETTINGS = open("settings.json").read()
+'''
+
+
+def test_a_helper_defined_below_the_function_is_there_when_its_examples_run(sandbox, tmp_path):
+    # As in the module: by the time its doctest runs, the whole file has run; the
+    # doctest's import of the module's own names binds nothing new.
+    path = tmp_path / "inflections.py"
+    path.write_text(BELOW)
+    request = request_at(BELOW, (11, 7))
+    assert request is not None
+    task = package_task(request_task(request), path, BELOW)
+    examples = task_examples(task)
+    assert [e.text for e in examples] == [
+        "assert parameterize(\"Donald E. Knuth\") == 'donald-e-knuth'",
+        "assert parameterize(underscore(\"AbcDef\"), sep=SEP) == 'abc_def'"]
+    assert all("import" not in e.source for e in examples)
+    right = "    return sep.join(_words(text))\n"
+    wrong = "    return text.lower().replace(' ', sep)\n"
+    solutions = [executable_solution(task, task.prompt + body) for body in (right, wrong)]
+    m = sandbox.run_matrix(solutions, [e.source for e in examples], context=task_context(task))
+    assert [list(row) for row in m.verdicts] == [[P, P], [F, P]]
+    # Never prompted, and the statement that raises (no settings file) fails nothing.
+    assert "_words" not in task.prompt and "_words" not in task.context
+    assert check_candidate(task, task.prompt + right) == ()
