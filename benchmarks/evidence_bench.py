@@ -47,7 +47,12 @@ from typing import Any
 import numpy as np
 
 from cascode.engine.extract import builds_class
-from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
+from cascode.engine.methods import (
+    AFTER_VERSION,
+    GRAFT_VERSION,
+    executable_solution,
+    task_context,
+)
 from cascode.engine.prompts import (
     PROMPT_TEMPLATE_VERSION,
     RULES_HELPER,
@@ -226,7 +231,7 @@ def _method_key(task: Task) -> dict[str, Any]:
     key: dict[str, Any] = ({"method_of": [task.method_of, task.descriptors, GRAFT_VERSION]}
                            if task.method_of else {})
     if task.context_after:
-        key["after"] = digest(task.context_after)
+        key["after"] = [digest(task.context_after), AFTER_VERSION]
     return key
 
 

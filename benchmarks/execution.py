@@ -21,7 +21,12 @@ import numpy as np
 
 from cascode.engine.examples import task_examples
 from cascode.engine.extract import assert_subject, assert_text_end, taken_lines
-from cascode.engine.methods import GRAFT_VERSION, executable_solution, task_context
+from cascode.engine.methods import (
+    AFTER_VERSION,
+    GRAFT_VERSION,
+    executable_solution,
+    task_context,
+)
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.static_check import check_candidate
 from cascode.engine.types import Example, PassMatrix, Task, Verdict
@@ -99,7 +104,7 @@ def _context_key(task: Task) -> dict[str, Any]:
     if task.method_of:
         key["method_of"] = [task.method_of, task.descriptors, GRAFT_VERSION]
     if task.context_after:
-        key["after"] = _sha(task.context_after)
+        key["after"] = [_sha(task.context_after), AFTER_VERSION]
     return key
 
 

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # Keys the calibration's execution records of methods (benchmarks/execution.py): add one
 # whenever what runs for a method changes.
 GRAFT_VERSION = 2
+# How the file below the function runs after a candidate (`executable_solution`): 2, the
+# candidate's own helpers shadow the file's of the same name. A cache key holds it.
+AFTER_VERSION = 2
 
 _STAND_IN = "_cascode_method_stand_in"
 
@@ -145,16 +148,41 @@ def executable_solution(task: Task, solution: str) -> str:
                              solution) or solution
     if not task.context_after.strip():
         return code
-    return code.rstrip("\n") + "\n\n\n" + _context_after(task.context_after)
+    return code.rstrip("\n") + "\n\n\n" + _context_after(
+        task.context_after, _helper_names(solution, task.entry_point))
+
+
+def _helper_names(solution: str, entry_point: str) -> frozenset[str]:
+    """The functions and classes a candidate defines beside the function itself."""
+    try:
+        tree = parse_generated(solution)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    return frozenset(n.name for n in tree.body
+                     if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                     and n.name != entry_point)
 
 
 @lru_cache(maxsize=64)
-def _context_after(context_after: str) -> str:
+def _context_after(context_after: str, helpers: frozenset[str]) -> str:
     """The file's definitions below the function, as the sandbox runs them after a
     candidate: guarded as the file context is (a statement that raises leaves its names
-    unbound, never failing the candidate)."""
+    unbound, never failing the candidate), without those the candidate defines itself.
+    Its helpers are nested in the function's body when the answer is placed (body.py
+    `insert_body`), where they shadow the file's, so they win here too."""
     from .cascade import executable_context
 
+    if helpers:
+        try:
+            tree = ast.parse(context_after)
+        except (SyntaxError, ValueError):
+            return executable_context(context_after)
+        kept = [n for n in tree.body
+                if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                        and n.name in helpers)]
+        if len(kept) < len(tree.body):
+            tree.body = kept
+            context_after = ast.unparse(tree) + "\n" if kept else ""
     return executable_context(context_after)
 
 

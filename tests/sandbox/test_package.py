@@ -316,9 +316,12 @@ def test_a_helper_defined_below_the_function_is_there_when_its_examples_run(sand
     assert all("import" not in e.source for e in examples)
     right = "    return sep.join(_words(text))\n"
     wrong = "    return text.lower().replace(' ', sep)\n"
-    solutions = [executable_solution(task, task.prompt + body) for body in (right, wrong)]
+    # A candidate's own helper of a name the file defines below shadows the file's, as
+    # it does once the answer is placed (helpers are nested in the body).
+    own = right + "\n\ndef _words(text):\n    return text.split()\n"
+    solutions = [executable_solution(task, task.prompt + body) for body in (right, wrong, own)]
     m = sandbox.run_matrix(solutions, [e.source for e in examples], context=task_context(task))
-    assert [list(row) for row in m.verdicts] == [[P, P], [F, P]]
+    assert [list(row) for row in m.verdicts] == [[P, P], [F, P], [F, P]]
     # Never prompted, and the statement that raises (no settings file) fails nothing.
     assert "_words" not in task.prompt and "_words" not in task.context
     assert check_candidate(task, task.prompt + right) == ()
