@@ -85,6 +85,15 @@ def verdicts(sandbox: ProcessSandbox, task: Task, bodies: list[str]) -> list[lis
     return [list(row) for row in m.verdicts]
 
 
+def asked(path: Path, row: int) -> Task:
+    """The task an editor asks for at `row` (column 7) of the file at `path`, with the
+    modules of its project carried."""
+    text = path.read_text()
+    request = request_at(text, (row, 7))
+    assert request is not None
+    return package_task(request_task(request), path, text)
+
+
 def test_a_sibling_modules_helper_runs_as_in_the_project(sandbox, project):
     text = project.read_text()
     alone = task_at(project, text)
@@ -120,11 +129,7 @@ def test_a_file_beside_its_helpers_outside_a_package(sandbox, tmp_path):
         "script.py": "from helpers import twice\n\n\ndef quad(x):\n"
                      '    """Four times x.\n\n    >>> quad(2)\n    8\n    """\n',
     })
-    path = tmp_path / "script.py"
-    text = path.read_text()
-    request = request_at(text, (8, 7))
-    assert request is not None
-    task = package_task(request_task(request), path, text)
+    task = asked(tmp_path / "script.py", 8)
     examples = task_examples(task)
     m = sandbox.run_matrix([task.prompt + "    return twice(twice(x))\n"],
                            [e.source for e in examples], context=task.context)
@@ -144,11 +149,7 @@ def test_modules_in_another_encoding_or_with_a_byte_order_mark_are_carried(sandb
                      'def marked(s):\n    """s followed by MARK.\n\n'
                      "    >>> marked('caf')\n    'café'\n    \"\"\"\n",
     })
-    path = tmp_path / "script.py"
-    text = path.read_text()
-    request = request_at(text, (13, 7))
-    assert request is not None
-    task = package_task(request_task(request), path, text)
+    task = asked(tmp_path / "script.py", 13)
     assert "'accents'" in task.context and "'joins'" in task.context
     assert "'broken'" not in task.context  # its bytes are not the UTF-8 it names: left out
     examples = task_examples(task)
@@ -256,11 +257,7 @@ def test_a_printed_doctest_output_is_checked_in_the_sandbox(sandbox, tmp_path):
                   "    >>> print(args2sh(['x', 'y']).replace(' ', chr(10)))\n    x\n    y\n"
                   '    """\n',
     })
-    path = tmp_path / "cmd.py"
-    text = path.read_text()
-    request = request_at(text, (10, 7))
-    assert request is not None
-    task = package_task(request_task(request), path, text)
+    task = asked(tmp_path / "cmd.py", 10)
     examples = task_examples(task)
     assert [e.text for e in examples] == [
         "print(args2sh(['a', 'b c'])) prints a 'b c'",
@@ -304,11 +301,8 @@ SETTINGS = open("settings.json").read()
 def test_a_helper_defined_below_the_function_is_there_when_its_examples_run(sandbox, tmp_path):
     # As in the module: by the time its doctest runs, the whole file has run; the
     # doctest's import of the module's own names binds nothing new.
-    path = tmp_path / "inflections.py"
-    path.write_text(BELOW)
-    request = request_at(BELOW, (11, 7))
-    assert request is not None
-    task = package_task(request_task(request), path, BELOW)
+    (tmp_path / "inflections.py").write_text(BELOW)
+    task = asked(tmp_path / "inflections.py", 11)
     examples = task_examples(task)
     assert [e.text for e in examples] == [
         "assert parameterize(\"Donald E. Knuth\") == 'donald-e-knuth'",
