@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 # whenever what runs for a method changes.
 GRAFT_VERSION = 2
 # How the file below the function runs after a candidate (`executable_solution`): 2, the
-# candidate's own helpers shadow the file's of the same name. A cache key holds it.
-AFTER_VERSION = 2
+# candidate's own helpers shadow the file's of the same name; 3, not after a candidate
+# that does not parse. A cache key holds it.
+AFTER_VERSION = 3
 
 _STAND_IN = "_cascode_method_stand_in"
 
@@ -148,16 +149,20 @@ def executable_solution(task: Task, solution: str) -> str:
                              solution) or solution
     if not task.context_after.strip():
         return code
-    return code.rstrip("\n") + "\n\n\n" + _context_after(
-        task.context_after, _helper_names(solution, task.entry_point))
+    helpers = _helper_names(solution, task.entry_point)
+    if helpers is None:
+        return code  # it fails as written; the file's quotes must not close its strings
+    return code.rstrip("\n") + "\n\n\n" + _context_after(task.context_after, helpers)
 
 
-def _helper_names(solution: str, entry_point: str) -> frozenset[str]:
-    """The functions and classes a candidate defines beside the function itself."""
+@lru_cache(maxsize=256)
+def _helper_names(solution: str, entry_point: str) -> frozenset[str] | None:
+    """The functions and classes a candidate defines beside the function itself; None
+    when it does not parse."""
     try:
         tree = parse_generated(solution)
     except (SyntaxError, ValueError):
-        return frozenset()
+        return None
     return frozenset(n.name for n in tree.body
                      if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
                      and n.name != entry_point)

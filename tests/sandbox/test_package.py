@@ -316,6 +316,10 @@ def test_a_helper_defined_below_the_function_is_there_when_its_examples_run(sand
     solutions = [executable_solution(task, task.prompt + body) for body in (right, wrong, own)]
     m = sandbox.run_matrix(solutions, [e.source for e in examples], context=task_context(task))
     assert [list(row) for row in m.verdicts] == [[P, P], [F, P], [F, P]]
+    # A candidate that does not parse runs as written, nothing after it (quotes below
+    # could close its unterminated string).
+    broken = task.prompt + '    return """' + "\n"
+    assert executable_solution(task, broken) == broken
     # Never prompted, and the statement that raises (no settings file) fails nothing.
     assert "_words" not in task.prompt and "_words" not in task.context
     assert check_candidate(task, task.prompt + right) == ()
