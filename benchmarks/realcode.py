@@ -237,8 +237,12 @@ class Failure:
 
 
 def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
-    """Every real body, placed as an answer, passes its hidden tests; every wrong body
-    (at least two a problem) fails them."""
+    """Every real body, placed as an answer, passes its hidden tests, and its examples
+    as the cascade runs them (a file trimmed too far, or an example the sandbox cannot
+    run, would fail every answer); every wrong body (at least two a problem) fails the
+    hidden tests."""
+    from cascode.engine.methods import executable_solution, task_context
+
     failures = []
     for r in records:
         problem = to_problem(r)
@@ -247,6 +251,15 @@ def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
         verdict = sandbox.run_program(problem.program(r.solution(r.body)))
         if verdict != Verdict.PASSED:
             failures.append(Failure(r.id, f"the real body does not pass: {verdict.name}"))
+        examples = task_examples(problem.task)
+        if examples:
+            matrix = sandbox.run_matrix(
+                [executable_solution(problem.task, r.solution(r.body))],
+                [e.source for e in examples], context=task_context(problem.task))
+            failures.extend(Failure(r.id, f"the real body fails its example {e.text!r}: "
+                                          f"{v.name}")
+                            for e, v in zip(examples, matrix.verdicts[0], strict=True)
+                            if v != Verdict.PASSED)
         for w in r.wrong:
             if sandbox.run_program(problem.program(r.solution(w.body))) == Verdict.PASSED:
                 failures.append(Failure(r.id, f"a wrong body passes ({w.why})"))

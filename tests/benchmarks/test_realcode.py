@@ -111,6 +111,27 @@ def test_the_check_names_a_wrong_body_that_passes(tmp_path):
         ("demo/m.double", "a wrong body passes (once)")]
 
 
+def test_the_check_names_an_example_the_real_body_fails(tmp_path):
+    # A file trimmed too far: the doctest builds a class whose abstract method is gone.
+    source = ("from abc import ABC, abstractmethod\n\n\nclass Base(ABC):\n"
+              "    @abstractmethod\n    def size(self):\n        pass\n\n\n"
+              "class Box(Base):\n    def double(self, x):\n"
+              '        """Twice x.\n\n        >>> Box().double(2)\n        4\n        """\n')
+    trimmed = {**GOOD, "id": "demo/m.Box.double", "function": "Box.double", "kind": "method",
+               "source": source, "cursor": [15, 11], "body": "        return 2 * x\n",
+               "wrong": [{"body": "        pass\n", "why": "pass"},
+                         {"body": "        return x\n", "why": "once"}],
+               "hidden": "Box.__abstractmethods__ = frozenset()\n"
+                         "assert Box().double(2) == 4\nassert Box().double(-1) == -2\n"}
+    _write(tmp_path, [GOOD, trimmed])
+    with create_sandbox() as sandbox:
+        need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
+        failures = realcode.check(realcode.read_records(tmp_path, strict=True), sandbox)
+    assert [(f.id, f.what) for f in failures] == [
+        ("demo/m.Box.double", "the real body fails its example 'assert Box().double(2) == 4': "
+                              "FAILED")]
+
+
 def test_the_real_code_test_split_replays_through_the_live_cascade():
     """The shipped plan's tiers on the real-code test split, from the committed caches:
     the live cascade takes the simulator's decisions (answering stage, solution, label)
