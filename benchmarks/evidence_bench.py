@@ -50,7 +50,7 @@ from cascode.engine.extract import builds_class
 from cascode.engine.methods import (
     AFTER_VERSION,
     GRAFT_VERSION,
-    executable_solution,
+    run_candidates,
     task_context,
 )
 from cascode.engine.prompts import (
@@ -240,8 +240,7 @@ def _verdicts(box: CalibrationSandbox, task: Task, solutions: Sequence[str],
     """Each candidate (run as the task runs it) against every line, after `context`."""
     if not lines:
         return [[] for _ in solutions]
-    return [[int(v) for v in box.run_matrix([executable_solution(task, s)], list(lines),
-                                            context=context).verdicts[0]]
+    return [[int(v) for v in run_candidates(box, task, [s], lines, context=context).verdicts[0]]
             for s in solutions]
 
 

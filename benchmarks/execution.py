@@ -24,8 +24,7 @@ from cascode.engine.extract import assert_subject, assert_text_end, taken_lines
 from cascode.engine.methods import (
     AFTER_VERSION,
     GRAFT_VERSION,
-    executable_solution,
-    task_context,
+    run_candidates,
 )
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.static_check import check_candidate
@@ -139,9 +138,7 @@ class ExecutionCache:
         unverified = False
         for solution in ex.unique_solutions:
             if ex.unique_lines:
-                matrix = sandbox.run_matrix([executable_solution(problem.task, solution)],
-                                            list(ex.unique_lines),
-                                            context=task_context(problem.task))
+                matrix = run_candidates(sandbox, problem.task, [solution], ex.unique_lines)
                 verdicts.append([int(v) for v in matrix.verdicts[0]])
                 row_seconds.append(round(matrix.seconds, 4))
                 unverified = unverified or matrix.unverified
@@ -200,8 +197,7 @@ class ExampleCache:
         lines = [e.source for e in examples]
         verdicts, row_seconds = [], []
         for solution in ex.unique_solutions:
-            matrix = sandbox.run_matrix([executable_solution(problem.task, solution)], lines,
-                                        context=task_context(problem.task))
+            matrix = run_candidates(sandbox, problem.task, [solution], lines)
             verdicts.append([int(v) for v in matrix.verdicts[0]])
             row_seconds.append(round(matrix.seconds, 4))
         record = {

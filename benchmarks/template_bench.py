@@ -33,7 +33,7 @@ from typing import Any
 from cascode.engine.backends.chat import shared_prefix
 from cascode.engine.backends.llama_cpp import LlamaCppBackend
 from cascode.engine.extract import assert_subject, taken_lines
-from cascode.engine.methods import executable_solution, task_context
+from cascode.engine.methods import run_candidates
 from cascode.engine.models import resolve_model_file
 from cascode.engine.prompts import (
     MAX_ASSERTS,
@@ -100,8 +100,7 @@ def _measure(backend: LlamaCppBackend, problem: Problem, template: int,
                                     assert_subject(task), MAX_ASSERTS) if x is not None]
     right = None
     if canonical is not None and lines:
-        matrix = sandbox.run_matrix([executable_solution(task, canonical)], lines,
-                                    context=task_context(task))
+        matrix = run_candidates(sandbox, task, [canonical], lines)
         right = sum(v == Verdict.PASSED for v in matrix.verdicts[0])
     return {
         "task_id": problem.task_id,

@@ -12,7 +12,7 @@ from . import cancel as cancel_mod
 from .errors import SandboxUnavailable
 from .examples import task_examples
 from .extract import assert_subject, pooled_suite
-from .methods import executable_solution, task_context
+from .methods import run_candidates
 from .plans import Plan, StagePlan
 from .prompts import PROMPT_TEMPLATE_VERSION, solution_text, stage_specs, unit_test_text
 from .scoring import decide_stage, pool_key, pool_replaces, skips_stage
@@ -233,10 +233,7 @@ def run_stage(
             verified = False  # nothing can run: the answer is not tested
         else:
             try:
-                matrix = sandbox.run_matrix(
-                    [executable_solution(task, s) for s in solutions], lines,
-                    context=task_context(task),
-                )
+                matrix = run_candidates(sandbox, task, solutions, lines)
             except SandboxUnavailable as e:
                 log.warning("sandbox unavailable: %s", e)
                 verified = False

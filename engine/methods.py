@@ -19,11 +19,13 @@ from __future__ import annotations
 import ast
 import builtins
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 from .extract import parse_generated
 from .static_check import owner_chain
-from .types import Task
+from .types import PassMatrix, Task
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,20 @@ def _context_after(context_after: str, helpers: frozenset[str]) -> str:
             tree.body = kept
             context_after = ast.unparse(tree) + "\n" if kept else ""
     return executable_context(context_after)
+
+
+class MatrixRunner(Protocol):
+    def run_matrix(self, solutions: Sequence[str], tests: Sequence[str], *,
+                   context: str = "") -> PassMatrix: ...
+
+
+def run_candidates(sandbox: MatrixRunner, task: Task, solutions: Sequence[str],
+                   lines: Sequence[str], *, context: str | None = None) -> PassMatrix:
+    """The candidates against `lines` as a stage runs them: each as `executable_solution`
+    makes it, after the task's file context (`task_context`, or `context`). The live
+    stage and every benchmark that executes candidates call this one function."""
+    return sandbox.run_matrix([executable_solution(task, s) for s in solutions], list(lines),
+                              context=task_context(task) if context is None else context)
 
 
 def task_context(task: Task) -> str:
