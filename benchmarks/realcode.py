@@ -9,13 +9,15 @@ placed where the editor places it; the hidden tests then run after the completed
     python -m cascode.benchmarks.realcode stats
 
 `check` proves every problem: the real body, placed as an answer would be, passes the
-hidden tests, and every wrong body fails them. `stats` counts problems by project,
+hidden tests and its examples, the completed file uses nothing it never defines, and
+every wrong body fails the hidden tests. `stats` counts problems by project,
 kind, split and examples.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import sys
@@ -236,16 +238,106 @@ class Failure:
     what: str
 
 
+# Run in a fresh interpreter (`python -I`) on the completed file: every attribute a method
+# reads through its first argument exists, once the file has run, on its class (bases
+# outside the file included) or on a subclass of it in the file, or is set somewhere in
+# the file (an attribute store; an identifier in a string: setattr, __slots__, namedtuple
+# fields). A name only declared in the class body (an annotation, under TYPE_CHECKING) is
+# left to subclasses when the file has none. Enums and classes with __getattr__ or
+# __getattribute__ are not judged.
+_ATTRIBUTE_PROBE = r"""
+import ast, enum, json, sys
+source = sys.stdin.read()
+tree = ast.parse(source)
+space = {"__name__": "__realcode__"}
+exec(compile(source, "<file>", "exec"), space)
+known = {n.attr for n in ast.walk(tree)
+         if isinstance(n, ast.Attribute) and not isinstance(n.ctx, ast.Load)}
+known |= {n.value for n in ast.walk(tree)
+          if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()}
+found = set()
+for c in tree.body:
+    cls = space.get(c.name) if isinstance(c, ast.ClassDef) else None
+    if not isinstance(cls, type) or issubclass(cls, enum.Enum) or any(
+            k is not object and ("__getattr__" in vars(k) or "__getattribute__" in vars(k))
+            for k in cls.__mro__):
+        continue
+    family, todo = [], [cls]  # the class and its subclasses (a base made for them)
+    while todo:
+        family.append(todo.pop())
+        todo.extend(family[-1].__subclasses__())
+    # Declared in the class body only (a bare annotation, under `if TYPE_CHECKING:`):
+    # left to subclasses, which the file must then define when it has them.
+    declared, body = set(), list(c.body)
+    while body:
+        s = body.pop()
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            declared.add(s.name)
+        elif isinstance(s, (ast.Assign, ast.AnnAssign)):
+            declared |= {t.id for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
+                         if isinstance(t, ast.Name)}
+        else:
+            body.extend(x for x in ast.iter_child_nodes(s) if isinstance(x, ast.stmt))
+    for f in c.body:
+        if (not isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) or not f.args.args
+                or any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                       for d in f.decorator_list)):
+            continue
+        me = f.args.args[0].arg
+        for n in ast.walk(f):
+            if (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
+                    and isinstance(n.value, ast.Name) and n.value.id == me):
+                name = n.attr
+                if name.startswith("__") and not name.endswith("__"):
+                    name = "_" + c.name.lstrip("_") + name
+                if (not any(hasattr(k, name) for k in family) and not {n.attr, name} & known
+                        and not (name in declared and len(family) == 1)):
+                    found.add(f"{c.name}.{f.name} reads {me}.{n.attr}, which {c.name} "
+                              "never sets or defines")
+print(json.dumps(sorted(found)))
+"""
+
+
+def file_findings(record: Record) -> list[str]:
+    """What the completed file (the real body placed) uses but never defines: names
+    pyflakes finds bound nowhere, and attributes its methods read that their class
+    never has. A real user's file has neither; a trimmed one that does fails answers
+    that use the real module's own helpers (SortedList's `self[i]` needs `_pos`)."""
+    import subprocess
+
+    from pyflakes import checker as pyflakes  # type: ignore[import-untyped]
+    from pyflakes import messages as flakes
+
+    from cascode.engine.context.request import completed_source
+
+    source = completed_source(record.request, record.solution(record.body)) or record.source
+    tree = ast.parse(source)
+    found = [f"line {m.lineno}: {m.message % m.message_args}"
+             for m in pyflakes.Checker(tree, filename=record.id).messages
+             if isinstance(m, flakes.UndefinedName)]
+    probe = subprocess.run([sys.executable, "-I", "-c", _ATTRIBUTE_PROBE], input=source,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return [*found, f"the completed file does not run: {last}"]
+    return [*found, *json.loads(probe.stdout)]
+
+
 def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
     """Every real body, placed as an answer, passes its hidden tests, and its examples
     as the cascade runs them (a file trimmed too far, or an example the sandbox cannot
-    run, would fail every answer); every wrong body (at least two a problem) fails the
-    hidden tests."""
-    from cascode.engine.methods import executable_solution, task_context
+    run, would fail every answer); the completed file uses nothing it never defines
+    (`file_findings`: a file trimmed too far fails right answers that use what the
+    real module has); every wrong body (at least two a problem) fails the hidden
+    tests."""
+    from cascode.engine.methods import run_candidates
 
-    failures = []
+    failures: list[Failure] = []
     for r in records:
         problem = to_problem(r)
+        failures.extend(Failure(r.id, what if what.startswith("the completed file")
+                                else f"the completed file uses what it never defines: {what}")
+                        for what in file_findings(r))
         if len(r.wrong) < 2:
             failures.append(Failure(r.id, f"{len(r.wrong)} wrong bodies (at least 2)"))
         verdict = sandbox.run_program(problem.program(r.solution(r.body)))
@@ -253,9 +345,8 @@ def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
             failures.append(Failure(r.id, f"the real body does not pass: {verdict.name}"))
         examples = task_examples(problem.task)
         if examples:
-            matrix = sandbox.run_matrix(
-                [executable_solution(problem.task, r.solution(r.body))],
-                [e.source for e in examples], context=task_context(problem.task))
+            matrix = run_candidates(sandbox, problem.task, [r.solution(r.body)],
+                                    [e.source for e in examples])
             failures.extend(Failure(r.id, f"the real body fails its example {e.text!r}: "
                                           f"{v.name}")
                             for e, v in zip(examples, matrix.verdicts[0], strict=True)

@@ -132,6 +132,83 @@ def test_the_check_names_an_example_the_real_body_fails(tmp_path):
                               "FAILED")]
 
 
+SHELF = '''from collections.abc import Sequence
+
+
+class Shelf(Sequence):
+    def __init__(self, items):
+        self._items = list(items)
+        self.__size = len(self._items)
+
+    def __len__(self):
+        return self.__size
+
+    def __getitem__(self, i):
+        return self._items[self._pos(i)]
+
+    def last(self):
+        return pick(self._items, self.index(self._items[-1]))
+
+    def first(self):
+        """The first item."""
+'''
+
+
+def _shelf(tmp_path: Path, source: str = SHELF) -> realcode.Record:
+    lines = source.splitlines()
+    shelf = {**GOOD, "id": "demo/m.Shelf.first", "function": "Shelf.first", "kind": "method",
+             "source": source, "cursor": [len(lines) - 1, len(lines[-1])],
+             "body": "        return self._items[0]\n",
+             "wrong": [{"body": "        pass\n", "why": "pass"},
+                       {"body": "        return self._items[-1]\n", "why": "last"}],
+             "hidden": "assert Shelf([3, 1]).first() == 3\n"}
+    _write(tmp_path, [shelf])
+    return realcode.read_records(tmp_path, strict=True)[0]
+
+
+def test_the_check_names_what_a_trimmed_file_uses_but_never_defines(tmp_path):
+    # The real body passes, yet the file is trimmed too far: __getitem__ calls a method
+    # the file dropped, so an answer that indexes the shelf (`self[0]`) would fail. The
+    # mixin's index (a base outside the file) and a private name (mangled) are there.
+    record = _shelf(tmp_path)
+    assert realcode.file_findings(record) == [
+        "line 16: undefined name 'pick'",
+        "Shelf.__getitem__ reads self._pos, which Shelf never sets or defines"]
+    with create_sandbox() as sandbox:
+        need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
+        failures = realcode.check([record], sandbox)
+    assert [f.what for f in failures] == [
+        "the completed file uses what it never defines: line 16: undefined name 'pick'",
+        "the completed file uses what it never defines: Shelf.__getitem__ reads self._pos, "
+        "which Shelf never sets or defines"]
+    # Defined, set through setattr, or left to subclasses: nothing is missing.
+    whole = SHELF.replace("def last(self):\n        return pick(",
+                          "def _pos(self, i):\n        return i\n\n"
+                          "    def last(self):\n        return max(")
+    assert realcode.file_findings(_shelf(tmp_path, whole)) == []
+    assert realcode.file_findings(_shelf(tmp_path, whole.replace(
+        "        self._items = list(items)", '        setattr(self, "_items", list(items))'))) == []
+
+
+@pytest.mark.parametrize(("subclass", "found"), [
+    ("", []),  # a base made for subclasses elsewhere
+    ("class Version(Key):\n    @property\n    def _key(self):\n        return 1\n", []),
+    ("class Version(Key):\n    pass\n",
+     ["Key.__lt__ reads self._key, which Key never sets or defines"]),
+])
+def test_an_attribute_declared_for_subclasses_is_checked_on_those_in_the_file(
+        tmp_path, subclass, found):
+    source = ("from typing import TYPE_CHECKING\n\n\nclass Key:\n    if TYPE_CHECKING:\n"
+              "        _key: int\n\n    def __lt__(self, other):\n"
+              "        return self._key < other._key\n\n\n" + subclass
+              + "\n\ndef double(x):\n    \"\"\"Twice x.\"\"\"\n")
+    lines = source.splitlines()
+    _write(tmp_path, [{**GOOD, "source": source,
+                       "cursor": [len(lines) - 1, len(lines[-1])]}])
+    record = realcode.read_records(tmp_path, strict=True)[0]
+    assert realcode.file_findings(record) == found
+
+
 def test_the_real_code_test_split_replays_through_the_live_cascade():
     """The shipped plan's tiers on the real-code test split, from the committed caches:
     the live cascade takes the simulator's decisions (answering stage, solution, label)
