@@ -244,12 +244,17 @@ class Failure:
 # the file (an attribute store; an identifier in a string: setattr, __slots__, namedtuple
 # fields). A name only declared in the class body (an annotation, under TYPE_CHECKING) is
 # left to subclasses when the file has none. Enums and classes with __getattr__ or
-# __getattribute__ are not judged.
-_ATTRIBUTE_PROBE = r"""
-import ast, enum, json, sys
+# __getattribute__ are not judged. Then every doctest of the file runs as doctest runs
+# it (ELLIPSIS, NORMALIZE_WHITESPACE, IGNORE_EXCEPTION_DETAIL): a function cut short, or
+# a class without the __repr__ or __eq__ its doctests show, fails. An example that
+# uses a name the file leaves out (NameError, ImportError) decides nothing, nor do the
+# later examples of its docstring, which depend on it.
+_FILE_PROBE = r"""
+import ast, doctest, enum, json, sys, types
 source = sys.stdin.read()
 tree = ast.parse(source)
-space = {"__name__": "__realcode__"}
+module = sys.modules["__realcode__"] = types.ModuleType("__realcode__")
+space = module.__dict__
 exec(compile(source, "<file>", "exec"), space)
 known = {n.attr for n in ast.walk(tree)
          if isinstance(n, ast.Attribute) and not isinstance(n.ctx, ast.Load)}
@@ -294,15 +299,49 @@ for c in tree.body:
                         and not (name in declared and len(family) == 1)):
                     found.add(f"{c.name}.{f.name} reads {me}.{n.attr}, which {c.name} "
                               "never sets or defines")
+
+
+
+TRIMMED = ("NameError:", "ImportError:", "ModuleNotFoundError:")
+tainted = set()  # docstrings whose examples used a name trimmed away: the rest depend on it
+
+
+class Runner(doctest.DocTestRunner):
+    def report_success(self, out, test, example, got):
+        if got.strip().splitlines()[-1:] and got.strip().splitlines()[-1].startswith(TRIMMED):
+            tainted.add(test.name)
+
+    def report_failure(self, out, test, example, got):
+        if test.name in tainted or (got.strip().splitlines()[-1:]
+                                    and got.strip().splitlines()[-1].startswith(TRIMMED)):
+            tainted.add(test.name)
+            return
+        found.add(f"{test.name.split('.', 1)[1]}'s doctest {example.source.strip()!r} gives "
+                  f"{got.strip()[-80:]!r}, not {example.want.strip()[:80]!r}")
+
+    def report_unexpected_exception(self, out, test, example, exc_info):
+        if issubclass(exc_info[0], (NameError, ImportError)):
+            tainted.add(test.name)
+        elif test.name not in tainted:
+            found.add(f"{test.name.split('.', 1)[1]}'s doctest {example.source.strip()!r} "
+                      f"raises {exc_info[1]!r:.80}")
+
+
+runner = Runner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+                | doctest.IGNORE_EXCEPTION_DETAIL)
+for test in doctest.DocTestFinder(exclude_empty=True).find(module, "__realcode__",
+                                                           globs=dict(space)):
+    runner.run(test, out=lambda _: None)
 print(json.dumps(sorted(found)))
 """
 
 
 def file_findings(record: Record) -> list[str]:
     """What the completed file (the real body placed) uses but never defines: names
-    pyflakes finds bound nowhere, and attributes its methods read that their class
-    never has. A real user's file has neither; a trimmed one that does fails answers
-    that use the real module's own helpers (SortedList's `self[i]` needs `_pos`)."""
+    pyflakes finds bound nowhere, attributes its methods read that their class never
+    has, and doctests of its functions that fail with what the file does define. A real
+    user's file has none of these; a trimmed one that has them fails answers that use
+    what the real module has (SortedList's `self[i]` needs `_pos`)."""
     import subprocess
 
     from pyflakes import checker as pyflakes  # type: ignore[import-untyped]
@@ -315,7 +354,7 @@ def file_findings(record: Record) -> list[str]:
     found = [f"line {m.lineno}: {m.message % m.message_args}"
              for m in pyflakes.Checker(tree, filename=record.id).messages
              if isinstance(m, flakes.UndefinedName)]
-    probe = subprocess.run([sys.executable, "-I", "-c", _ATTRIBUTE_PROBE], input=source,
+    probe = subprocess.run([sys.executable, "-I", "-c", _FILE_PROBE], input=source,
                            capture_output=True, text=True, timeout=60)
     if probe.returncode:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
@@ -336,7 +375,7 @@ def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
     for r in records:
         problem = to_problem(r)
         failures.extend(Failure(r.id, what if what.startswith("the completed file")
-                                else f"the completed file uses what it never defines: {what}")
+                                else f"the completed file is not whole: {what}")
                         for what in file_findings(r))
         if len(r.wrong) < 2:
             failures.append(Failure(r.id, f"{len(r.wrong)} wrong bodies (at least 2)"))

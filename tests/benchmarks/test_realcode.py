@@ -127,7 +127,11 @@ def test_the_check_names_an_example_the_real_body_fails(tmp_path):
     with create_sandbox() as sandbox:
         need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
         failures = realcode.check(realcode.read_records(tmp_path, strict=True), sandbox)
+    # The file's own doctest run says so too (file_findings), and so does the example.
     assert [(f.id, f.what) for f in failures] == [
+        ("demo/m.Box.double", "the completed file is not whole: Box.double's "
+                              "doctest 'Box().double(2)' raises TypeError(\"Can't instantiate "
+                              "abstract class Box with abstract method size\")"),
         ("demo/m.Box.double", "the real body fails its example 'assert Box().double(2) == 4': "
                               "FAILED")]
 
@@ -178,8 +182,8 @@ def test_the_check_names_what_a_trimmed_file_uses_but_never_defines(tmp_path):
         need(sandbox.available, f"no isolation layer works here: {sandbox.reason}")
         failures = realcode.check([record], sandbox)
     assert [f.what for f in failures] == [
-        "the completed file uses what it never defines: line 16: undefined name 'pick'",
-        "the completed file uses what it never defines: Shelf.__getitem__ reads self._pos, "
+        "the completed file is not whole: line 16: undefined name 'pick'",
+        "the completed file is not whole: Shelf.__getitem__ reads self._pos, "
         "which Shelf never sets or defines"]
     # Defined, set through setattr, or left to subclasses: nothing is missing.
     whole = SHELF.replace("def last(self):\n        return pick(",
@@ -207,6 +211,22 @@ def test_an_attribute_declared_for_subclasses_is_checked_on_those_in_the_file(
                        "cursor": [len(lines) - 1, len(lines[-1])]}])
     record = realcode.read_records(tmp_path, strict=True)[0]
     assert realcode.file_findings(record) == found
+
+
+@pytest.mark.parametrize(("helper", "found"), [
+    # A kept function cut short: its own doctest says so.
+    ("def halve(x):\n    \"\"\"\n    >>> halve(4)\n    2\n    \"\"\"\n    y = x // 2\n",
+     ["halve's doctest 'halve(4)' gives '', not '2'"]),
+    ("def halve(x):\n    \"\"\"\n    >>> halve(4)\n    2\n    \"\"\"\n    return x // 2\n", []),
+    # A doctest using a name the trimmed file leaves out, and what depends on it: no finding.
+    ("def halve(x):\n    \"\"\"\n    >>> log = []\n    >>> f = compose(log.append, halve)\n"
+     "    >>> f(4)\n    >>> log\n    [2]\n    \"\"\"\n    return x // 2\n", []),
+])
+def test_the_check_runs_the_doctests_of_the_whole_file(tmp_path, helper, found):
+    source = helper + "\n\ndef double(x):\n    \"\"\"Twice x.\"\"\"\n"
+    lines = source.splitlines()
+    _write(tmp_path, [{**GOOD, "source": source, "cursor": [len(lines) - 1, len(lines[-1])]}])
+    assert realcode.file_findings(realcode.read_records(tmp_path, strict=True)[0]) == found
 
 
 def test_the_real_code_test_split_replays_through_the_live_cascade():
