@@ -24,11 +24,12 @@ from cascode.engine.extract import assert_subject, assert_text_end, taken_lines
 from cascode.engine.methods import (
     AFTER_VERSION,
     GRAFT_VERSION,
+    MatrixRunner,
     run_candidates,
 )
 from cascode.engine.prompts import MAX_ASSERTS, solution_text, unit_test_text
 from cascode.engine.static_check import check_candidate
-from cascode.engine.types import Example, PassMatrix, Task, Verdict
+from cascode.engine.types import Example, Task, Verdict
 
 from .datasets import Dataset, Problem
 from .sampling import SampleCache, Samples
@@ -37,14 +38,10 @@ from .store import RecordStore, digest
 EXECUTION_FORMAT = 1
 
 
-class CalibrationSandbox(Protocol):
-    """The engine's Sandbox protocol plus whole programs (the hidden tests)."""
+class CalibrationSandbox(MatrixRunner, Protocol):
+    """What runs candidates (`run_candidates`) plus whole programs (the hidden tests)."""
 
     def close(self) -> None: ...
-
-    def run_matrix(
-        self, solutions: Sequence[str], tests: Sequence[str], *, context: str = ""
-    ) -> PassMatrix: ...
 
     def run_program(self, program: str) -> Verdict: ...
 

@@ -306,14 +306,17 @@ TRIMMED = ("NameError:", "ImportError:", "ModuleNotFoundError:")
 tainted = set()  # docstrings whose examples used a name trimmed away: the rest depend on it
 
 
+def trimmed(got):
+    return got.strip().splitlines()[-1:] != [] and got.strip().splitlines()[-1].startswith(TRIMMED)
+
+
 class Runner(doctest.DocTestRunner):
     def report_success(self, out, test, example, got):
-        if got.strip().splitlines()[-1:] and got.strip().splitlines()[-1].startswith(TRIMMED):
+        if trimmed(got):
             tainted.add(test.name)
 
     def report_failure(self, out, test, example, got):
-        if test.name in tainted or (got.strip().splitlines()[-1:]
-                                    and got.strip().splitlines()[-1].startswith(TRIMMED)):
+        if test.name in tainted or trimmed(got):
             tainted.add(test.name)
             return
         found.add(f"{test.name.split('.', 1)[1]}'s doctest {example.source.strip()!r} gives "
@@ -358,7 +361,7 @@ def file_findings(record: Record) -> list[str]:
                            capture_output=True, text=True, timeout=60)
     if probe.returncode:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        return [*found, f"the completed file does not run: {last}"]
+        return [*found, f"it does not run: {last}"]
     return [*found, *json.loads(probe.stdout)]
 
 
@@ -374,8 +377,7 @@ def check(records: Sequence[Record], sandbox: Any) -> list[Failure]:
     failures: list[Failure] = []
     for r in records:
         problem = to_problem(r)
-        failures.extend(Failure(r.id, what if what.startswith("the completed file")
-                                else f"the completed file is not whole: {what}")
+        failures.extend(Failure(r.id, f"the completed file is not whole: {what}")
                         for what in file_findings(r))
         if len(r.wrong) < 2:
             failures.append(Failure(r.id, f"{len(r.wrong)} wrong bodies (at least 2)"))
