@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from ..types import Backend, ContextBudget, Task
-from .scanner import Source, statements
+from .scanner import Source, chunk, statements
 
 # Prompt tokens for the file context by default (the server's `contextTokens`,
 # the CLI's --context-tokens).
@@ -50,7 +50,7 @@ def context_pieces(source: str, function: str, function_text: str
     outlines: list[str] = []
     full: dict[str, str] = {}
     for _, start, end in statements(src, None):
-        code = src.text(start, end).replace("\r\n", "\n").replace("\r", "\n").rstrip() + "\n"
+        code = chunk(src.text(start, end))
         try:
             tree = ast.parse(code)
         except (SyntaxError, ValueError):

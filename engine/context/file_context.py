@@ -10,16 +10,14 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from .scanner import Source, ensure_newline, statements
+from .scanner import Source, chunk, ensure_newline, statements
 
 _CONTEXT_LEAVES = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Pass)
 
 
 def file_context(src: Source, target: int) -> str:
     """The context of the function at logical line `target`."""
-    outer = target
-    while src.lls[outer].parent is not None:
-        outer = src.lls[outer].parent  # type: ignore[assignment]
+    outer = src.top_level(target)
     outer_start = src.lls[src.first_decorator(outer)].start
     pieces: list[tuple[str, str]] = []
     for i, start, end in statements(src, None):
@@ -37,7 +35,7 @@ def file_context(src: Source, target: int) -> str:
     out = ""
     previous = ""
     for kind, code in pieces:
-        code = code.replace("\r\n", "\n").replace("\r", "\n").rstrip() + "\n"
+        code = chunk(code)
         if out:
             out += "" if kind == previous == "import" else "\n\n"
         out += code
@@ -52,9 +50,7 @@ def file_context_after(src: Source, target: int) -> str:
     Never prompted: the sandbox runs them after each candidate, since by the time a
     doctest or a test calls the function, the whole module has run, and an answer may
     call a helper the file defines below it."""
-    outer = target
-    while src.lls[outer].parent is not None:
-        outer = src.lls[outer].parent  # type: ignore[assignment]
+    outer = src.top_level(target)
     out: list[str] = []
     below = False
     for i, start, end in statements(src, None):
@@ -64,7 +60,7 @@ def file_context_after(src: Source, target: int) -> str:
         code = src.text(start, end)
         tree = _parses(code)
         if tree is not None and _context_kind(tree) == "definition":
-            out.append(code.replace("\r\n", "\n").replace("\r", "\n").rstrip() + "\n")
+            out.append(chunk(code))
     return "\n\n".join(out)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..types import ContextBudget, Task
 from .file_context import file_context, file_context_after
-from .scanner import DEF, Line, Source, ensure_newline, statements, width
+from .scanner import DEF, Line, Source, ensure_newline, statements, unix_lines, width
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def _build(src: Source, i: int) -> FunctionContext:
     prompt = "".join(ensure_newline(p) for p in parts)
     return FunctionContext(
         name=m.group(2),
-        prompt=ensure_newline(prompt.replace("\r\n", "\n").replace("\r", "\n")),
+        prompt=ensure_newline(unix_lines(prompt)),
         context=file_context(src, i),
         indent=indent,
         start_line=start,
@@ -273,7 +273,7 @@ def _build(src: Source, i: int) -> FunctionContext:
         file_around=_file_around(src, i),
         context_after=file_context_after(src, i),
         method_of=method_of,
-        descriptors="".join(ensure_newline(x) for x in descriptors).replace("\r\n", "\n")
+        descriptors=unix_lines("".join(ensure_newline(x) for x in descriptors))
         if method_of else "",
     )
 
@@ -294,12 +294,9 @@ def _enclosing(src: Source, i: int) -> list[tuple[bool, str]]:
 def _file_around(src: Source, i: int) -> str:
     """The file without the top-level statement (with its decorators and its `else`/
     `except` clauses) that holds logical line `i`."""
-    outer = i
-    while src.lls[outer].parent is not None:
-        outer = src.lls[outer].parent  # type: ignore[assignment]
+    outer = src.top_level(i)
     start, end = next((a, b) for head, a, b in statements(src, None) if head == outer)
-    text = src.text(0, start) + src.text(end, len(src.lines))
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return unix_lines(src.text(0, start) + src.text(end, len(src.lines)))
 
 
 def _body_indent(src: Source, i: int, doc: int | None, body: list[int]) -> str:

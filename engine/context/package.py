@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..types import Task
 from .file_context import _CONTEXT_LEAVES
-from .scanner import Source, statements
+from .scanner import Source, statements, unix_lines
 from .source import SourceError, read_module
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def _own_imports(source: str) -> tuple[list[str], list[ast.Module]]:
             continue
         trees.append(tree)
         if any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in ast.walk(tree)):
-            chunks.append(code.replace("\r\n", "\n").replace("\r", "\n"))
+            chunks.append(unix_lines(code))
     return chunks, trees
 
 

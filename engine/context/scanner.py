@@ -58,6 +58,16 @@ def ensure_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def unix_lines(text: str) -> str:
+    """`text` with every line end (`\\r\\n`, `\\r`) written `\\n`."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def chunk(text: str) -> str:
+    """A chunk of a file as the context holds it: `\\n` line ends, one at its end."""
+    return unix_lines(text).rstrip() + "\n"
+
+
 def scan(lines: list[str], offset: int = 0) -> list[Line]:
     """Logical lines of `lines` (numbered from `offset`), tolerant of broken code.
 
@@ -187,6 +197,12 @@ class Source:
         ):
             j -= 1
         return j
+
+    def top_level(self, i: int) -> int:
+        """The top-level logical line whose block holds logical line `i`."""
+        while (parent := self.lls[i].parent) is not None:
+            i = parent
+        return i
 
     def is_def(self, i: int) -> bool:
         return DEF.match(self.lls[i].text) is not None

@@ -14,6 +14,7 @@ import tokenize
 from pathlib import Path
 
 from ..errors import ContextError
+from .scanner import unix_lines
 
 
 class SourceError(ContextError):
@@ -47,4 +48,4 @@ def decode_module(data: bytes, name: str) -> str:
         raise SourceError(name, f"byte {e.start} is not {e.encoding} text (a coding line, "
                           "PEP 263, names a file's other encoding)") from None
     # As io's universal newlines give it to Python, and as an editor sends it.
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return unix_lines(text.removeprefix("\ufeff"))
