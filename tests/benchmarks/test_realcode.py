@@ -221,6 +221,11 @@ def test_an_attribute_declared_for_subclasses_is_checked_on_those_in_the_file(
     # A doctest using a name the trimmed file leaves out, and what depends on it: no finding.
     ("def halve(x):\n    \"\"\"\n    >>> log = []\n    >>> f = compose(log.append, halve)\n"
      "    >>> f(4)\n    >>> log\n    [2]\n    \"\"\"\n    return x // 2\n", []),
+    # An example that expects the NameError it gets leaves the next ones in force.
+    ("def halve(x):\n    \"\"\"\n    >>> undefined_name\n    Traceback (most recent call last):\n"
+     "    NameError: name 'undefined_name' is not defined\n    >>> halve(4)\n    2\n"
+     "    \"\"\"\n    y = x // 2\n",
+     ["halve's doctest 'halve(4)' gives '', not '2'"]),
 ])
 def test_the_check_runs_the_doctests_of_the_whole_file(tmp_path, helper, found):
     source = helper + "\n\ndef double(x):\n    \"\"\"Twice x.\"\"\"\n"
