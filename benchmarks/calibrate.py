@@ -129,8 +129,11 @@ def fit_prompt_contexts(plan: Plan, dataset: Dataset, out: Path, *,
     def key(p: Problem) -> str:
         budget = p.task.context_budget
         assert budget is not None
-        return digest({"model": fingerprint, "shared": list(budget.shared),
-                       "helpers": list(budget.helpers), "tokens": budget.tokens})
+        fields: dict[str, object] = {"model": fingerprint, "shared": list(budget.shared),
+                                     "helpers": list(budget.helpers), "tokens": budget.tokens}
+        if budget.enclosing is not None:  # a top-level function's key is as it was
+            fields["enclosing"] = budget.enclosing
+        return digest(fields)
 
     missing = [p for p in todo if key(p) not in store]
     if missing:

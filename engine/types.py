@@ -85,6 +85,9 @@ class ContextBudget:
     shared: tuple[str, ...]  # imports, then outlines of the top-level definitions
     helpers: tuple[str, ...]  # full text of the helpers the function names
     tokens: int
+    # The index in `shared` of the outline of the definition that holds the function (a
+    # method's class), kept however the rest is cut; None at top level.
+    enclosing: int | None = None
 
 
 # ---------------------------------------------------------------------------

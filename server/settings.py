@@ -79,9 +79,9 @@ class Settings:
 
     context_tokens: int = attrs.field(default=DEFAULT_CONTEXT_TOKENS, metadata={"minimum": -1})
     """Prompt tokens for the file around the function: its imports and an outline of its
-    definitions (shared by every function of the file), then the helpers the function names.
-    The sandbox still runs the whole file context. 0: none; -1: the whole file context, no
-    budget."""
+    definitions (shared by every function of the file; a method's class is always kept),
+    then the helpers the function names. The sandbox still runs the whole file context. 0:
+    none; -1: the whole file context, no budget."""
 
     test_examples: bool = True
     """Use the `assert` lines of the project's test files that call the function (pytest

@@ -10,7 +10,12 @@ evaluates it once; a later function's shared part extends an earlier one's):
 1. shared, in file order: the imports, then each top-level definition as an
    outline (a function's decorators, signature and the first line of its
    docstring; a class's line, docstring line, short attributes and method
-   signatures; a short assignment as written), cut at a share of the budget;
+   signatures; a short assignment as written), cut at a share of the budget.
+   The outline of the definition that holds the function (a method's class) is
+   kept however the rest is cut: after the pieces that fit, on at least half of
+   that share (cut between its members when it is longer than the share), so a
+   method in a long module still sees its class's constructor, attributes and
+   methods. Where nothing is cut, it stands where it was, last;
 2. specific to this function: the full text of the top-level helpers its
    signature, docstring and written lines name (one level deep, in the order
    they are first named), while they fit in the rest of the budget.
@@ -45,10 +50,21 @@ def context_pieces(source: str, function: str, function_text: str
     """(shared pieces, helper pieces) of `source` (a function's file context) for the
     function named `function` whose own text (signature, docstring, written lines)
     is `function_text`."""
+    budget = context_budget(source, function, function_text, 0)
+    return budget.shared, budget.helpers
+
+
+def context_budget(source: str, function: str, function_text: str, tokens: int,
+                   owner: str = "") -> ContextBudget:
+    """The pieces of `source` for the prompt of `function` within `tokens`; `owner`
+    (dotted, "" at top level) names the definitions around it, and the outline of the
+    outermost one, which holds the function, is kept however the rest is cut."""
     src = Source(source)
     imports: list[str] = []
     outlines: list[str] = []
     full: dict[str, str] = {}
+    holder = owner.split(".")[0]
+    enclosing = None
     for _, start, end in statements(src, None):
         code = chunk(src.text(start, end))
         try:
@@ -66,32 +82,52 @@ def context_pieces(source: str, function: str, function_text: str
             outlines.append(outline)
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             full.setdefault(stmt.name, code)
+            if holder and stmt.name == holder and outline:
+                enclosing = len(outlines) - 1
     shared = (("".join(imports),) if imports else ()) + tuple(outlines)
     named: list[str] = []
     for m in _NAME.finditer(function_text):
         name = m.group()
         if name in full and name != function and name not in named:
             named.append(name)
-    return shared, tuple(full[n] for n in named)
+    if enclosing is not None:
+        enclosing += bool(imports)
+    return ContextBudget(shared, tuple(full[n] for n in named), tokens, enclosing)
 
 
 def fit_context(budget: ContextBudget, count: Callable[[str], int]) -> str:
-    """The prompt's file context: shared pieces up to their share, then helpers."""
+    """The prompt's file context: shared pieces up to their share, then helpers. The
+    outline of the definition that holds the function (`budget.enclosing`) is kept,
+    right after the shared pieces that fit, on up to the whole share (its members cut
+    where it is longer), and at least half of it reserved however long the others."""
     if budget.tokens <= 0:
         return ""
     shared_cap = int(budget.tokens * SHARED_SHARE)
+    holder = None if budget.enclosing is None else budget.shared[budget.enclosing]
+    room = shared_cap - (min(count(holder), shared_cap // 2) if holder else 0)
     used = 0
     kept: list[str] = []
     dropped = 0
-    for i, piece in enumerate(budget.shared):
+    others = [p for i, p in enumerate(budget.shared) if i != budget.enclosing]
+    for i, piece in enumerate(others):
         n = count(piece)
-        if used + n > shared_cap:
-            dropped = len(budget.shared) - i
+        if used + n > room:
+            dropped = len(others) - i
             break
         kept.append(piece)
         used += n
+    if dropped and holder:
+        while kept and used + count(_not_shown(dropped)) > room:  # room for the line too
+            used -= count(kept.pop())
+            dropped += 1
     if dropped:
-        kept.append(f"# ... {dropped} more definition{'s' if dropped > 1 else ''} not shown\n")
+        kept.append(_not_shown(dropped))
+        used += count(kept[-1])
+    if holder:
+        if used + count(holder) > shared_cap:
+            holder = _cut_outline(holder, shared_cap - used, count)
+        kept.append(holder)
+        used += count(holder)
     helpers: list[str] = []
     for piece in budget.helpers:
         n = count(piece)
@@ -99,6 +135,31 @@ def fit_context(budget: ContextBudget, count: Callable[[str], int]) -> str:
             helpers.append(piece)
             used += n
     return _join(kept) + ("\n" + _join(helpers) if helpers and kept else _join(helpers))
+
+
+def _not_shown(dropped: int) -> str:
+    return f"# ... {dropped} more definition{'s' if dropped > 1 else ''} not shown\n"
+
+
+def _cut_outline(outline: str, tokens: int, count: Callable[[str], int]) -> str:
+    """A class outline within `tokens`: its line and docstring line, then its members
+    (a member: a line indented once, with the lines under it) while they fit."""
+    lines = outline.rstrip("\n").split("\n")
+    members: list[list[str]] = [[]]
+    for line in lines:
+        top = line.startswith("    ") and not line.startswith("     ")
+        if top and not line.startswith('    """') and not (
+                members[-1] and members[-1][-1].startswith("    @")):
+            members.append([])
+        members[-1].append(line)
+    head, rest = members[0], members[1:]
+    shown = list(head)
+    for i, member in enumerate(rest):
+        more = f"    # ... {len(rest) - i} more member{'s' if len(rest) - i > 1 else ''} not shown"
+        if count("\n".join(shown + member + [more]) + "\n") > tokens:
+            return "\n".join(shown + [more]) + "\n"
+        shown += member
+    return "\n".join(shown) + "\n"
 
 
 def _join(pieces: Sequence[str]) -> str:

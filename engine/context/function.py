@@ -8,7 +8,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 
-from ..types import ContextBudget, Task
+from ..types import Task
 from .file_context import file_context, file_context_after
 from .scanner import DEF, Line, Source, ensure_newline, statements, unix_lines, width
 
@@ -73,11 +73,10 @@ class FunctionContext:
                     descriptors=self.descriptors)
         if context_tokens is None or not self.source:
             return task
-        from .budget import context_pieces
+        from .budget import context_budget
 
-        shared, helpers = context_pieces(self.context, self.name, self.prompt)
-        return dataclasses.replace(
-            task, context_budget=ContextBudget(shared, helpers, context_tokens))
+        return dataclasses.replace(task, context_budget=context_budget(
+            self.context, self.name, self.prompt, context_tokens, self.owner))
 
 
 _CLASS = re.compile(r"class\s+(\w+)")

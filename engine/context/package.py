@@ -151,11 +151,15 @@ def _package_task(task: Task, path: Path, source: str) -> Task:
     if budget is not None:
         lines = "".join(c if c.endswith("\n") else c + "\n" for c in plain)
         first = budget.shared[0] if budget.shared else ""
+        enclosing = budget.enclosing
         if first.startswith(("import ", "from ")):
             shared = (first + lines, *budget.shared[1:])
+        elif lines:
+            shared = (lines, *budget.shared)
+            enclosing = None if enclosing is None else enclosing + 1
         else:
-            shared = (lines, *budget.shared) if lines else budget.shared
-        budget = dataclasses.replace(budget, shared=shared)
+            shared = budget.shared
+        budget = dataclasses.replace(budget, shared=shared, enclosing=enclosing)
     elif shown is None:
         shown = _with_hook(task.context, "", plain) or task.context
     return dataclasses.replace(task, context=context, prompt_context=shown,

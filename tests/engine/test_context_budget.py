@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from pathlib import Path
@@ -187,3 +188,85 @@ def test_a_real_module_of_this_project_fits(tmp_path: Path) -> None:
     last = _fc(big, "gguf_chat_template")
     view = fit_context(last.task(1024).context_budget, _chars)
     assert _chars(view) <= 1024 + 12 < _chars(last.context)
+
+
+STORE = '''"""A store."""
+
+import json
+
+LIMIT = 3
+
+
+class Store:
+    """Items by name, read from a JSON file."""
+
+    kind = "store"
+
+    def __init__(self, path):
+        self._path = path
+        self._items = {}
+
+    def load(self):
+        """Read the items from the file."""
+        with open(self._path) as f:
+            self._items = json.load(f)
+
+    def names(self):
+        """The names, sorted."""
+        return sorted(self._items)
+
+    def add(self, name, count):
+        """Add `count` of `name`."""
+'''
+
+
+def _method(source: str, name: str):  # type: ignore[no-untyped-def]
+    line = next(i for i, t in enumerate(source.splitlines()) if t.startswith(f"    def {name}("))
+    fc = function_at(source, line + 1, 8)
+    assert fc is not None and fc.name == name and fc.method_of
+    return fc
+
+
+def test_a_method_keeps_its_class_when_the_rest_of_the_file_is_cut() -> None:
+    before = "".join(f'def f{i}(a, b, c):\n    """Helper number {i}."""\n    return a\n\n\n'
+                     for i in range(200))
+    fc = _method(STORE.replace("class Store:", before + "class Store:"), "add")
+    budget = fc.task(300).context_budget
+    assert budget is not None and budget.enclosing is not None
+    assert budget.shared[budget.enclosing].startswith("class Store:")
+    out = fit_context(budget, _chars)
+    assert _chars(out) <= 300 + 12
+    assert out.startswith("import json\n")
+    # The file's outline is cut in file order; the class holding the method stays, last.
+    assert out.index("more definitions not shown") < out.index("class Store:")
+    assert out.rstrip().endswith('def names(self):\n        """The names, sorted."""')
+    assert "def f0(a, b, c)" in out and "def f199(" not in out
+    # Without the class kept (as a top-level function's prompt is cut), it is lost.
+    plain = fit_context(dataclasses.replace(budget, enclosing=None), _chars)
+    assert "class Store" not in plain
+
+
+def test_where_nothing_is_cut_the_class_stays_where_it_was() -> None:
+    budget = _method(STORE, "add").task(1024).context_budget
+    assert budget is not None and budget.enclosing is not None
+    kept = fit_context(budget, _chars)
+    assert kept == fit_context(dataclasses.replace(budget, enclosing=None), _chars)
+    assert kept.startswith("import json\n") and "class Store:" in kept
+
+
+def test_a_class_outline_longer_than_the_share_is_cut_between_members() -> None:
+    methods = "".join(f"    @property\n    def m{i}(self):\n        \"\"\"Item {i}.\"\"\"\n"
+                      f"        return {i}\n\n" for i in range(2000))
+    source = ("import os\n\n\nclass Big:\n    \"\"\"Many members.\"\"\"\n\n" + methods
+              + "    def target(self):\n        \"\"\"Return 1.\"\"\"\n")
+    fc = _method(source, "target")
+    out = fit_context(fc.task(1024).context_budget, _chars)
+    assert _chars(out) <= 1024
+    assert out.startswith("import os\n\nclass Big:\n    \"\"\"Many members.\"\"\"\n    @property\n")
+    assert re.search(r"    # \.\.\. \d+ more members not shown\n$", out)
+    ast.parse(out)  # whole members only: the outline still parses
+
+
+def test_a_top_level_function_has_no_holder() -> None:
+    budget = _fc(MODULE, "load_items").task(1024).context_budget
+    assert budget is not None and budget.enclosing is None
