@@ -302,13 +302,13 @@ for c in tree.body:
                               "never sets or defines")
 
 
-
 TRIMMED = ("NameError:", "ImportError:", "ModuleNotFoundError:")
 tainted = set()  # docstrings whose examples used a name trimmed away: the rest depend on it
 
 
 def trimmed(got):
-    return got.strip().splitlines()[-1:] != [] and got.strip().splitlines()[-1].startswith(TRIMMED)
+    lines = got.strip().splitlines()
+    return bool(lines) and lines[-1].startswith(TRIMMED)
 
 
 class Runner(doctest.DocTestRunner):

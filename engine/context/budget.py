@@ -104,7 +104,8 @@ def fit_context(budget: ContextBudget, count: Callable[[str], int]) -> str:
         return ""
     shared_cap = int(budget.tokens * SHARED_SHARE)
     holder = None if budget.enclosing is None else budget.shared[budget.enclosing]
-    room = shared_cap - (min(count(holder), shared_cap // 2) if holder else 0)
+    holder_tokens = count(holder) if holder else 0
+    room = shared_cap - min(holder_tokens, shared_cap // 2)
     used = 0
     kept: list[str] = []
     dropped = 0
@@ -124,10 +125,11 @@ def fit_context(budget: ContextBudget, count: Callable[[str], int]) -> str:
         kept.append(_not_shown(dropped))
         used += count(kept[-1])
     if holder:
-        if used + count(holder) > shared_cap:
+        if used + holder_tokens > shared_cap:
             holder = _cut_outline(holder, shared_cap - used, count)
+            holder_tokens = count(holder)
         kept.append(holder)
-        used += count(holder)
+        used += holder_tokens
     helpers: list[str] = []
     for piece in budget.helpers:
         n = count(piece)
